@@ -1,0 +1,97 @@
+"""Metrics of musictok: plain functions on tensors, shared by the benchmark, the trainers and the CLI.
+
+- ``reconstruction``: Mel / STFT distances, waveform L1, SI-SDR, SDR.
+- ``predictability``: BPT, cnBPT, enBPT, cnBPS and Acc@k from an LM's per-token losses.
+- ``codebook``: utilization, normalized entropy and perplexity of codebooks.
+- ``dependence``: mutual information between codebooks and neighbours, MMD joint vs. product.
+"""
+
+from musictok.metrics.codebook import (
+    CodebookHealth,
+    CodebookUsage,
+    code_counts,
+    codebook_health,
+    codebook_usage,
+    entropy_bits_from_counts,
+)
+from musictok.metrics.dependence import (
+    DependenceResult,
+    InterCodebookMI,
+    conditional_entropy_left,
+    dependence_metrics,
+    inter_codebook_mi,
+    mmd_joint_vs_product,
+    mutual_information,
+    neighbour_mi,
+    normalized_mutual_information,
+)
+from musictok.metrics.predictability import (
+    PredictabilityResult,
+    StreamPredictability,
+    StreamPrediction,
+    bits_per_token,
+    cnbps,
+    cnbpt,
+    enbpt,
+    mean_log2_codebook_size,
+    nll_from_logits,
+    predictability_metrics,
+    stream_entropy_bits,
+    topk_accuracy,
+    unigram_entropy_bits,
+)
+from musictok.metrics.reconstruction import (
+    ReconstructionResult,
+    log_mel_magnitude,
+    mel_distance,
+    mel_filterbank,
+    reconstruction_metrics,
+    sdr,
+    si_sdr,
+    stft_distance,
+    waveform_l1,
+)
+
+__all__ = [
+    # reconstruction
+    "mel_distance",
+    "stft_distance",
+    "waveform_l1",
+    "si_sdr",
+    "sdr",
+    "mel_filterbank",
+    "log_mel_magnitude",
+    "ReconstructionResult",
+    "reconstruction_metrics",
+    # predictability
+    "nll_from_logits",
+    "bits_per_token",
+    "mean_log2_codebook_size",
+    "cnbpt",
+    "unigram_entropy_bits",
+    "stream_entropy_bits",
+    "enbpt",
+    "cnbps",
+    "topk_accuracy",
+    "StreamPrediction",
+    "StreamPredictability",
+    "PredictabilityResult",
+    "predictability_metrics",
+    # codebook
+    "code_counts",
+    "entropy_bits_from_counts",
+    "CodebookUsage",
+    "CodebookHealth",
+    "codebook_usage",
+    "codebook_health",
+    # dependence
+    "mutual_information",
+    "normalized_mutual_information",
+    "InterCodebookMI",
+    "inter_codebook_mi",
+    "neighbour_mi",
+    "conditional_entropy_left",
+    "mmd_joint_vs_product",
+    "DependenceResult",
+    "dependence_metrics",
+]

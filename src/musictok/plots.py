@@ -1,0 +1,64 @@
+"""Figures people would rather look at than read: spectrograms of a mix and its stems."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure_backend():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless machines and CI have no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def mel_power(wav: np.ndarray, sample_rate: int, n_mels: int = 128, hop: int = 256) -> np.ndarray:
+    """Mel power spectrogram (for display only), ``(n_mels, frames)``."""
+    import librosa
+
+    return librosa.feature.melspectrogram(y=wav, sr=sample_rate, n_fft=1024, hop_length=hop, n_mels=n_mels)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a figure atomically (temp file, then rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def plot_stems(mix: np.ndarray, stems: list[np.ndarray], names: list[str], sample_rate: int,
+               path: str | Path, title: str = "") -> Path:
+    """One row per signal (mix first), Mel spectrograms on a shared time axis and colour scale."""
+    plt = _figure_backend()
+    rows = [("mix", mix)] + list(zip(names, stems))
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.7 * len(rows)), sharex=True, squeeze=False)
+    hop = 256
+    mels = [mel_power(wav, sample_rate, hop=hop) for _, wav in rows]
+    ref = max(float(m.max()) for m in mels) or 1.0  # one colour scale for all rows: 0 dB = loudest bin
+    for ax, (name, _), mel in zip(axes[:, 0], rows, mels):
+        db = 10 * np.log10(np.maximum(mel, 1e-10) / ref)
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
+                  extent=(0, db.shape[1] * hop / sample_rate, 0, db.shape[0]))
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        axes[0, 0].set_title(title)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,168 @@
+"""Residual vector quantization (SoundStream / EnCodec / DAC) with quantizer dropout.
+
+Level ``i`` quantizes what the levels before it left over: ``r_1 = x``, ``q_i = VQ_i(r_i)``,
+``r_{i+1} = r_i - q_i``, output ``sum_i q_i``. Codes are ``(..., L)``, coarse to fine; any prefix of
+the levels decodes to a coarser approximation, which is what quantizer dropout trains for: with
+probability ``quantizer_dropout`` a batch item uses only its first ``n ~ U{1..L}`` levels (DAC's
+per-item variant of SoundStream's "quantizer dropout"), so one model serves every bitrate.
+
+The residual is *not* detached between levels (as in DAC): with straight-through levels,
+``d(sum q_i)/dx`` is the identity, and the deeper levels' projections still receive gradient.
+Every level's quantized stream is returned in ``QuantizedResult.levels`` for losses that look at
+levels separately (e.g. the MMD independence loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from musictok.quantize.base import QuantizedResult, Quantizer, is_distributed
+from musictok.quantize.vq import VectorQuantizer, VQConfig
+
+__all__ = ["RVQConfig", "ResidualVQ"]
+
+
+@dataclass
+class RVQConfig:
+    """Options of :class:`ResidualVQ`. ``quantizer`` is shared by all levels; level ``i`` gets
+    ``seed = quantizer.seed + i`` so the levels start differently. A dict is accepted (from JSON)."""
+
+    quantizer: VQConfig
+    num_quantizers: int = 8  # L
+    quantizer_dropout: float = 0.0  # probability that a batch item trains on a random prefix of levels
+    seed: int = 0  # dropout draws
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quantizer, dict):
+            self.quantizer = VQConfig(**self.quantizer)
+        if self.num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be >= 1, got {self.num_quantizers}")
+        if not 0.0 <= self.quantizer_dropout <= 1.0:
+            raise ValueError(f"quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RVQConfig:
+        return cls(**data)
+
+
+class ResidualVQ(Quantizer):
+    """``L`` :class:`VectorQuantizer` levels on successive residuals of ``(..., D)`` vectors."""
+
+    step: Tensor
+
+    def __init__(self, config: RVQConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.dim = config.quantizer.dim
+        self.codebook_size = config.quantizer.codebook_size
+        self.num_quantizers = config.num_quantizers
+        self.layers = nn.ModuleList(
+            VectorQuantizer(replace(config.quantizer, seed=config.quantizer.seed + i))
+            for i in range(config.num_quantizers)
+        )
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: Tensor, n_quantizers: int | None = None) -> QuantizedResult:
+        """Quantize ``x (..., D)`` with ``n_quantizers`` levels (default: all).
+
+        Without ``n_quantizers``, in training mode with ``quantizer_dropout > 0``, each item along the
+        first axis keeps a random prefix of levels; its dropped levels add nothing to ``z_q``, are zero
+        in ``levels``, and are left out of losses and codebook updates (their codes are still
+        computed). Returns ``z_q (..., D)``, ``codes (..., n)``, ``levels (..., n, D)``, losses
+        summed over levels, stats ``perplexity`` / ``utilization`` per level ``(n,)`` and
+        ``active_levels`` (mean number of levels used per item).
+        """
+        if x.dim() < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"expected channels-last input (..., {self.dim}), got shape {tuple(x.shape)}")
+        n_levels = self._check_levels(n_quantizers)
+        keep = self._dropout_levels(x) if n_quantizers is None else None  # (B,) levels per item or None
+
+        residual = x
+        levels, codes = [], []
+        losses: dict[str, Tensor] = {}
+        perplexity, utilization = [], []
+        for i, layer in enumerate(self.layers[:n_levels]):
+            mask = None
+            if keep is not None:
+                mask = (keep > i).view(-1, *([1] * (x.dim() - 2))).expand(x.shape[:-1])
+            result = layer(residual, mask=mask)
+            q = result.z_q if mask is None else result.z_q * mask.unsqueeze(-1).to(result.z_q.dtype)
+            residual = residual - q
+            levels.append(q)
+            codes.append(result.codes)
+            for name, value in result.losses.items():
+                losses[name] = losses[name] + value if name in losses else value
+            perplexity.append(result.stats["perplexity"])
+            utilization.append(result.stats["utilization"])
+
+        stacked = torch.stack(levels, dim=-2)  # (..., n, D)
+        active = keep.float().mean() if keep is not None else torch.tensor(float(n_levels))
+        stats = {
+            "perplexity": torch.stack(perplexity),
+            "utilization": torch.stack(utilization),
+            "active_levels": active.to(x.device),
+        }
+        return QuantizedResult(
+            z_q=stacked.sum(dim=-2),
+            codes=torch.stack(codes, dim=-1),
+            losses=losses,
+            stats=stats,
+            levels=stacked,
+        )
+
+    def encode(self, x: Tensor, n_quantizers: int | None = None) -> Tensor:
+        """``(..., D)`` -> codes ``(..., n)`` long, coarse to fine. Pure: no codebook change."""
+        if x.dim() < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"expected channels-last input (..., {self.dim}), got shape {tuple(x.shape)}")
+        n_levels = self._check_levels(n_quantizers)
+        codes = []
+        with torch.no_grad():
+            residual = x
+            for layer in self.layers[:n_levels]:
+                level_codes = layer.encode(residual)
+                residual = residual - layer.decode(level_codes)
+                codes.append(level_codes)
+        return torch.stack(codes, dim=-1)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes ``(..., L')`` with ``1 <= L' <= L`` -> ``(..., D)``: the sum of the first ``L'`` levels."""
+        if codes.dim() < 1 or not 1 <= codes.shape[-1] <= self.num_quantizers:
+            raise ValueError(
+                f"expected codes (..., L') with 1 <= L' <= {self.num_quantizers}, "
+                f"got shape {tuple(codes.shape)}"
+            )
+        out = self.layers[0].decode(codes[..., 0])
+        for i in range(1, codes.shape[-1]):
+            out = out + self.layers[i].decode(codes[..., i])
+        return out
+
+    @property
+    def codebooks(self) -> Tensor:
+        """All levels' code-space codewords, ``(L, K, d)``."""
+        return torch.stack([layer.codebook for layer in self.layers])
+
+    def _check_levels(self, n_quantizers: int | None) -> int:
+        if n_quantizers is None:
+            return self.num_quantizers
+        if not 1 <= n_quantizers <= self.num_quantizers:
+            raise ValueError(f"n_quantizers must be in [1, {self.num_quantizers}], got {n_quantizers}")
+        return n_quantizers
+
+    def _dropout_levels(self, x: Tensor) -> Tensor | None:
+        """Levels kept per item ``(B,)`` long on ``x``'s device, or None when every level is used."""
+        if not self.training or self.config.quantizer_dropout == 0.0 or x.dim() < 2:
+            return None
+        self.step.add_(1)
+        rank = dist.get_rank() if is_distributed() else 0
+        salt = (self.config.seed * 1_000_003 + int(self.step)) * 1009 + rank  # distinct per step and rank
+        generator = torch.Generator().manual_seed(salt)
+        batch = x.shape[0]
+        dropped = torch.rand(batch, generator=generator) < self.config.quantizer_dropout
+        prefix = torch.randint(1, self.num_quantizers + 1, (batch,), generator=generator)
+        keep = torch.where(dropped, prefix, torch.full_like(prefix, self.num_quantizers))
+        return keep.to(x.device)
