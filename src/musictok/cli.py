@@ -21,6 +21,11 @@ app = typer.Typer(help="musictok: discrete music tokenization and token language
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Render and inspect the multi-stem training corpus.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+eval_app = typer.Typer(help="Judge a tokenizer: reconstruction, codebook health, dependence, stability.",
+                       no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+train_app = typer.Typer(help="Train tokenizers and vocoders (checkpoints, exact --resume, DDP).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
@@ -179,6 +184,248 @@ def demo_cmd(
     from .demo import run_demo
 
     run_demo(out=out, data=data, pieces=pieces, console=console)
+
+
+@app.command("encode")
+def encode_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Audio files or folders (folders are mirrored)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for .mtok files."),
+    tokenizer: str = typer.Option("bandtok-small", help="A bundled tokenizer name or a saved tokenizer folder."),
+    overwrite: bool = typer.Option(False, help="Re-encode files whose .mtok already exists."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 …"),
+) -> None:
+    """Turn audio into token files (.mtok), one per input file."""
+    from .audio import AUDIO_EXTENSIONS
+    from .convert import MTOK, encode_files, plan
+    from .tokenizers.base import Tokenizer, TokenizerError
+
+    try:
+        pairs = plan(inputs, out, AUDIO_EXTENSIONS, MTOK)
+        model = Tokenizer.from_pretrained(tokenizer, map_location=device)
+    except (FileNotFoundError, ValueError, TokenizerError) as e:
+        raise UserError(str(e)) from None
+    report = _run_files("encoding", pairs, lambda cb: encode_files(pairs, model, overwrite=overwrite, on_file=cb))
+    console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed; "
+                  f"{report.audio_seconds:.1f} s of audio at {report.realtime_factor:.0f}× real time "
+                  f"({model.layout.tokens_per_second:g} tokens/s, {model.layout.bitrate / 1000:.3g} kbps)")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("decode")
+def decode_cmd(
+    inputs: list[Path] = typer.Argument(..., help=".mtok files or folders of them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for audio (WAV)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer to decode with (default: the one named in each file)."),
+    overwrite: bool = typer.Option(False, help="Re-decode files whose output already exists."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 …"),
+) -> None:
+    """Turn token files back into audio with the tokenizer that made them."""
+    from .convert import MTOK, decode_files, plan
+    from .tokenizers.base import Tokenizer, TokenizerError
+
+    cache: dict[str, Tokenizer] = {}
+
+    def load_for(tokens) -> Tokenizer:
+        source = tokenizer or tokens.extra.get("tokenizer_source")
+        if not source:
+            raise TokenizerError(f"the file does not say which tokenizer made it ({tokens.fingerprint.short()}); "
+                                 "pass --tokenizer")
+        if source not in cache:
+            cache[source] = Tokenizer.from_pretrained(source, map_location=device)
+        return cache[source]
+
+    try:
+        pairs = plan(inputs, out, (MTOK,), ".wav")
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    report = _run_files("decoding", pairs, lambda cb: decode_files(pairs, load_for, overwrite=overwrite, on_file=cb))
+    console.print(f"{len(report.written)} decoded, {len(report.skipped)} already there, {len(report.failed)} failed; "
+                  f"{report.audio_seconds:.1f} s of audio at {report.realtime_factor:.0f}× real time")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _run_files(label: str, pairs: list, work):
+    with _progress() as progress:
+        task = progress.add_task(label, total=len(pairs), status="")
+
+        def on_file(src: Path, status: str) -> None:
+            progress.update(task, advance=1, status=src.name)
+
+        report = work(on_file)
+    for src, why in report.failed:
+        err_console.print(f"[red]error:[/] {src}: {why}")
+    return report
+
+
+def _eval_setup(tokenizer: str, audio: Optional[Path], corpus: Optional[Path], split: str, seconds: float,
+                max_clips: Optional[int], device: str):
+    from .evaluate import load_clips
+    from .tokenizers.base import Tokenizer, TokenizerError
+
+    try:
+        model = Tokenizer.from_pretrained(tokenizer, map_location=device)
+        clips = load_clips(model.sample_rate, audio_dir=audio, corpus=corpus, split=split, seconds=seconds,
+                           max_clips=max_clips)
+    except (TokenizerError, ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    return model, clips
+
+
+def _write_json(path: Optional[Path], result: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
+    console.print(f"wrote {path}")
+
+
+def _with_progress(label: str, total: int, work):
+    with _progress() as progress:
+        task = progress.add_task(label, total=total, status="")
+        return work(lambda: progress.update(task, advance=1))
+
+
+@eval_app.command("recon")
+def eval_recon(
+    tokenizer: str = typer.Option("bandtok-small", help="Bundled name or saved tokenizer folder."),
+    audio: Optional[Path] = typer.Option(None, help="A folder of audio files (any format libsndfile reads)."),
+    corpus: Optional[Path] = typer.Option(None, help="A rendered corpus folder (musictok data build)."),
+    split: str = typer.Option("test", help="Corpus split: train, valid or test."),
+    seconds: float = typer.Option(10.0, help="Clip length."),
+    max_clips: Optional[int] = typer.Option(None, help="At most this many clips."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Reconstruction quality: Mel / STFT distance, waveform L1, SI-SDR, SDR (+ speed)."""
+    from .evaluate import evaluate_reconstruction, fmt
+
+    model, clips = _eval_setup(tokenizer, audio, corpus, split, seconds, max_clips, device)
+    result = _with_progress("reconstructing", len(clips.audio),
+                            lambda tick: evaluate_reconstruction(model, clips, on_clip=tick))
+    table = Table(title=f"{model.fingerprint().short()} on {clips.source.get('audio') or clips.source['corpus']} "
+                        f"({len(clips.audio)} × {seconds:g} s)")
+    for col in ("path", "Mel dist ↓", "STFT dist ↓", "wave L1 ↓", "SI-SDR dB ↑", "SDR dB ↑"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    for name, r in result["reconstruction"].items():
+        table.add_row(name, fmt(r["mel_distance"]), fmt(r["stft_distance"]), fmt(r["waveform_l1"], 4),
+                      fmt(r["si_sdr"], 2), fmt(r["sdr"], 2))
+    console.print(table)
+    sp, lay = result["speed"], result["layout"]
+    console.print(f"{lay['tokens_per_second']:g} tokens/s, {lay['kbps']:.3g} kbps; encode "
+                  f"{sp['encode_realtime_factor']:.0f}× and decode {sp['decode_realtime_factor']:.0f}× real time")
+    _write_json(json_out, result)
+
+
+@eval_app.command("tokens")
+def eval_tokens(
+    tokenizer: str = typer.Option("bandtok-small", help="Bundled name or saved tokenizer folder."),
+    audio: Optional[Path] = typer.Option(None, help="A folder of audio files."),
+    corpus: Optional[Path] = typer.Option(None, help="A rendered corpus folder."),
+    split: str = typer.Option("test", help="Corpus split: train, valid or test."),
+    seconds: float = typer.Option(10.0, help="Clip length."),
+    max_clips: Optional[int] = typer.Option(None, help="At most this many clips."),
+    stability: bool = typer.Option(True, help="Also measure token stability (noise, gain, shift)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Token statistics: codebook health, mutual information, MMD dependence, stability."""
+    from .evaluate import evaluate_tokens, fmt
+
+    model, clips = _eval_setup(tokenizer, audio, corpus, split, seconds, max_clips, device)
+    result = _with_progress("encoding", len(clips.audio),
+                            lambda tick: evaluate_tokens(model, clips, stability=stability, on_clip=tick))
+    table = Table(title=f"{model.fingerprint().short()}: token statistics ({len(clips.audio)} clips)")
+    table.add_column("stream")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, st in result["streams"].items():
+        cb, dep = st["codebook"], st["dependence"]
+        pooled = cb["pooled"] or {"utilization": cb["mean_utilization"], "perplexity": None,
+                                  "normalized_entropy": cb["mean_normalized_entropy"]}
+        rows = [("codebook utilization", pooled["utilization"]),
+                ("codebook normalized entropy", pooled["normalized_entropy"]),
+                ("codebook perplexity", pooled["perplexity"]),
+                ("entropy per token, bits", dep["entropy"]),
+                ("mutual information between slots, bits", dep["mutual_information"]),
+                ("normalized mutual information between slots", dep["normalized_mutual_information"]),
+                ("neighbour MI in time, bits", dep["neighbour_mutual_information_time"]),
+                ("neighbour MI across slots, bits", dep["neighbour_mutual_information_slot"]),
+                ("conditional entropy given left neighbour, bits", dep["conditional_entropy_left"]),
+                ("MMD joint vs product of marginals", dep["mmd_joint_vs_product"])]
+        for metric, value in rows:
+            table.add_row(name, metric, fmt(value, 4) if isinstance(value, float) else str(value))
+    for k, v in result.get("stability", {}).items():
+        table.add_row("all", f"unchanged tokens: {k.replace('_', ' ')}", fmt(v, 4))
+    console.print(table)
+    _write_json(json_out, result)
+
+
+def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Optional[int],
+           max_minutes: Optional[float], vocoder: Optional[Path] = None) -> None:
+    from .train.config import load_run_config
+    from .train.loop import Trainer
+
+    overrides: dict = {}
+    if out is not None:
+        overrides["train.out_dir"] = str(out)
+    if steps is not None:
+        overrides["train.steps"] = steps
+    if max_minutes is not None:
+        overrides["train.max_minutes"] = max_minutes
+    try:
+        run = load_run_config(config, overrides)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if run.kind not in kind.split("|"):
+        raise UserError(f"{config}: is a {run.kind} config; use `musictok train {'vocoder' if run.kind == 'vocoder' else 'tokenizer'}`")
+    corpus = Path(run.data.corpus)
+    if not (corpus / "metadata.jsonl").is_file():
+        raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
+    if run.kind == "vocoder":
+        from .train.vocoder import VocoderTask
+
+        task = VocoderTask(run)
+    else:
+        from .train.tokenizer import BandTokTask
+
+        task = BandTokTask(run, vocoder_dir=str(vocoder) if vocoder else None)
+    meta = {"command": "musictok " + " ".join(sys.argv[1:]), "run_config": run.to_dict()}
+    try:
+        summary = Trainer(task, run.train, console=console, extra_meta=meta).run(resume=resume)
+    except (FileExistsError, RuntimeError) as e:
+        raise UserError(str(e)) from None
+    state = "stopped early (resume with --resume)" if summary.stopped_early else "finished"
+    console.print(f"{state} at step {summary.end_step}/{run.train.steps} in {summary.wall_seconds / 60:.1f} min "
+                  f"({summary.seconds_per_step:.2f} s/step); export: {Path(summary.out_dir) / 'export'}")
+
+
+@train_app.command("tokenizer")
+def train_tokenizer(
+    config: Path = typer.Option(..., help="Run config YAML (kind: bandtok), e.g. configs/bandtok-small.yaml."),
+    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    steps: Optional[int] = typer.Option(None, help="Override train.steps."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    vocoder: Optional[Path] = typer.Option(None, help="A trained vocoder folder to bundle into the export."),
+) -> None:
+    """Train a tokenizer on the rendered corpus."""
+    _train("bandtok", config, resume, out, steps, max_minutes, vocoder)
+
+
+@train_app.command("vocoder")
+def train_vocoder(
+    config: Path = typer.Option(..., help="Run config YAML (kind: vocoder), e.g. configs/vocoder-small.yaml."),
+    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    steps: Optional[int] = typer.Option(None, help="Override train.steps."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+) -> None:
+    """Train the Mel → waveform vocoder on the rendered corpus."""
+    _train("vocoder", config, resume, out, steps, max_minutes)
 
 
 def main() -> None:

@@ -22,9 +22,10 @@ import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from .. import spectral
 
 __all__ = [
     "MEL_WINDOWS",
@@ -110,12 +111,8 @@ def _out(values: Tensor, squeeze: bool) -> Tensor:
 
 # --------------------------------------------------------------------------- spectra
 @functools.lru_cache(maxsize=64)
-def _mel_filterbank_np(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    import librosa  # imported lazily: only the Mel distance needs it
-
-    fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2.0)
-    fb.setflags(write=False)  # the cached array is shared between callers
-    return fb
+def _cached_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
+    return spectral.mel_filterbank(sample_rate, n_fft, n_mels)  # librosa's Slaney filters, 0 Hz to Nyquist
 
 
 def mel_filterbank(
@@ -128,11 +125,10 @@ def mel_filterbank(
 ) -> Tensor:
     """``(n_mels, n_fft // 2 + 1)`` Slaney-style Mel filterbank (librosa's default), 0 Hz to Nyquist.
 
-    Built once per ``(sample_rate, n_fft, n_mels)`` and cached as NumPy; only the
-    device copy is made per call.
+    Built once per ``(sample_rate, n_fft, n_mels)``; only the device copy is made per call.
     """
-    fb = _mel_filterbank_np(int(sample_rate), int(n_fft), int(n_mels))
-    return torch.as_tensor(np.array(fb), dtype=dtype, device=device)
+    fb = _cached_filterbank(int(sample_rate), int(n_fft), int(n_mels))
+    return fb.to(device=device, dtype=dtype)
 
 
 def _stft_magnitude(x: Tensor, window: int) -> Tensor:

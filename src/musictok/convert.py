@@ -1,0 +1,116 @@
+"""Folders of audio → folders of ``.mtok`` token files and back (what `musictok encode/decode` run).
+
+Inputs may be files or folders; a folder's tree is mirrored under the output folder. Every output is
+written atomically, so an interrupted run leaves whole files only, and a rerun skips finished outputs
+unless asked to overwrite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from .audio import AUDIO_EXTENSIONS, AudioError, find_audio, load, save
+from .tokens import TokenFileError, Tokens
+
+MTOK = ".mtok"
+
+
+@dataclass
+class ConvertReport:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # outputs that already existed
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    compute_seconds: float = 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.compute_seconds if self.compute_seconds else float("inf")
+
+
+def plan(inputs: Iterable[str | Path], out_dir: str | Path, suffixes: tuple[str, ...], new_suffix: str
+         ) -> list[tuple[Path, Path]]:
+    """``(input file, output file)`` pairs; folders are searched recursively and mirrored."""
+    out = Path(out_dir)
+    pairs: list[tuple[Path, Path]] = []
+    for item in inputs:
+        p = Path(item)
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+        if p.is_dir():
+            files = find_audio(p) if suffixes == AUDIO_EXTENSIONS else sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            pairs += [(f, (out / f.relative_to(p)).with_suffix(new_suffix)) for f in files]
+        else:
+            pairs.append((p, (out / p.name).with_suffix(new_suffix)))
+    targets = [t for _, t in pairs]
+    dupes = {t for t in targets if targets.count(t) > 1}
+    if dupes:
+        raise ValueError(f"two inputs would write the same output {sorted(dupes)[0]}; encode them separately")
+    return pairs
+
+
+def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
+                 on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
+    """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file."""
+    import time
+
+    report = ConvertReport()
+    for src, dst in pairs:
+        if dst.exists() and not overwrite:
+            report.skipped.append(dst)
+            if on_file:
+                on_file(src, "skipped")
+            continue
+        try:
+            wav, sr = load(src, tokenizer.sample_rate)
+        except AudioError as e:
+            report.failed.append((src, e.reason))
+            if on_file:
+                on_file(src, "failed")
+            continue
+        t0 = time.perf_counter()
+        tokens = tokenizer.encode(torch.from_numpy(wav))
+        report.compute_seconds += time.perf_counter() - t0
+        report.audio_seconds += len(wav) / sr
+        tokens.extra["source_file"] = src.name
+        tokens.save(dst)
+        report.written.append(dst)
+        if on_file:
+            on_file(src, "written")
+    return report
+
+
+def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Tokens], object], *,
+                 overwrite: bool = False, on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
+    """Decode each ``.mtok`` file to audio with the tokenizer that made it (see ``load_tokenizer``)."""
+    import time
+
+    report = ConvertReport()
+    for src, dst in pairs:
+        if dst.exists() and not overwrite:
+            report.skipped.append(dst)
+            if on_file:
+                on_file(src, "skipped")
+            continue
+        try:
+            tokens = Tokens.load(src)
+            tokenizer = load_tokenizer(tokens)
+            t0 = time.perf_counter()
+            wav = tokenizer.decode(tokens)[0].cpu().numpy()
+        except TokenFileError as e:  # damaged file, or a tokenizer that must refuse it
+            report.failed.append((src, str(e).removeprefix(f"{src}: ")))
+            if on_file:
+                on_file(src, "failed")
+            continue
+        report.compute_seconds += time.perf_counter() - t0
+        report.audio_seconds += len(wav) / tokens.sample_rate
+        save(dst, wav, tokens.sample_rate)
+        report.written.append(dst)
+        if on_file:
+            on_file(src, "written")
+    return report

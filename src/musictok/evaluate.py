@@ -1,0 +1,148 @@
+"""`musictok eval recon` and `musictok eval tokens`: judge a tokenizer on a fixed set of clips.
+
+Clips come from a folder of any audio (``--audio``) or from a rendered corpus split (``--corpus --split``),
+cut into a deterministic grid of ``seconds``-long clips. Every result records the tokenizer fingerprint,
+the data it ran on and the musictok version, so a JSON file can be traced back to what made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from . import __version__
+from .metrics.codebook import codebook_health
+from .metrics.dependence import dependence_metrics
+from .metrics.reconstruction import reconstruction_metrics
+
+
+@dataclass
+class EvalClips:
+    """Audio clips ``(N, T)`` at one sample rate, and where they came from."""
+
+    audio: Tensor
+    sample_rate: int
+    source: dict
+    names: list[str] = field(default_factory=list)
+
+
+def load_clips(sample_rate: int, *, audio_dir: str | Path | None = None, corpus: str | Path | None = None,
+               split: str = "test", seconds: float = 10.0, max_clips: int | None = None) -> EvalClips:
+    """The fixed evaluation grid: non-overlapping ``seconds``-long clips, round-robin over files."""
+    from .data.datasets import AudioFolderClips, MixClips
+
+    if (audio_dir is None) == (corpus is None):
+        raise ValueError("give exactly one of --audio DIR or --corpus DIR")
+    if audio_dir is not None:
+        ds = AudioFolderClips(audio_dir, seconds, sample_rate, random=False, max_clips=max_clips)
+        source = {"audio": str(audio_dir), "files": len(ds.files)}
+    else:
+        ds = MixClips(corpus, split, seconds, sample_rate, random=False, max_clips=max_clips)
+        source = {"corpus": str(corpus), "split": split, "pieces": len(ds.index)}
+    items = [ds[i] for i in range(len(ds))]
+    source |= {"clips": len(items), "seconds_per_clip": seconds}
+    return EvalClips(torch.stack([it["audio"] for it in items]), sample_rate, source,
+                     [f"{Path(it['piece']).name}@{it['start']:.0f}s" for it in items])
+
+
+def _provenance(tokenizer, clips: EvalClips) -> dict:
+    return {"tokenizer": dataclasses.asdict(tokenizer.fingerprint()) | {"source": tokenizer.source},
+            "data": clips.source, "musictok_version": __version__}
+
+
+def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[], None] | None = None) -> dict:
+    """Mel / STFT distance, waveform L1, SI-SDR and SDR for every reconstruction path of the tokenizer
+    (``tokens`` = decode(encode(x)); Mel tokenizers add Mel → vocoder and Griffin-Lim paths), averaged
+    over clips; plus encode / decode real-time factors of the ``tokens`` path."""
+    import time
+
+    paths = tokenizer.reconstruction_paths()
+    sums: dict[str, dict[str, float]] = {name: {} for name in paths}
+    timing = {"encode_seconds": 0.0, "decode_seconds": 0.0}
+    for wav in clips.audio:
+        x = wav[None].to(tokenizer.device)
+        for name, fn in paths.items():
+            if name == "tokens":
+                t0 = time.perf_counter()
+                tokens = tokenizer.encode(x)
+                t1 = time.perf_counter()
+                y = tokenizer.decode(tokens)
+                timing["encode_seconds"] += t1 - t0
+                timing["decode_seconds"] += time.perf_counter() - t1
+            else:
+                with torch.no_grad():
+                    y = fn(x)
+            res = reconstruction_metrics(x.cpu(), y.cpu(), clips.sample_rate).to_dict()
+            for k, v in res.items():
+                sums[name][k] = sums[name].get(k, 0.0) + v
+        if on_clip:
+            on_clip()
+    n = len(clips.audio)
+    audio_seconds = n * clips.audio.shape[-1] / clips.sample_rate
+    return {
+        "reconstruction": {name: {k: v / n for k, v in d.items()} for name, d in sums.items()},
+        "speed": {"encode_realtime_factor": audio_seconds / max(timing["encode_seconds"], 1e-9),
+                  "decode_realtime_factor": audio_seconds / max(timing["decode_seconds"], 1e-9)},
+        "layout": {"tokens_per_second": tokenizer.layout.tokens_per_second,
+                   "kbps": tokenizer.layout.bitrate / 1000},
+        **_provenance(tokenizer, clips),
+    }
+
+
+def token_stability(tokenizer, clips: EvalClips, *, snr_db: float = 40.0, gain_db: float = -6.0,
+                    shift_samples: int = 4, seed: int = 0) -> dict[str, float]:
+    """Fraction of tokens unchanged under white noise at ``snr_db``, a ``gain_db`` gain change, and a
+    shift of ``shift_samples`` (frames compared index by index over the overlap)."""
+    g = torch.Generator().manual_seed(seed)
+    same = {"white_noise_40db": [0, 0], "gain_minus_6db": [0, 0], "shift_4_samples": [0, 0]}
+    for wav in clips.audio:
+        base = tokenizer.encode(wav).codes
+        power = wav.pow(2).mean().clamp_min(1e-12)
+        noise = torch.randn(wav.shape, generator=g) * (power / 10 ** (snr_db / 10)).sqrt()
+        variants = {"white_noise_40db": wav + noise, "gain_minus_6db": wav * 10 ** (gain_db / 20),
+                    "shift_4_samples": wav[shift_samples:]}
+        for key, v in variants.items():
+            other = tokenizer.encode(v).codes
+            for a, b in zip(base, other):
+                f = min(a.shape[1], b.shape[1]) - (1 if key.startswith("shift") else 0)  # last frame differs in length
+                same[key][0] += int((a[:, :f] == b[:, :f]).sum())
+                same[key][1] += a[:, :f].numel()
+    return {k: s / max(t, 1) for k, (s, t) in same.items()}
+
+
+def evaluate_tokens(tokenizer, clips: EvalClips, *, stability: bool = True,
+                    on_clip: Callable[[], None] | None = None) -> dict:
+    """Codebook health, dependence (mutual information, MMD) and stability of the tokens, per stream."""
+    per_stream: list[list[Tensor]] = [[] for _ in tokenizer.layout.streams]
+    embeds: list[list[Tensor]] = [[] for _ in tokenizer.layout.streams]
+    for wav in clips.audio:
+        tokens = tokenizer.encode(wav)
+        for s, (c, e) in enumerate(zip(tokens.codes, tokenizer.code_embeddings(tokens))):
+            per_stream[s].append(c.cpu())
+            embeds[s].append(e.reshape(-1, e.shape[-2], e.shape[-1]).float().cpu())
+        if on_clip:
+            on_clip()
+    streams = {}
+    for spec, codes, emb in zip(tokenizer.layout.streams, per_stream, embeds):
+        codes_t = torch.cat(codes)
+        sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
+        health = codebook_health(codes_t, sizes, slot_names=spec.slot_axis)
+        dep = dependence_metrics(codes_t, sizes, embeddings=torch.cat(emb))
+        streams[spec.name] = {"codebook": health.to_dict(), "dependence": dep.to_dict(),
+                              "frame_rate": spec.frame_rate, "tokens_per_second": spec.tokens_per_second}
+    out = {"streams": streams, **_provenance(tokenizer, clips)}
+    if stability:
+        out["stability"] = token_stability(tokenizer, clips)
+    return out
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}"

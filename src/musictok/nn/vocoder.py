@@ -1,0 +1,366 @@
+"""A Vocos-style neural vocoder: log-Mel -> waveform, in three swappable parts.
+
+``features`` (a :class:`~musictok.spectral.MelSpectrogram`, waveform -> log-Mel) -> ``backbone`` (a
+:class:`~musictok.nn.convnext.ConvNeXtBackbone` at the Mel frame rate) -> ``head`` (an
+:class:`ISTFTHead` that predicts each frame's STFT magnitude and phase and inverts it). As in Vocos
+(Siuzdenko et al., 2023), the network never upsamples in time: the inverse STFT does, which is why
+such a vocoder is small and fast compared with a transposed-conv generator (HiFi-GAN).
+
+Frame arithmetic follows :mod:`musictok.spectral`: a clip of ``T`` samples has ``F = T // hop + 1``
+Mel frames, and ``F`` frames are turned back into ``(F - 1) * hop`` samples, or into any ``length``
+with ``length // hop + 1 == F`` (pass the original length to get it back exactly).
+
+Precision: the backbone may run under ``torch.autocast`` (bf16); the head always runs in float32,
+because ``exp`` of a bf16 log-magnitude is off by up to 0.4 % and ``torch.istft`` wants float32.
+
+Training helpers (the trainer lives elsewhere): :class:`MultiResolutionMelLoss`,
+:func:`vocoder_generator_losses` and :func:`vocoder_discriminator_loss`, meant for use with
+:class:`~musictok.nn.discriminators.MultiPeriodDiscriminator` and
+:class:`~musictok.nn.discriminators.MultiResolutionDiscriminator`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..spectral import (
+    DAC_MEL_RESOLUTIONS,
+    MelConfig,
+    MelSpectrogram,
+    MultiResolutionMel,
+)
+from .convnext import ConvNeXtBackbone
+from .discriminators import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+
+__all__ = [
+    "ISTFTHead",
+    "MultiResolutionMelLoss",
+    "Vocoder",
+    "VocoderConfig",
+    "VocoderLossWeights",
+    "vocoder_discriminator_loss",
+    "vocoder_generator_losses",
+]
+
+
+@dataclass
+class VocoderConfig:
+    """Sizes of a :class:`Vocoder`. Presets: :meth:`tiny` (tests), :meth:`small` (CPU), :meth:`base` (paper).
+
+    Attributes:
+        mel: the input log-Mel; the head's hop is ``mel.hop_length`` so one Mel frame is one STFT frame.
+        dim, intermediate_dim, num_layers, kernel: ConvNeXt backbone width, MLP width, depth, conv kernel.
+        layer_scale_init: initial layer scale of every block; ``None`` means ``1 / num_layers``.
+        n_fft: FFT size of the iSTFT head (``n_fft // 2 + 1`` magnitudes and phases per frame).
+        max_magnitude: predicted linear magnitudes are clipped here, so an over-confident head cannot
+            emit huge (or infinite) samples. A pure tone of amplitude ``a`` peaks at ``a * n_fft / 4``
+            (Hann), so with ``n_fft = 1024`` the default 100 caps tones above amplitude 0.39; music
+            spreads its energy over many bins and stays well below (Vocos uses the same cap).
+        mel_mean, mel_std: fixed normalisation ``(log_mel - mean) / std`` of the input; the defaults
+            (0, 1) leave it unchanged. Set them from training data once and they travel with the config.
+    """
+
+    mel: MelConfig = field(default_factory=MelConfig)
+    dim: int = 256
+    intermediate_dim: int = 768
+    num_layers: int = 8
+    kernel: int = 7
+    layer_scale_init: float | None = None
+    n_fft: int = 1024
+    max_magnitude: float = 1e2
+    mel_mean: float = 0.0
+    mel_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mel, dict):
+            self.mel = MelConfig(**self.mel)
+        if self.dim < 1 or self.intermediate_dim < 1 or self.num_layers < 0:
+            raise ValueError(
+                f"need dim, intermediate_dim >= 1 and num_layers >= 0, got "
+                f"{self.dim}, {self.intermediate_dim}, {self.num_layers}"
+            )
+        if not 0 < self.mel.hop_length < self.n_fft:
+            raise ValueError(
+                f"head n_fft ({self.n_fft}) must exceed the Mel hop ({self.mel.hop_length}) for the "
+                "overlap-add to be invertible"
+            )
+        if not self.mel.center:
+            raise ValueError("the vocoder assumes centred Mel frames (MelConfig(center=True))")
+        if self.max_magnitude <= 0 or self.mel_std <= 0:
+            raise ValueError(
+                f"max_magnitude and mel_std must be > 0, got {self.max_magnitude}, {self.mel_std}"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per frame, shared by the Mel input and the iSTFT output."""
+        return self.mel.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (``mel`` nested)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VocoderConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown VocoderConfig keys {sorted(unknown)}; known keys: {sorted(known)}")
+        data = dict(data)
+        if isinstance(data.get("mel"), dict):
+            mel_known = {f.name for f in fields(MelConfig)}
+            mel_unknown = set(data["mel"]) - mel_known
+            if mel_unknown:
+                raise ValueError(f"unknown MelConfig keys {sorted(mel_unknown)}; known keys: {sorted(mel_known)}")
+            data["mel"] = MelConfig(**data["mel"])
+        return cls(**data)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> VocoderConfig:
+        """For tests: overfits a clip in seconds (about 72k parameters)."""
+        return cls(**{"dim": 32, "intermediate_dim": 64, "num_layers": 2, **overrides})
+
+    @classmethod
+    def small(cls, **overrides: Any) -> VocoderConfig:
+        """Trainable on a CPU, a few MB on disk (about 0.85M parameters; the bare defaults are 3.7M)."""
+        return cls(**{"dim": 128, "intermediate_dim": 384, "num_layers": 6, **overrides})
+
+    @classmethod
+    def base(cls, **overrides: Any) -> VocoderConfig:
+        """The Vocos paper's scale (dim 512, MLP 1536, 8 layers; about 13.6M parameters), for GPUs."""
+        return cls(**{"dim": 512, "intermediate_dim": 1536, "num_layers": 8, **overrides})
+
+
+class ISTFTHead(nn.Module):
+    """Frame features ``(B, dim, F)`` -> waveform ``(B, (F - 1) * hop)`` through a predicted STFT.
+
+    A linear layer predicts, per frame, ``n_fft // 2 + 1`` log-magnitudes and as many phase angles.
+    The magnitude is ``exp`` of the first, clipped at ``max_magnitude``; the phase enters only through
+    ``cos`` and ``sin`` of the second, so the network never has to model the angle's wrap-around.
+    ``torch.istft`` (Hann window, centred) then overlap-adds the frames.
+    """
+
+    window: Tensor
+
+    def __init__(self, dim: int, n_fft: int, hop: int, max_magnitude: float = 1e2) -> None:
+        super().__init__()
+        if not 0 < hop < n_fft:
+            raise ValueError(
+                f"need 0 < hop < n_fft for an invertible overlap-add, got hop={hop}, n_fft={n_fft}"
+            )
+        if max_magnitude <= 0:
+            raise ValueError(f"max_magnitude must be > 0, got {max_magnitude}")
+        self.n_fft, self.hop, self.max_magnitude = n_fft, hop, float(max_magnitude)
+        self.n_freqs = n_fft // 2 + 1
+        self.proj = nn.Linear(dim, 2 * self.n_freqs)
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+
+    def forward(self, x: Tensor, length: int | None = None) -> Tensor:
+        """``(B, dim, F) -> (B, (F - 1) * hop)``, or ``(B, length)``; float32 whatever the autocast."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = self.proj(x.float().transpose(1, 2)).transpose(1, 2)  # (B, 2 * n_freqs, F)
+            log_mag, angle = out.chunk(2, dim=1)
+            return self.synthesize(log_mag, angle, length)
+
+    def synthesize(self, log_magnitude: Tensor, phase: Tensor, length: int | None = None) -> Tensor:
+        """Inverse STFT of ``clip(exp(log_magnitude)) * exp(i phase)``, both ``(B, n_fft // 2 + 1, F)``.
+
+        Clamping the log-magnitude at ``log(max_magnitude)`` *before* ``exp`` gives the same value as
+        clipping after it, but a huge input never becomes ``inf`` (whose gradient through the clip
+        would be ``inf * 0 = nan``).
+        """
+        shape = log_magnitude.shape
+        if shape != phase.shape or len(shape) != 3 or shape[1] != self.n_freqs:
+            raise ValueError(
+                f"expected log_magnitude and phase of shape (B, {self.n_freqs}, F), got "
+                f"{tuple(log_magnitude.shape)} and {tuple(phase.shape)}"
+            )
+        frames = log_magnitude.shape[-1]
+        if length is not None and length // self.hop + 1 != frames:
+            raise ValueError(
+                f"length={length} gives {length // self.hop + 1} frames, not {frames}; use a length in "
+                f"[{(frames - 1) * self.hop}, {frames * self.hop - 1}]"
+            )
+        with torch.autocast(device_type=log_magnitude.device.type, enabled=False):
+            magnitude = log_magnitude.float().clamp(max=math.log(self.max_magnitude)).exp()
+            phase = phase.float()
+            spec = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+            return torch.istft(
+                spec, self.n_fft, self.hop, self.n_fft, window=self.window.float(), center=True, length=length
+            )
+
+
+class Vocoder(nn.Module):
+    """Log-Mel ``(B, n_mels, F)`` -> waveform ``(B, (F - 1) * hop)``: features / backbone / head.
+
+    ``features`` computes the log-Mel this vocoder expects (same :class:`MelConfig`); it has no
+    parameters and its buffers are not saved, so ``state_dict`` holds only backbone and head.
+    """
+
+    def __init__(self, config: VocoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or VocoderConfig()
+        c = self.config
+        self.features = MelSpectrogram(c.mel)
+        self.backbone = ConvNeXtBackbone(
+            c.mel.n_mels, c.dim, c.intermediate_dim, c.num_layers, c.layer_scale_init, c.kernel
+        )
+        self.head = ISTFTHead(c.dim, c.n_fft, c.hop_length, c.max_magnitude)
+
+    def forward(self, log_mel: Tensor, length: int | None = None) -> Tensor:
+        """``(B, n_mels, F)`` (or ``(n_mels, F)``) natural-log Mel -> ``(B, (F - 1) * hop)`` float32.
+
+        ``length``: output samples, any value with ``length // hop + 1 == F`` (the original length).
+        """
+        if log_mel.dim() == 2:
+            log_mel = log_mel.unsqueeze(0)
+        n_mels = self.config.mel.n_mels
+        if log_mel.dim() != 3 or log_mel.shape[1] != n_mels:
+            raise ValueError(f"expected a log-Mel (B, {n_mels}, frames), got shape {tuple(log_mel.shape)}")
+        x = (log_mel - self.config.mel_mean) / self.config.mel_std
+        return self.head(self.backbone(x), length=length)
+
+    def wav_to_mel(self, wav: Tensor) -> Tensor:
+        """``(B, T)`` or ``(T,)`` -> the log-Mel ``(B, n_mels, T // hop + 1)`` this vocoder inverts."""
+        return self.features(wav)
+
+    def resynthesize(self, wav: Tensor) -> Tensor:
+        """``(B, T)`` -> ``(B, T)``: Mel analysis then synthesis at the original length (copy synthesis)."""
+        if wav.dim() == 1:
+            wav = wav.unsqueeze(0)
+        return self(self.wav_to_mel(wav), length=wav.shape[-1])
+
+
+# ------------------------------------------------------------------------------------ training
+def _as_mono(wav: Tensor, name: str) -> Tensor:
+    if wav.dim() == 3 and wav.shape[1] == 1:
+        wav = wav[:, 0]
+    if wav.dim() == 1:
+        wav = wav.unsqueeze(0)
+    if wav.dim() != 2:
+        raise ValueError(f"{name} must be (T,), (B, T) or (B, 1, T), got shape {tuple(wav.shape)}")
+    return wav
+
+
+class MultiResolutionMelLoss(nn.Module):
+    """Mean over resolutions of the L1 distance between natural-log Mels, ``(real, fake) -> scalar``.
+
+    The reconstruction term of GAN vocoders and codecs: several (n_fft, hop, n_mels) trade time for
+    frequency resolution so neither smearing nor pre-echo goes unpunished. Defaults are the DAC /
+    PyramidCodec resolutions used by :func:`musictok.metrics.reconstruction.mel_distance`; unlike that
+    metric this loss uses natural logs and *averages* the resolutions (so it reads as one L1 value).
+    The reference is treated as constant (computed without gradient).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 24000,
+        resolutions: Sequence[tuple[int, int, int]] = DAC_MEL_RESOLUTIONS,
+        log_floor: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if not resolutions:
+            raise ValueError("resolutions must hold at least one (n_fft, hop, n_mels)")
+        self.mels = MultiResolutionMel(sample_rate, resolutions, log_floor=log_floor)
+
+    def forward(self, wav_real: Tensor, wav_fake: Tensor) -> Tensor:
+        """``(B, T)`` (or ``(T,)``, ``(B, 1, T)``) pair of equal shape -> 0-d tensor."""
+        real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake")
+        if real.shape != fake.shape:
+            raise ValueError(
+                f"wav_real {tuple(real.shape)} and wav_fake {tuple(fake.shape)} differ; "
+                "trim or pass length= to the vocoder so they match"
+            )
+        with torch.no_grad():
+            targets = self.mels(real)
+        losses = [(f - r).abs().mean() for r, f in zip(targets, self.mels(fake))]
+        return torch.stack(losses).mean()
+
+
+@dataclass
+class VocoderLossWeights:
+    """Weights of the generator's loss terms; HiFi-GAN's / Vocos' ratios as a starting point.
+
+    ``fm`` multiplies a *layer-averaged* feature-matching loss (see
+    :func:`~musictok.nn.discriminators.feature_matching_loss`), so it is smaller per unit of weight
+    than HiFi-GAN's layer sum.
+    """
+
+    mel: float = 45.0
+    adv: float = 1.0
+    fm: float = 2.0
+
+
+def vocoder_generator_losses(
+    wav_real: Tensor,
+    wav_fake: Tensor,
+    discriminators: Sequence[nn.Module],
+    mel_loss: MultiResolutionMelLoss,
+    weights: VocoderLossWeights | None = None,
+    kind: str = "hinge",
+) -> dict[str, Tensor]:
+    """Generator step: ``{"mel", "adv", "fm", "total"}`` scalars, ``total`` the weighted sum to backprop.
+
+    ``adv`` and ``fm`` are summed over ``discriminators`` (e.g. ``[mpd, mrd]``), each of which returns a
+    :class:`~musictok.nn.discriminators.DiscriminatorOutput`. Real activations are detached inside the
+    feature-matching loss; gradients reach the generator through ``wav_fake``.
+    """
+    weights = weights or VocoderLossWeights()
+    real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake")
+    losses = {"mel": mel_loss(real, fake)}
+    adv = fm = real.new_zeros((), dtype=torch.float32)
+    for disc in discriminators:
+        with torch.no_grad():
+            real_out = disc(real)
+        fake_out = disc(fake)
+        adv = adv + generator_adversarial_loss(fake_out.logits, kind)
+        fm = fm + feature_matching_loss(real_out.features, fake_out.features)
+    losses["adv"], losses["fm"] = adv, fm
+    losses["total"] = weights.mel * losses["mel"] + weights.adv * adv + weights.fm * fm
+    return losses
+
+
+def vocoder_discriminator_loss(
+    wav_real: Tensor, wav_fake: Tensor, discriminators: Sequence[nn.Module], kind: str = "hinge"
+) -> Tensor:
+    """Discriminator step: sum over ``discriminators`` of :func:`discriminator_loss` (a scalar).
+
+    ``wav_fake`` is detached here, so this step never reaches the generator.
+    """
+    real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake").detach()
+    total = real.new_zeros((), dtype=torch.float32)
+    for disc in discriminators:
+        total = total + discriminator_loss(disc(real).logits, disc(fake).logits, kind)
+    return total
+
+
+def save_vocoder(vocoder: Vocoder, directory: str | Path, extra: dict | None = None) -> Path:
+    """Write a vocoder folder (``config.json`` + ``model.safetensors``, atomically)."""
+    from .. import pretrained
+
+    return pretrained.write(directory, vocoder.state_dict(),
+                            {"model": "vocoder", "config": vocoder.config.to_dict()} | (extra or {}))
+
+
+def load_vocoder(name_or_dir: str | Path, map_location: str | torch.device = "cpu") -> Vocoder:
+    """Load a vocoder folder written by :func:`save_vocoder` (by path or bundled name)."""
+    from .. import pretrained
+
+    d, meta, state = pretrained.read(name_or_dir, map_location)
+    if meta.get("model") != "vocoder":
+        raise pretrained.PretrainedError(f"{d}: not a vocoder folder")
+    vocoder = Vocoder(VocoderConfig.from_dict(meta["config"]))
+    vocoder.load_state_dict(state)
+    return vocoder.to(map_location).eval()

@@ -1,0 +1,86 @@
+"""Saved model folders: ``config.json`` + ``model.safetensors``, written atomically, never unpickled.
+
+Used by tokenizers (``save_pretrained`` / ``from_pretrained``) and by the vocoder alike. Named folders are
+looked up in ``$MUSICTOK_PRETRAINED`` (``:``-separated) and then in the repository's ``pretrained/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from . import __version__
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class PretrainedError(Exception):
+    """A saved model folder that cannot be found or read."""
+
+
+def search_path() -> list[Path]:
+    paths = [Path(p) for p in os.environ.get("MUSICTOK_PRETRAINED", "").split(os.pathsep) if p]
+    paths.append(Path(__file__).resolve().parents[2] / "pretrained")
+    return paths
+
+
+def resolve(name_or_dir: str | os.PathLike) -> Path:
+    """A folder path, or the name of a bundled folder, -> the folder holding ``config.json``."""
+    p = Path(name_or_dir)
+    if (p / CONFIG_FILE).is_file():
+        return p
+    if p.exists():
+        raise PretrainedError(f"{p}: no {CONFIG_FILE} here, so it is not a saved model folder")
+    for root in search_path():
+        if (root / str(name_or_dir) / CONFIG_FILE).is_file():
+            return root / str(name_or_dir)
+    known = sorted({d.name for root in search_path() if root.is_dir()
+                    for d in root.iterdir() if (d / CONFIG_FILE).is_file()})
+    raise PretrainedError(f"{name_or_dir}: no such model folder or bundled checkpoint "
+                          f"(bundled: {', '.join(known) or 'none'})")
+
+
+def write(directory: str | os.PathLike, state: dict[str, Tensor], meta: dict) -> Path:
+    """Write weights and config into a temporary folder, then swap it into place."""
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS_FILE))
+        (tmp / CONFIG_FILE).write_text(json.dumps({"musictok_version": __version__} | meta, indent=1))
+        if d.exists():
+            old = d.with_name(f".{d.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(d, old)
+            os.replace(tmp, d)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, d)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return d
+
+
+def read(name_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Path, dict, dict[str, Tensor]]:
+    """``(folder, config dict, state dict)`` of a saved model folder."""
+    from safetensors.torch import load_file
+
+    d = resolve(name_or_dir)
+    try:
+        meta = json.loads((d / CONFIG_FILE).read_text())
+    except ValueError:
+        raise PretrainedError(f"{d / CONFIG_FILE}: not valid JSON") from None
+    try:
+        state = load_file(str(d / WEIGHTS_FILE), device=str(map_location))
+    except Exception as e:
+        raise PretrainedError(f"{d / WEIGHTS_FILE}: cannot read weights ({type(e).__name__})") from None
+    return d, meta, state

@@ -1,0 +1,270 @@
+"""The contract every tokenizer keeps, and what they all get for free.
+
+A subclass supplies three model functions on padded, equal-length batches — ``_encode_codes``,
+``_decode_codes`` and ``_embed_codes`` — plus its ``layout``. The base class turns them into the public
+API: ``encode`` (any length, any batch of mixed lengths, long files in overlapping chunks with bounded
+memory), ``decode`` (refuses tokens made by another tokenizer), ``code_embeddings``, fingerprints, and
+``save_pretrained`` / ``from_pretrained`` (safetensors + JSON; user files are never unpickled).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .. import pretrained
+from ..tokens import Fingerprint, TokenFileError, TokenLayout, Tokens, config_hash, weights_hash
+
+TOKENIZERS: dict[str, type["Tokenizer"]] = {}  # name -> class, filled by @register_tokenizer
+
+
+class TokenizerError(TokenFileError):
+    """A tokenizer that cannot be found or loaded, or tokens it must refuse."""
+
+    def __init__(self, reason: str):
+        super().__init__(None, reason)
+
+
+def register_tokenizer(name: str):
+    """Class decorator: make a tokenizer findable by name in saved configs."""
+
+    def wrap(cls: type[Tokenizer]) -> type[Tokenizer]:
+        cls.name = name
+        TOKENIZERS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load_builtin_tokenizers() -> None:
+    from . import bandtok  # noqa: F401  (registers itself)
+
+
+def _as_clips(wav: Any) -> list[Tensor]:
+    """``(T,)``, ``(B, T)`` or a list of ``(T_i,)`` (tensors or arrays) -> list of 1-D float tensors."""
+    if isinstance(wav, (list, tuple)):
+        clips = [torch.as_tensor(np.asarray(w) if not isinstance(w, Tensor) else w) for w in wav]
+    else:
+        w = torch.as_tensor(np.asarray(wav) if not isinstance(wav, Tensor) else wav)
+        if w.ndim == 1:
+            clips = [w]
+        elif w.ndim == 2:
+            clips = list(w)
+        elif w.ndim == 3 and w.shape[1] == 1:
+            clips = list(w[:, 0])
+        else:
+            raise ValueError(f"audio must be (T,), (B, T) or (B, 1, T) mono, got shape {tuple(w.shape)}")
+    for c in clips:
+        if c.ndim != 1 or c.numel() == 0:
+            raise ValueError(f"every clip must be a non-empty 1-D waveform, got shape {tuple(c.shape)}")
+        if not bool(torch.isfinite(c).all()):
+            raise ValueError("audio contains NaN or Inf samples")
+    return [c.float() for c in clips]
+
+
+class Tokenizer(nn.Module, abc.ABC):
+    """Audio ↔ tokens. Subclasses set ``config_class`` and implement the abstract methods.
+
+    Attributes a subclass sets in ``__init__``: ``config`` (a dataclass with ``sample_rate``),
+    ``hop_samples`` (samples per frame of the slowest stream: the unit of chunking), and
+    ``context_units`` (how many such frames of context make chunked encoding equal to whole-file
+    encoding away from the seams: at least the encoder's receptive field).
+    """
+
+    name: ClassVar[str] = "tokenizer"
+    config_class: ClassVar[type]
+    hop_samples: int
+    context_units: int
+    chunk_units: int = 512  # frames of the slowest stream per chunk for long inputs
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+        self._fingerprint: tuple[int, Fingerprint] | None = None
+        self.source: str | None = None  # the name or folder it was loaded from, recorded in its tokens
+
+    # ---------------------------------------------------------------- what subclasses provide
+    @property
+    @abc.abstractmethod
+    def layout(self) -> TokenLayout:
+        """The streams this tokenizer emits (abstract)."""
+
+    @abc.abstractmethod
+    def _encode_codes(self, wav: Tensor) -> list[Tensor]:
+        """``(B, T)`` with ``T % hop_samples == 0`` -> per stream ``(B, frames, slots)`` long (abstract)."""
+
+    @abc.abstractmethod
+    def _decode_codes(self, codes: list[Tensor]) -> Tensor:
+        """Per stream codes -> ``(B, units * hop_samples)`` waveform (abstract)."""
+
+    @abc.abstractmethod
+    def _embed_codes(self, codes: list[Tensor]) -> list[Tensor]:
+        """Per stream codes -> ``(B, frames, slots, D)`` post-quantization vectors (abstract)."""
+
+    @abc.abstractmethod
+    def training_losses(self, batch: dict) -> dict[str, Tensor]:
+        """Reconstruction-side losses of one batch for this tokenizer's trainer (abstract)."""
+
+    # ---------------------------------------------------------------- derived facts
+    @property
+    def sample_rate(self) -> int:
+        return int(self.config.sample_rate)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _frames_per_unit(self) -> list[int]:
+        out = []
+        for s in self.layout.streams:
+            f = s.frame_rate * self.hop_samples / self.sample_rate
+            assert abs(f - round(f)) < 1e-6, "every stream's frame must divide the chunk unit"
+            out.append(int(round(f)))
+        return out
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    def fingerprint(self) -> Fingerprint:
+        """Name + config hash + weights hash; cached until any parameter or buffer changes in place."""
+        # in-place updates bump a tensor's version counter, so the sum grows whenever weights change
+        key = sum(t._version for t in list(self.parameters()) + list(self.buffers()))
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            fp = Fingerprint(self.name, config_hash(self.config_dict()), weights_hash(self.state_dict()))
+            self._fingerprint = (key, fp)
+        return self._fingerprint[1]
+
+    # ---------------------------------------------------------------- public API
+    @torch.no_grad()
+    def encode(self, wav: Any, *, chunk_units: int | None = None) -> Tokens:
+        """Tokenize mono audio at ``self.sample_rate``: ``(T,)``, ``(B, T)`` or a list of clips of any
+        lengths. Clips of equal length are batched; inputs longer than ``chunk_units`` frames are encoded
+        in overlapping chunks (memory bounded by the chunk size)."""
+        clips = _as_clips(wav)
+        was_training = self.training
+        self.eval()  # encoding must never move EMA codebooks or other training state
+        try:
+            per_clip: list[list[Tensor] | None] = [None] * len(clips)
+            by_length: dict[int, list[int]] = {}
+            for i, c in enumerate(clips):
+                by_length.setdefault(c.numel(), []).append(i)
+            for n, idx in by_length.items():
+                batch = torch.stack([clips[i] for i in idx]).to(self.device)
+                codes = self._encode_long(batch, chunk_units or self.chunk_units)
+                for j, i in enumerate(idx):
+                    per_clip[i] = [c[j: j + 1] for c in codes]
+        finally:
+            self.train(was_training)
+        codes = [_pad_cat([pc[s] for pc in per_clip]) for s in range(len(self.layout.streams))]
+        extra = {"tokenizer_source": self.source} if self.source else {}
+        return Tokens(codes, self.layout, self.fingerprint(), self.sample_rate, [c.numel() for c in clips], extra)
+
+    def _encode_long(self, wav: Tensor, chunk_units: int) -> list[Tensor]:
+        hop = self.hop_samples
+        units = -(-wav.shape[-1] // hop)
+        wav = nn.functional.pad(wav, (0, units * hop - wav.shape[-1]))
+        if units <= chunk_units + 2 * self.context_units:
+            return self._encode_codes(wav)
+        fpu = self._frames_per_unit()
+        pieces: list[list[Tensor]] = [[] for _ in fpu]
+        for start in range(0, units, chunk_units):
+            stop = min(start + chunk_units, units)
+            lo, hi = max(start - self.context_units, 0), min(stop + self.context_units, units)
+            codes = self._encode_codes(wav[:, lo * hop: hi * hop])
+            for s, f in enumerate(fpu):
+                pieces[s].append(codes[s][:, (start - lo) * f: (stop - lo) * f])
+        return [torch.cat(p, dim=1) for p in pieces]
+
+    @torch.no_grad()
+    def decode(self, tokens: Tokens, *, chunk_units: int | None = None) -> Tensor:
+        """Tokens -> ``(B, max length)`` waveform (each clip trimmed to its original length, zero after).
+
+        Refuses tokens whose fingerprint is not this tokenizer's."""
+        self.check_tokens(tokens)
+        was_training = self.training
+        self.eval()
+        try:
+            codes = [c.to(self.device) for c in tokens.codes]
+            wav = self._decode_long(codes, chunk_units or self.chunk_units)
+        finally:
+            self.train(was_training)
+        out = torch.zeros(tokens.batch_size, max(tokens.lengths), device=wav.device)
+        for i, n in enumerate(tokens.lengths):
+            m = min(n, wav.shape[-1])
+            out[i, :m] = wav[i, :m]
+        return out
+
+    def _decode_long(self, codes: list[Tensor], chunk_units: int) -> Tensor:
+        fpu = self._frames_per_unit()
+        units = -(-codes[0].shape[1] // fpu[0])
+        if units <= chunk_units + 2 * self.context_units:
+            return self._decode_codes(codes)
+        hop = self.hop_samples
+        out = []
+        for start in range(0, units, chunk_units):
+            stop = min(start + chunk_units, units)
+            lo, hi = max(start - self.context_units, 0), min(stop + self.context_units, units)
+            wav = self._decode_codes([c[:, lo * f: hi * f] for c, f in zip(codes, fpu)])
+            out.append(wav[:, (start - lo) * hop: (stop - lo) * hop])
+        return torch.cat(out, dim=-1)
+
+    def reconstruction_paths(self) -> dict[str, Callable[[Tensor], Tensor] | None]:
+        """Named ways to reconstruct ``(B, T)`` audio for evaluation. ``"tokens"`` (encode then decode) is
+        always there; Mel tokenizers add paths that skip the quantizer or swap the vocoder."""
+        return {"tokens": None}
+
+    def check_tokens(self, tokens: Tokens) -> None:
+        mine = self.fingerprint()
+        if tokens.fingerprint != mine:
+            raise TokenizerError(f"these tokens were made by {tokens.fingerprint.short()}, "
+                                 f"not by this tokenizer {mine.short()}; decode them with the tokenizer that made them")
+        if tokens.sample_rate != self.sample_rate:
+            raise TokenizerError(f"tokens are at {tokens.sample_rate} Hz, tokenizer at {self.sample_rate} Hz")
+
+    @torch.no_grad()
+    def code_embeddings(self, tokens: Tokens) -> list[Tensor]:
+        """Per stream ``(B, frames, slots, D)`` quantized vectors, for probes and the MMD statistic."""
+        self.check_tokens(tokens)
+        return self._embed_codes([c.to(self.device) for c in tokens.codes])
+
+    # ---------------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (replaced atomically)."""
+        meta = {"tokenizer": self.name, "config": self.config_dict(),
+                "fingerprint": dataclasses.asdict(self.fingerprint())} | (extra or {})
+        return pretrained.write(directory, self.state_dict(), meta)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> Tokenizer:
+        """Load a saved tokenizer by folder or by bundled name (e.g. ``"bandtok-small"``)."""
+        try:
+            d, meta, state = pretrained.read(name_or_dir, map_location)
+        except pretrained.PretrainedError as e:
+            raise TokenizerError(str(e)) from None
+        kind = meta.get("tokenizer")
+        _load_builtin_tokenizers()
+        if kind not in TOKENIZERS:
+            raise TokenizerError(f"{d}: not a tokenizer folder, or unknown kind {kind!r} "
+                                 f"(known: {', '.join(sorted(TOKENIZERS))})")
+        klass = TOKENIZERS[kind]
+        if cls is not Tokenizer and not issubclass(klass, cls):
+            raise TokenizerError(f"{d}: holds a {kind} tokenizer, not a {cls.name}")
+        model = klass(klass.config_class.from_dict(meta["config"]))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise TokenizerError(f"{d}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        model.source = str(name_or_dir)
+        return model.to(map_location).eval()
+
+
+def _pad_cat(codes: Sequence[Tensor]) -> Tensor:
+    """Concatenate ``(1, F_i, S)`` along the batch, zero-padding frames to the longest."""
+    n = max(c.shape[1] for c in codes)
+    return torch.cat([nn.functional.pad(c, (0, 0, 0, n - c.shape[1])) for c in codes], dim=0)

@@ -1,0 +1,272 @@
+"""The vocabulary that tokenizers, language models and metrics share.
+
+- :class:`StreamSpec` / :class:`TokenLayout` — what a tokenizer emits: one or more streams, each with a
+  frame rate, a number of slots per frame, each slot's codebook size, and what the slot axis means.
+  Token rate, bitrate and the normaliser of cnBPT all derive from the layout.
+- :class:`Tokens` — the codes themselves plus everything needed to decode them safely: the layout, the
+  fingerprint of the tokenizer that made them, the sample rate and the original lengths.
+- ``.mtok`` files — a safetensors file holding one tensor per stream (smallest unsigned type that fits)
+  and a JSON header; a checksum over the codes makes a damaged file fail loudly instead of decoding noise.
+
+Neither tokenizers nor LMs import each other; both import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import __version__
+
+MTOK_FORMAT = "musictok.tokens"
+MTOK_VERSION = 1
+SLOT_AXES = ("band", "residual", "level", "track", "codebook")
+
+
+class TokenFileError(Exception):
+    """A ``.mtok`` file that cannot be used (missing, damaged, or made by another tokenizer)."""
+
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One stream of a layout: codes shaped ``(batch, frames, num_slots)``.
+
+    ``codebook_sizes`` has one entry per slot; ``shared_codebook`` says the slots index one codebook
+    (BandTok's bands) rather than a codebook each (RVQ levels) — metrics pool their statistics then.
+    """
+
+    name: str
+    frame_rate: float  # frames per second
+    codebook_sizes: tuple[int, ...]
+    slot_axis: str = "codebook"
+    shared_codebook: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
+        if not self.codebook_sizes or min(self.codebook_sizes) < 1:
+            raise ValueError(f"stream {self.name!r}: every slot needs a codebook size >= 1")
+        if self.frame_rate <= 0:
+            raise ValueError(f"stream {self.name!r}: frame rate must be positive")
+        if self.slot_axis not in SLOT_AXES:
+            raise ValueError(f"stream {self.name!r}: slot axis must be one of {SLOT_AXES}")
+        if self.shared_codebook and len(set(self.codebook_sizes)) != 1:
+            raise ValueError(f"stream {self.name!r}: a shared codebook has one size for all slots")
+
+    @property
+    def num_slots(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.frame_rate * self.num_slots
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second: frame rate × Σ log2 K over the slots."""
+        return self.frame_rate * sum(math.log2(k) for k in self.codebook_sizes)
+
+    @property
+    def mean_log2_codebook_size(self) -> float:
+        return sum(math.log2(k) for k in self.codebook_sizes) / self.num_slots
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """All streams a tokenizer emits, in order."""
+
+    streams: tuple[StreamSpec, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "streams", tuple(self.streams))
+        if not self.streams:
+            raise ValueError("a layout needs at least one stream")
+        names = [s.name for s in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stream names must be unique, got {names}")
+
+    @property
+    def tokens_per_second(self) -> float:
+        return sum(s.tokens_per_second for s in self.streams)
+
+    @property
+    def bitrate(self) -> float:
+        return sum(s.bitrate for s in self.streams)
+
+    def to_dict(self) -> dict:
+        return {"streams": [asdict(s) | {"codebook_sizes": list(s.codebook_sizes)} for s in self.streams]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TokenLayout:
+        return cls(tuple(StreamSpec(**s) for s in d["streams"]))
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Which tokenizer made a set of tokens: its name, a hash of its config and one of its weights."""
+
+    name: str
+    config_hash: str
+    weights_hash: str
+
+    def short(self) -> str:
+        return f"{self.name} (config {self.config_hash[:8]}, weights {self.weights_hash[:8]})"
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def weights_hash(state: dict[str, Tensor]) -> str:
+    """A hash over every tensor's name, dtype, shape and bytes, in sorted key order."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _smallest_uint(max_code: int) -> np.dtype:
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if max_code <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+@dataclass
+class Tokens:
+    """Codes of one or more clips, per stream ``(batch, frames, slots)`` long, with their provenance.
+
+    ``lengths`` are the original lengths in samples of each clip; clips shorter than the longest are
+    padded in ``codes`` and ``frames(i)`` says how many frames are real.
+    """
+
+    codes: list[Tensor]
+    layout: TokenLayout
+    fingerprint: Fingerprint
+    sample_rate: int
+    lengths: list[int]
+    extra: dict = field(default_factory=dict)  # tokenizer-specific facts (e.g. chunking), JSON-ready
+
+    def __post_init__(self) -> None:
+        if len(self.codes) != len(self.layout.streams):
+            raise ValueError(f"{len(self.codes)} code tensors for {len(self.layout.streams)} streams")
+        for c, s in zip(self.codes, self.layout.streams):
+            if c.ndim != 3 or c.shape[-1] != s.num_slots:
+                raise ValueError(f"stream {s.name!r}: codes must be (batch, frames, {s.num_slots}), "
+                                 f"got {tuple(c.shape)}")
+            if c.shape[0] != len(self.lengths):
+                raise ValueError(f"{c.shape[0]} clips of codes but {len(self.lengths)} lengths")
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.lengths)
+
+    def frames(self, index: int, stream: int = 0) -> int:
+        """Real (unpadded) frames of clip ``index`` in ``stream``."""
+        rate = self.layout.streams[stream].frame_rate
+        return min(int(math.ceil(self.lengths[index] * rate / self.sample_rate - 1e-9)),
+                   self.codes[stream].shape[1])
+
+    def item(self, index: int) -> Tokens:
+        """One clip, padding removed."""
+        codes = [c[index: index + 1, : self.frames(index, s)] for s, c in enumerate(self.codes)]
+        return Tokens(codes, self.layout, self.fingerprint, self.sample_rate, [self.lengths[index]],
+                      dict(self.extra))
+
+    def to(self, device: torch.device | str) -> Tokens:
+        return Tokens([c.to(device) for c in self.codes], self.layout, self.fingerprint, self.sample_rate,
+                      list(self.lengths), dict(self.extra))
+
+    @property
+    def duration(self) -> float:
+        return max(self.lengths) / self.sample_rate
+
+    # ---------------------------------------------------------------- .mtok files
+    def header(self) -> dict:
+        return {
+            "format": MTOK_FORMAT,
+            "format_version": MTOK_VERSION,
+            "musictok_version": __version__,
+            "layout": self.layout.to_dict(),
+            "tokenizer": asdict(self.fingerprint),
+            "sample_rate": self.sample_rate,
+            "lengths": list(self.lengths),
+            "extra": self.extra,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write a ``.mtok`` file atomically (temp file, then rename)."""
+        from safetensors.numpy import save_file
+
+        p = Path(path)
+        arrays = {}
+        for i, (c, s) in enumerate(zip(self.codes, self.layout.streams)):
+            if c.numel() and int(c.min()) < 0:
+                raise ValueError(f"stream {s.name!r} has negative codes; cannot store them")
+            arrays[f"stream{i}"] = c.detach().cpu().numpy().astype(_smallest_uint(max(s.codebook_sizes) - 1))
+        header = self.header() | {"checksum": _checksum(arrays)}
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        os.close(fd)
+        try:
+            save_file(arrays, tmp, metadata={"musictok": json.dumps(header)})
+            os.replace(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return p
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Tokens:
+        """Read a ``.mtok`` file; any damage raises :class:`TokenFileError` naming the file."""
+        from safetensors import safe_open
+
+        p = Path(path)
+        if not p.is_file():
+            raise TokenFileError(p, "file not found")
+        try:
+            with safe_open(str(p), framework="numpy") as f:
+                meta = f.metadata() or {}
+                arrays = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            raise TokenFileError(p, f"not a readable token file ({type(e).__name__})") from None
+        try:
+            header = json.loads(meta["musictok"])
+            if header.get("format") != MTOK_FORMAT:
+                raise KeyError("format")
+        except (KeyError, ValueError):
+            raise TokenFileError(p, "not a musictok token file (no musictok header)") from None
+        if header.get("format_version", 0) > MTOK_VERSION:
+            raise TokenFileError(p, f"written by a newer musictok (format {header['format_version']}); upgrade")
+        if _checksum(arrays) != header.get("checksum"):
+            raise TokenFileError(p, "codes do not match their checksum: the file is damaged")
+        layout = TokenLayout.from_dict(header["layout"])
+        codes = [torch.from_numpy(arrays[f"stream{i}"].astype(np.int64)) for i in range(len(layout.streams))]
+        for c, s in zip(codes, layout.streams):
+            if c.numel() and int(c.max()) >= max(s.codebook_sizes):
+                raise TokenFileError(p, f"stream {s.name!r} holds codes beyond its codebook size")
+        return cls(codes, layout, Fingerprint(**header["tokenizer"]), int(header["sample_rate"]),
+                   [int(n) for n in header["lengths"]], header.get("extra", {}))
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]

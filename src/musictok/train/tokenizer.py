@@ -1,0 +1,129 @@
+"""Training BandTok: Mel reconstruction + commitment, then a multi-scale PatchGAN on the Mel image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.datasets import MixClips
+from ..nn.discriminators import MultiScalePatchGAN, discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from ..tokenizers.bandtok import BandTok, BandTokConfig
+from .config import RunConfig, build_model_config
+from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
+
+
+class BandTokTask(TrainTask):
+    def __init__(self, run: RunConfig, vocoder_dir: str | None = None):
+        self.run = run
+        self.model_config: BandTokConfig = build_model_config(BandTokConfig, run.model)
+        self.vocoder_dir = vocoder_dir
+
+    def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
+        self.device, self.dist = device, dist_info
+        self.model = BandTok(self.model_config).to(device)
+        self.disc = MultiScalePatchGAN(scales=3, channels=self.run.gan.channels).to(device)
+        self.model_ddp = wrap_ddp(self.model, dist_info, device)
+        self.disc_ddp = wrap_ddp(self.disc, dist_info, device)
+        self.opt_g = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                       weight_decay=cfg.weight_decay)
+        self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=self.run.gan.lr or cfg.lr, betas=cfg.betas,
+                                       weight_decay=cfg.weight_decay)
+        self.cfg = cfg
+        self._valid = None
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "disc": self.disc}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def train_dataset(self, length: int):
+        d = self.run.data
+        return MixClips(d.corpus, "train", _whole_frames(d.clip_seconds, self.model), self.model.sample_rate,
+                        random=True, length=length, seed=d.seed)
+
+    def train_step(self, batch: dict, step: int, autocast: Any) -> dict[str, float]:
+        wav = batch["audio"].to(self.device)
+        gan = self.run.gan
+        self.model.train()
+        with autocast():
+            out = self.model_ddp(wav)
+        loss = sum(out.losses.values())
+        logs = {k: float(v.detach()) for k, v in out.losses.items()}
+        if step >= gan.start_step:
+            real, fake = out.mel.detach(), out.mel_hat
+            with autocast():
+                d_loss = discriminator_loss(self.disc_ddp(real).logits, self.disc_ddp(fake.detach()).logits, gan.loss)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.grad_clip)
+            self.opt_d.step()
+            with autocast():
+                with torch.no_grad():
+                    real_out = self.disc_ddp(real)
+                fake_out = self.disc_ddp(fake)
+                adv = generator_adversarial_loss(fake_out.logits, gan.loss)
+                fm = feature_matching_loss(real_out.features, fake_out.features)
+            loss = loss + gan.adv_weight * adv + gan.fm_weight * fm
+            logs |= {"disc": float(d_loss), "adv": float(adv), "fm": float(fm)}
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        self.opt_g.step()
+        logs["loss"] = float(loss)
+        logs["perplexity"] = float(out.stats.get("perplexity", torch.tensor(0.0)))
+        logs["utilization"] = float(out.stats.get("utilization", torch.tensor(0.0)))
+        return logs
+
+    def _valid_set(self) -> MixClips:
+        if self._valid is None:
+            d = self.run.data
+            self._valid = MixClips(d.corpus, d.valid_split, _whole_frames(d.valid_seconds, self.model),
+                                   self.model.sample_rate, random=False, max_clips=d.valid_clips)
+        return self._valid
+
+    @torch.no_grad()
+    def validate(self, autocast: Any) -> dict[str, float]:
+        """Mel L1 (normalised log-Mel) and codebook use over the fixed validation clips."""
+        model = unwrap(self.model)
+        model.eval()
+        ds = self._valid_set()
+        l1, counts = 0.0, torch.zeros(model.config.codebook_size)
+        for i in range(len(ds)):
+            wav = ds[i]["audio"][None].to(self.device)
+            out = model.forward_train(wav)
+            l1 += float(out.losses["mel_l1"]) / model.config.l1_weight
+            counts += torch.bincount(out.codes.reshape(-1).cpu(), minlength=counts.numel()).float()
+        model.train()
+        p = counts / counts.sum()
+        entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
+        return {"mel_l1": l1 / len(ds), "utilization": float((counts > 0).float().mean()),
+                "normalized_entropy": entropy / float(torch.log2(torch.tensor(float(counts.numel()))))}
+
+    def export(self, out_dir: Path, step: int) -> None:
+        model = unwrap(self.model)
+        if self.vocoder_dir is not None:
+            model = attach_vocoder(model, self.vocoder_dir)
+        model.save_pretrained(out_dir, extra={"train_step": step, "run_config": self.run.to_dict()})
+
+
+def _whole_frames(seconds: float, model: BandTok) -> float:
+    """Round a clip length to whole token frames, so training clips need no padding."""
+    hop = model.hop_samples
+    return max(round(seconds * model.sample_rate / hop), 1) * hop / model.sample_rate
+
+
+def attach_vocoder(model: BandTok, vocoder_dir: str | Path) -> BandTok:
+    """A copy of ``model`` whose ``decode`` uses the trained vocoder saved in ``vocoder_dir``."""
+    from ..nn.vocoder import load_vocoder
+
+    vocoder = load_vocoder(vocoder_dir)
+    cfg = BandTokConfig.from_dict(model.config.to_dict() | {"vocoder": vocoder.config.to_dict()})
+    out = BandTok(cfg)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("vocoder.")}
+    state |= {f"vocoder.{k}": v for k, v in vocoder.state_dict().items()}
+    out.load_state_dict(state)
+    return out.eval()

@@ -1,0 +1,148 @@
+"""BandTok and the tokenizer contract, on a tiny randomly initialised model."""
+
+import numpy as np
+import pytest
+import torch
+
+from musictok.tokenizers.bandtok import BandTok, BandTokConfig
+from musictok.tokenizers.base import Tokenizer, TokenizerError
+from musictok.tokens import TokenFileError, Tokens
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = BandTok(BandTokConfig.tiny(sample_rate=SR))
+    # one training pass initialises the codebook (k-means) from real encoder outputs
+    m.train()
+    m.forward_train(_music(4.0, seed=1)[None])
+    return m.eval()
+
+
+def _music(seconds: float, seed: int = 0) -> torch.Tensor:
+    """Chords of decaying partials: spectral structure like music, deterministic."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    wav = np.zeros_like(t)
+    for start in np.arange(0, seconds, 0.25):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        env = np.where(t >= start, np.exp(-(t - start) * 4), 0)
+        wav += sum(env * np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))
+    return torch.from_numpy(0.1 * wav / np.abs(wav).max()).float()
+
+
+def test_layout_and_shapes(model):
+    lay = model.layout
+    assert lay.streams[0].slot_axis == "band" and lay.streams[0].shared_codebook
+    assert lay.streams[0].num_slots == 4 and lay.tokens_per_second == pytest.approx(4 * SR / 1024)
+    wav = _music(3.0)
+    tokens = model.encode(wav)
+    assert tokens.codes[0].shape == (1, int(np.ceil(len(wav) / 1024)), 4)
+    assert int(tokens.codes[0].max()) < 64
+    out = model.decode(tokens)
+    assert out.shape == (1, len(wav)) and torch.isfinite(out).all()
+
+
+def test_default_layout_is_the_brief():
+    m = BandTok(BandTokConfig.small())
+    assert m.layout.streams[0].frame_rate == pytest.approx(23.4375)
+    assert m.layout.tokens_per_second == pytest.approx(187.5)
+    assert m.layout.bitrate == pytest.approx(1875.0)
+
+
+def test_chunked_equals_whole_file(model):
+    wav = _music(30.0, seed=3)  # 469 frames; chunks of 64 frames with 24 frames of context
+    whole = model.encode(wav).codes[0]
+    chunked = model.encode(wav, chunk_units=64).codes[0]
+    assert torch.equal(whole, chunked)
+
+
+
+def test_chunked_decoding_with_a_vocoder_equals_whole():
+    """The decoder and the vocoder are local, so chunked decoding matches (Griffin-Lim is not local)."""
+    from musictok.nn.vocoder import VocoderConfig
+    from musictok.spectral import MelConfig
+
+    voc = VocoderConfig.tiny(mel=MelConfig(sample_rate=SR, n_mels=32))
+    torch.manual_seed(0)
+    m = BandTok(BandTokConfig.tiny(sample_rate=SR, vocoder=voc.to_dict())).eval()
+    tok = m.encode(_music(20.0, seed=3))
+    a, b = m.decode(tok), m.decode(tok, chunk_units=64)
+    assert a.shape == b.shape
+    assert torch.allclose(a[:, :-2048], b[:, :-2048], atol=1e-5)
+
+
+def test_batch_of_mixed_lengths_equals_one_by_one(model):
+    clips = [_music(2.0, seed=4), _music(3.3, seed=5), _music(2.0, seed=6)]
+    batch = model.encode(clips)
+    assert batch.lengths == [len(c) for c in clips]
+    for i, c in enumerate(clips):
+        single = model.encode(c)
+        assert torch.equal(batch.item(i).codes[0], single.codes[0])
+
+
+def test_encode_leaves_training_state_alone(model):
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.encode(_music(2.0, seed=7))
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    model.eval()
+
+
+def test_straight_through_gradients_reach_encoder():
+    torch.manual_seed(0)
+    m = BandTok(BandTokConfig.tiny(sample_rate=SR)).train()
+    out = m.forward_train(_music(1.024, seed=8)[None])
+    sum(out.losses.values()).backward()
+    g = m.encoder.conv_in.weight.grad
+    assert g is not None and float(g.abs().sum()) > 0
+
+
+def test_save_load_identical_tokens(model, tmp_path):
+    model.save_pretrained(tmp_path / "tok")
+    loaded = Tokenizer.from_pretrained(tmp_path / "tok")
+    assert isinstance(loaded, BandTok) and loaded.fingerprint() == model.fingerprint()
+    wav = _music(2.5, seed=9)
+    assert torch.equal(loaded.encode(wav).codes[0], model.encode(wav).codes[0])
+    assert loaded.encode(wav).extra["tokenizer_source"] == str(tmp_path / "tok")
+
+
+def test_fingerprint_mismatch_and_damage_are_refused(model, tmp_path):
+    tokens = model.encode(_music(2.0))
+    other = BandTok(BandTokConfig.tiny(sample_rate=SR, seed=1)).eval()
+    with pytest.raises(TokenizerError, match="made by bandtok"):
+        other.decode(tokens)
+    p = tokens.save(tmp_path / "a.mtok")
+    raw = bytearray(p.read_bytes())
+    raw[-3] ^= 0x55
+    (tmp_path / "bad.mtok").write_bytes(bytes(raw))
+    with pytest.raises(TokenFileError, match="damaged"):
+        Tokens.load(tmp_path / "bad.mtok")
+
+
+def test_unknown_pretrained_name_lists_what_exists(tmp_path):
+    with pytest.raises(TokenizerError, match="no such model folder"):
+        Tokenizer.from_pretrained("no-such-tokenizer")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TokenizerError, match="not a saved model folder"):
+        Tokenizer.from_pretrained(tmp_path / "empty")
+
+
+def test_bad_audio_input(model):
+    with pytest.raises(ValueError, match="NaN"):
+        model.encode(torch.tensor([0.0, float("nan")] * 2000))
+    with pytest.raises(ValueError, match="mono"):
+        model.encode(torch.zeros(2, 2, 100))
+
+
+def test_config_roundtrip_and_validation():
+    cfg = BandTokConfig.small()
+    assert BandTokConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="power of two"):
+        BandTokConfig(bands=6)
+    with pytest.raises(ValueError, match="unknown"):
+        BandTokConfig.from_dict({"nope": 1})

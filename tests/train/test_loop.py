@@ -1,0 +1,72 @@
+"""Trainers: a tiny run, killed and resumed, ends exactly where an uninterrupted run ends."""
+
+import json
+
+import torch
+
+from musictok.nn.vocoder import load_vocoder
+from musictok.tokenizers.base import Tokenizer
+from musictok.train.config import DataConfig, GanConfig, RunConfig
+from musictok.train.loop import TrainConfig, Trainer
+from musictok.train.tokenizer import BandTokTask
+from musictok.train.vocoder import VocoderTask
+
+
+def _run(corpus, out, steps, kind="bandtok", **train):
+    model = {"preset": "tiny", "sample_rate": 16000}
+    if kind == "vocoder":
+        model = {"preset": "tiny", "mel": {"sample_rate": 16000}}
+    cfg = RunConfig(
+        kind=kind, model=model,
+        data=DataConfig(corpus=str(corpus), clip_seconds=0.512, valid_clips=2, valid_seconds=1.024, valid_split="train"),
+        gan=GanConfig(start_step=2, adv_weight=0.1, channels=8),
+        train=TrainConfig(out_dir=str(out), steps=steps, batch_size=2, lr=1e-3, warmup_steps=2, log_every=1,
+                          ckpt_every=100, valid_every=100, **train))
+    return cfg, (BandTokTask(cfg) if kind == "bandtok" else VocoderTask(cfg))
+
+
+def _weights(path):
+    return torch.load(path / "checkpoint.pt", weights_only=True)["modules"]
+
+
+def test_resume_is_exact(tiny_corpus, tmp_path):
+    cfg, task = _run(tiny_corpus, tmp_path / "straight", 5)
+    Trainer(task, cfg.train).run()
+    # the same run, stopped after 2 steps (max_minutes=0 stops after the first step that finishes) ...
+    cfg2, task2 = _run(tiny_corpus, tmp_path / "split", 5, max_minutes=0.0)
+    first = Trainer(task2, cfg2.train).run()
+    assert first.stopped_early and first.end_step == 1
+    # ... and resumed in a fresh process state
+    cfg3, task3 = _run(tiny_corpus, tmp_path / "split", 5)
+    second = Trainer(task3, cfg3.train).run(resume=True)
+    assert second.start_step == 1 and second.end_step == 5
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    for module in a:
+        for k in a[module]:
+            assert torch.equal(a[module][k], b[module][k]), (module, k)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()
+             if "loss" in json.loads(x)]
+    assert steps == [1, 2, 3, 4, 5]  # no duplicated or missing log lines
+    exported = Tokenizer.from_pretrained(tmp_path / "split" / "export")
+    assert exported.config.sample_rate == 16000
+
+
+def test_refuses_to_overwrite_a_run(tiny_corpus, tmp_path):
+    cfg, task = _run(tiny_corpus, tmp_path / "r", 1)
+    Trainer(task, cfg.train).run()
+    cfg, task = _run(tiny_corpus, tmp_path / "r", 1)
+    try:
+        Trainer(task, cfg.train).run()
+    except FileExistsError as e:
+        assert "--resume" in str(e)
+    else:
+        raise AssertionError("a second run into the same folder must be refused")
+
+
+def test_vocoder_task_trains_and_exports(tiny_corpus, tmp_path):
+    cfg, task = _run(tiny_corpus, tmp_path / "voc", 3, kind="vocoder")
+    summary = Trainer(task, cfg.train).run()
+    assert summary.end_step == 3 and "mel_distance" in summary.last_valid
+    voc = load_vocoder(tmp_path / "voc" / "export")
+    out = voc(torch.zeros(1, 128, 10))
+    assert out.shape == (1, 9 * 256)
