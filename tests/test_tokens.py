@@ -83,3 +83,32 @@ def test_damaged_files_are_refused(tmp_path):
 def test_shape_checks():
     with pytest.raises(ValueError, match="batch, frames, 8"):
         Tokens([torch.zeros(1, 5, 4, dtype=torch.long)], bandtok_layout(), FP, 24000, [5000])
+
+
+def test_out_of_range_codes_are_not_stored(tmp_path):
+    t = make_tokens(K=256)
+    t.codes[0][0, 0, 0] = 300
+    with pytest.raises(ValueError, match="outside"):
+        t.save(tmp_path / "x.mtok")
+    assert not (tmp_path / "x.mtok").exists()
+
+
+def test_damaged_header_is_refused(tmp_path):
+    p = make_tokens().save(tmp_path / "a.mtok")
+    raw = p.read_bytes()
+    assert raw.count(b"48000, 30000]") == 1
+    raw = raw.replace(b"48000, 30000]", b"48000, 30001]")  # same size: only the header's meaning changes
+    (tmp_path / "h.mtok").write_bytes(raw)
+    with pytest.raises(TokenFileError, match="damaged"):
+        Tokens.load(tmp_path / "h.mtok")
+
+
+def test_errors_survive_pickling():
+    import pickle
+
+    from musictok.audio import AudioError
+
+    e = pickle.loads(pickle.dumps(AudioError("/x.wav", "file not found")))
+    assert str(e) == "/x.wav: file not found" and e.reason == "file not found"
+    e = pickle.loads(pickle.dumps(TokenFileError("plain message")))
+    assert str(e) == "plain message"

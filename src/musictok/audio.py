@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from .atomic import atomic_path
+from .errors import MusictokError
 
 # Sample rates outside this range are almost certainly a corrupt header, not real audio.
 MIN_SAMPLE_RATE = 1_000
@@ -22,13 +24,8 @@ MAX_SAMPLE_RATE = 768_000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64")
 
 
-class AudioError(Exception):
+class AudioError(MusictokError):
     """A file that cannot be used as audio; the message says which file and why."""
-
-    def __init__(self, path: str | os.PathLike | None, reason: str):
-        self.path = None if path is None else str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
 
 @dataclass
@@ -182,16 +179,8 @@ def save(
     fmt = p.suffix.lower().lstrip(".")
     if subtype is None:
         subtype = {"wav": "FLOAT", "flac": "PCM_24", "ogg": "VORBIS"}.get(fmt)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         sf.write(tmp, x, sample_rate, subtype=subtype, format=fmt.upper() if fmt != "oga" else "OGG")
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return p
 
 

@@ -52,6 +52,7 @@ def data_build(
     out: Path = typer.Option(Path("data/chorales"), "--out", "-o", help="Output folder."),
     corpus: str = typer.Option("chorales", help="chorales | palestrina | madrigals | quartets | all"),
     limit: Optional[int] = typer.Option(None, help="Render only the first N works."),
+    split: Optional[str] = typer.Option(None, help="Render only the works of this split (train, valid, test)."),
     seed: int = typer.Option(0, help="Seed for instruments, jitter and drums: same seed, same bytes."),
     sample_rate: int = typer.Option(24000, "--sample-rate", help="Output sample rate (Hz)."),
     workers: int = typer.Option(os.cpu_count() or 1, help="Parallel worker processes (default: all cores)."),
@@ -66,7 +67,7 @@ def data_build(
     from .data.render import SoundFontError
 
     try:
-        cfg = BuildConfig(out=out, corpus=corpus, limit=limit, seed=seed, sample_rate=sample_rate,
+        cfg = BuildConfig(out=out, corpus=corpus, limit=limit, split=split, seed=seed, sample_rate=sample_rate,
                           workers=workers, soundfont=soundfont, tempo_jitter=tempo_jitter,
                           transpose_jitter=transpose_jitter, musdb=musdb, audio_format=audio_format)
         with _progress() as progress:
@@ -178,12 +179,13 @@ def _fmt_db(x: float) -> str:
 def demo_cmd(
     out: Path = typer.Option(Path("demo_out"), help="Where the demo writes its pictures and audio."),
     data: Path = typer.Option(Path("data/demo"), help="Where the small default corpus is rendered."),
-    pieces: int = typer.Option(8, help="How many chorales to render."),
+    pieces: int = typer.Option(4, help="How many held-out chorales to render."),
+    tokenizer: str = typer.Option("bandtok-small", help="Tokenizer to demonstrate (bundled name or folder)."),
 ) -> None:
-    """Render a handful of Bach chorales and draw a mix and its stems."""
+    """Render held-out Bach chorales, draw a mix and its stems, and tokenize one with BandTok."""
     from .demo import run_demo
 
-    run_demo(out=out, data=data, pieces=pieces, console=console)
+    run_demo(out=out, data=data, pieces=pieces, console=console, tokenizer=tokenizer)
 
 
 @app.command("encode")
@@ -224,7 +226,7 @@ def decode_cmd(
     from .convert import MTOK, decode_files, plan
     from .tokenizers.base import Tokenizer, TokenizerError
 
-    cache: dict[str, Tokenizer] = {}
+    cache: dict[str, Tokenizer | TokenizerError] = {}  # failures too: a missing tokenizer is looked up once
 
     def load_for(tokens) -> Tokenizer:
         source = tokenizer or tokens.extra.get("tokenizer_source")
@@ -232,7 +234,12 @@ def decode_cmd(
             raise TokenizerError(f"the file does not say which tokenizer made it ({tokens.fingerprint.short()}); "
                                  "pass --tokenizer")
         if source not in cache:
-            cache[source] = Tokenizer.from_pretrained(source, map_location=device)
+            try:
+                cache[source] = Tokenizer.from_pretrained(source, map_location=device)
+            except TokenizerError as e:
+                cache[source] = e
+        if isinstance(cache[source], TokenizerError):
+            raise cache[source]
         return cache[source]
 
     try:
@@ -276,10 +283,9 @@ def _eval_setup(tokenizer: str, audio: Optional[Path], corpus: Optional[Path], s
 def _write_json(path: Optional[Path], result: dict) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)
+    from .atomic import write_json
+
+    write_json(path, result)
     console.print(f"wrote {path}")
 
 
@@ -367,7 +373,7 @@ def eval_tokens(
 def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Optional[int],
            max_minutes: Optional[float], vocoder: Optional[Path] = None) -> None:
     from .train.config import load_run_config
-    from .train.loop import Trainer
+    from .train.loop import CheckpointError, Trainer
 
     overrides: dict = {}
     if out is not None:
@@ -380,6 +386,14 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         run = load_run_config(config, overrides)
     except ValueError as e:
         raise UserError(str(e)) from None
+    from .tokenizers.bandtok import BandTokConfig
+    from .nn.vocoder import VocoderConfig
+    from .train.config import build_model_config
+
+    try:  # check the model section now, not after the data loader has started
+        build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{config}: model section: {e}") from None
     if run.kind not in kind.split("|"):
         raise UserError(f"{config}: is a {run.kind} config; use `musictok train {'vocoder' if run.kind == 'vocoder' else 'tokenizer'}`")
     corpus = Path(run.data.corpus)
@@ -396,7 +410,7 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
     meta = {"command": "musictok " + " ".join(sys.argv[1:]), "run_config": run.to_dict()}
     try:
         summary = Trainer(task, run.train, console=console, extra_meta=meta).run(resume=resume)
-    except (FileExistsError, RuntimeError) as e:
+    except (FileExistsError, CheckpointError, ValueError) as e:
         raise UserError(str(e)) from None
     state = "stopped early (resume with --resume)" if summary.stopped_early else "finished"
     console.print(f"{state} at step {summary.end_step}/{run.train.steps} in {summary.wall_seconds / 60:.1f} min "
@@ -430,13 +444,13 @@ def train_vocoder(
 
 def main() -> None:
     """Entry point: expected failures become one red line and exit code 1."""
-    from .audio import AudioError
+    from .errors import MusictokError
 
     try:
         app()
-    except (UserError, AudioError) as e:
+    except (UserError, MusictokError) as e:
         err_console.print(f"[red]error:[/] {e}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        sys.exit(130)
+    except OSError as e:  # permissions, full disk …: the system's own words are the best one-liner
+        err_console.print(f"[red]error:[/] {e.filename or ''}: {e.strerror or e}")
+        sys.exit(1)

@@ -14,7 +14,8 @@ from typing import Callable, Iterable
 import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, find_audio, load, save
-from .tokens import TokenFileError, Tokens
+from .errors import MusictokError
+from .tokens import Tokens
 
 MTOK = ".mtok"
 
@@ -101,16 +102,18 @@ def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Token
             tokens = Tokens.load(src)
             tokenizer = load_tokenizer(tokens)
             t0 = time.perf_counter()
-            wav = tokenizer.decode(tokens)[0].cpu().numpy()
-        except TokenFileError as e:  # damaged file, or a tokenizer that must refuse it
+            wavs = tokenizer.decode(tokens).cpu().numpy()
+        except MusictokError as e:  # damaged file, or a tokenizer that is missing or must refuse it
             report.failed.append((src, str(e).removeprefix(f"{src}: ")))
             if on_file:
                 on_file(src, "failed")
             continue
         report.compute_seconds += time.perf_counter() - t0
-        report.audio_seconds += len(wav) / tokens.sample_rate
-        save(dst, wav, tokens.sample_rate)
-        report.written.append(dst)
+        for i, n in enumerate(tokens.lengths):  # a file holding several clips gives name-0.wav, name-1.wav …
+            target = dst if tokens.batch_size == 1 else dst.with_name(f"{dst.stem}-{i}{dst.suffix}")
+            save(target, wavs[i, :n], tokens.sample_rate)
+            report.written.append(target)
+            report.audio_seconds += n / tokens.sample_rate
         if on_file:
             on_file(src, "written")
     return report

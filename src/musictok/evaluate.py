@@ -100,17 +100,19 @@ def token_stability(tokenizer, clips: EvalClips, *, snr_db: float = 40.0, gain_d
     """Fraction of tokens unchanged under white noise at ``snr_db``, a ``gain_db`` gain change, and a
     shift of ``shift_samples`` (frames compared index by index over the overlap)."""
     g = torch.Generator().manual_seed(seed)
-    same = {"white_noise_40db": [0, 0], "gain_minus_6db": [0, 0], "shift_4_samples": [0, 0]}
+    keys = {"noise": f"white_noise_{snr_db:g}db", "gain": f"gain_{gain_db:+g}db".replace("+", "plus_").replace("-", "minus_"),
+            "shift": f"shift_{shift_samples}_samples"}
+    same = {k: [0, 0] for k in keys.values()}
     for wav in clips.audio:
         base = tokenizer.encode(wav).codes
         power = wav.pow(2).mean().clamp_min(1e-12)
         noise = torch.randn(wav.shape, generator=g) * (power / 10 ** (snr_db / 10)).sqrt()
-        variants = {"white_noise_40db": wav + noise, "gain_minus_6db": wav * 10 ** (gain_db / 20),
-                    "shift_4_samples": wav[shift_samples:]}
+        variants = {keys["noise"]: wav + noise, keys["gain"]: wav * 10 ** (gain_db / 20),
+                    keys["shift"]: wav[shift_samples:]}
         for key, v in variants.items():
             other = tokenizer.encode(v).codes
             for a, b in zip(base, other):
-                f = min(a.shape[1], b.shape[1]) - (1 if key.startswith("shift") else 0)  # last frame differs in length
+                f = min(a.shape[1], b.shape[1]) - (1 if key == keys["shift"] else 0)  # last frame differs in length
                 same[key][0] += int((a[:, :f] == b[:, :f]).sum())
                 same[key][1] += a[:, :f].numel()
     return {k: s / max(t, 1) for k, (s, t) in same.items()}

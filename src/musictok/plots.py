@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import atomic_path
 
 
 def _figure_backend():
@@ -28,15 +28,8 @@ def mel_power(wav: np.ndarray, sample_rate: int, n_mels: int = 128, hop: int = 2
 def save_figure(fig, path: str | Path) -> Path:
     """Write a figure atomically (temp file, then rename)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p, suffix=p.suffix) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 
@@ -58,6 +51,32 @@ def plot_stems(mix: np.ndarray, stems: list[np.ndarray], names: list[str], sampl
     axes[-1, 0].set_xlabel("time (s)")
     if title:
         axes[0, 0].set_title(title)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_reconstruction(log_mel: np.ndarray, log_mel_hat: np.ndarray, codes: np.ndarray, frame_rate: float,
+                        hop_seconds: float, path: str | Path, title: str = "") -> Path:
+    """Original Mel | reconstructed Mel | token grid (time × band, coloured by code), one time axis.
+
+    ``log_mel``: ``(n_mels, F)``; ``codes``: ``(frames, bands)``.
+    """
+    plt = _figure_backend()
+    fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
+    lo, hi = float(np.percentile(log_mel, 1)), float(log_mel.max())
+    for ax, mel, name in ((axes[0], log_mel, "original Mel"), (axes[1], log_mel_hat, "reconstructed Mel")):
+        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi,
+                  extent=(0, mel.shape[1] * hop_seconds, 0, mel.shape[0]))
+        ax.set_ylabel(name)
+    grid = axes[2].imshow(codes.T, origin="lower", aspect="auto", cmap="nipy_spectral", interpolation="nearest",
+                          extent=(0, codes.shape[0] / frame_rate, -0.5, codes.shape[1] - 0.5))
+    axes[2].set_ylabel("band token")
+    axes[2].set_xlabel("time (s)")
+    fig.colorbar(grid, ax=axes[2], label="code", pad=0.01, fraction=0.03)
+    if title:
+        axes[0].set_title(title)
     try:
         return save_figure(fig, path)
     finally:

@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from . import __version__
+from .atomic import make_temp_dir
+from .errors import MusictokError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-class PretrainedError(Exception):
+class PretrainedError(MusictokError):
     """A saved model folder that cannot be found or read."""
 
 
@@ -52,8 +53,7 @@ def write(directory: str | os.PathLike, state: dict[str, Tensor], meta: dict) ->
     from safetensors.torch import save_file
 
     d = Path(directory)
-    d.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
+    tmp = make_temp_dir(d)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps({"musictok_version": __version__} | meta, indent=1))

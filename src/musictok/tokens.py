@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,18 +25,16 @@ import torch
 from torch import Tensor
 
 from . import __version__
+from .atomic import atomic_path
+from .errors import MusictokError
 
 MTOK_FORMAT = "musictok.tokens"
 MTOK_VERSION = 1
 SLOT_AXES = ("band", "residual", "level", "track", "codebook")
 
 
-class TokenFileError(Exception):
-    """A ``.mtok`` file that cannot be used (missing, damaged, or made by another tokenizer)."""
-
-    def __init__(self, path: str | os.PathLike | None, reason: str):
-        self.path = None if path is None else str(path)
-        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+class TokenFileError(MusictokError):
+    """A ``.mtok`` file that cannot be used (missing or damaged)."""
 
 
 @dataclass(frozen=True)
@@ -215,19 +212,14 @@ class Tokens:
         p = Path(path)
         arrays = {}
         for i, (c, s) in enumerate(zip(self.codes, self.layout.streams)):
-            if c.numel() and int(c.min()) < 0:
-                raise ValueError(f"stream {s.name!r} has negative codes; cannot store them")
+            if c.numel() and (int(c.min()) < 0 or int(c.max()) >= max(s.codebook_sizes)):
+                raise ValueError(f"stream {s.name!r} has codes outside [0, {max(s.codebook_sizes)}); "
+                                 "they cannot be stored")
             arrays[f"stream{i}"] = c.detach().cpu().numpy().astype(_smallest_uint(max(s.codebook_sizes) - 1))
-        header = self.header() | {"checksum": _checksum(arrays)}
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        os.close(fd)
-        try:
-            save_file(arrays, tmp, metadata={"musictok": json.dumps(header)})
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        header = self.header()
+        header["checksum"] = _checksum(arrays, header)
+        with atomic_path(p) as tmp:
+            save_file(arrays, str(tmp), metadata={"musictok": json.dumps(header)})
         return p
 
     @classmethod
@@ -252,19 +244,24 @@ class Tokens:
             raise TokenFileError(p, "not a musictok token file (no musictok header)") from None
         if header.get("format_version", 0) > MTOK_VERSION:
             raise TokenFileError(p, f"written by a newer musictok (format {header['format_version']}); upgrade")
-        if _checksum(arrays) != header.get("checksum"):
-            raise TokenFileError(p, "codes do not match their checksum: the file is damaged")
-        layout = TokenLayout.from_dict(header["layout"])
-        codes = [torch.from_numpy(arrays[f"stream{i}"].astype(np.int64)) for i in range(len(layout.streams))]
-        for c, s in zip(codes, layout.streams):
-            if c.numel() and int(c.max()) >= max(s.codebook_sizes):
-                raise TokenFileError(p, f"stream {s.name!r} holds codes beyond its codebook size")
-        return cls(codes, layout, Fingerprint(**header["tokenizer"]), int(header["sample_rate"]),
-                   [int(n) for n in header["lengths"]], header.get("extra", {}))
+        checksum = header.pop("checksum", None)
+        if _checksum(arrays, header) != checksum:
+            raise TokenFileError(p, "codes or header do not match their checksum: the file is damaged")
+        try:
+            layout = TokenLayout.from_dict(header["layout"])
+            codes = [torch.from_numpy(arrays[f"stream{i}"].astype(np.int64)) for i in range(len(layout.streams))]
+            for c, s in zip(codes, layout.streams):
+                if c.numel() and int(c.max()) >= max(s.codebook_sizes):
+                    raise TokenFileError(p, f"stream {s.name!r} holds codes beyond its codebook size")
+            return cls(codes, layout, Fingerprint(**header["tokenizer"]), int(header["sample_rate"]),
+                       [int(n) for n in header["lengths"]], header.get("extra", {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise TokenFileError(p, f"inconsistent token file ({type(e).__name__}: {e})") from None
 
 
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
+def _checksum(arrays: dict[str, np.ndarray], header: dict) -> str:
+    """Over the codes and the header (lengths, layout, fingerprint …), so damage anywhere is caught."""
+    h = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
     for k in sorted(arrays):
         a = np.ascontiguousarray(arrays[k])
         h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())

@@ -170,3 +170,11 @@ def test_unknown_corpus_and_bad_config():
         list_works("jazz")
     with pytest.raises(ValueError, match="audio format"):
         BuildConfig(out="x", audio_format="mp3")
+
+
+def test_rerun_with_other_settings_is_refused(tmp_path):
+    cfg = BuildConfig(out=tmp_path, corpus="chorales", limit=1, seed=1, sample_rate=16000, workers=1, musdb=False)
+    build_corpus(cfg)
+    with pytest.raises(ValueError, match="seed=1"):
+        build_corpus(BuildConfig(out=tmp_path, corpus="chorales", limit=1, seed=2, sample_rate=16000, workers=1,
+                                 musdb=False))

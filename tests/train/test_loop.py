@@ -70,3 +70,18 @@ def test_vocoder_task_trains_and_exports(tiny_corpus, tmp_path):
     voc = load_vocoder(tmp_path / "voc" / "export")
     out = voc(torch.zeros(1, 128, 10))
     assert out.shape == (1, 9 * 256)
+
+
+def test_resume_with_another_batch_size_is_refused(tiny_corpus, tmp_path):
+    from musictok.train.loop import CheckpointError
+
+    cfg, task = _run(tiny_corpus, tmp_path / "r", 1)
+    Trainer(task, cfg.train).run()
+    cfg, task = _run(tiny_corpus, tmp_path / "r", 2)
+    cfg.train.batch_size = 3
+    try:
+        Trainer(task, cfg.train).run(resume=True)
+    except CheckpointError as e:
+        assert "batch_size=2" in str(e)
+    else:
+        raise AssertionError("resuming with another batch size must be refused")

@@ -36,8 +36,9 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
+from ..atomic import write_json, write_text
 from ..audio import save
-from .corpus import Piece, PieceError, list_works, load_piece, piece_id
+from .corpus import Piece, PieceError, list_works, load_piece, piece_id, split_of
 from .render import SoundFont, find_soundfont, render_notes
 from .stems import (
     GM_INSTRUMENTS,
@@ -59,6 +60,7 @@ class BuildConfig:
     out: Path
     corpus: str = "chorales"
     limit: int | None = None
+    split: str | None = None  # render only the works of this split (train, valid or test)
     seed: int = 0
     sample_rate: int = 24000
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -76,6 +78,8 @@ class BuildConfig:
             raise ValueError(f"sample rate {self.sample_rate} Hz is outside 8000..192000")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.split not in (None, "train", "valid", "test"):
+            raise ValueError(f"split must be train, valid or test, not {self.split!r}")
 
 
 @dataclass
@@ -184,7 +188,7 @@ def render_piece(path: Path, cfg: BuildConfig, soundfont: SoundFont) -> PieceRes
             musdb_meta = _render_musdb(piece, programs, raw, rng, cfg, soundfont, num_samples, tmp / "musdb")
 
         meta = _metadata(piece, programs, stem_files, cfg, soundfont, num_samples, musdb_meta)
-        (tmp / "piece.json").write_text(json.dumps(meta, indent=1))
+        write_json(tmp / "piece.json", meta)
         _check_parent()  # a worker orphaned by a killed run must not race a rerun's clean-up
         if final.exists():  # a folder without piece.json: left by an older, interrupted layout
             shutil.rmtree(final)
@@ -287,9 +291,7 @@ def _metadata(
 def write_metadata_index(out: Path) -> list[dict]:
     """Rebuild ``metadata.jsonl`` from the finished piece folders (atomically)."""
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*/piece.json"))]
-    tmp = out / ".metadata.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, out / "metadata.jsonl")
+    write_text(out / "metadata.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 
@@ -299,6 +301,8 @@ def build_corpus(cfg: BuildConfig, on_piece: Callable[[PieceResult], None] | Non
     t0 = time.time()
     soundfont = find_soundfont(cfg.soundfont)
     works = list_works(cfg.corpus)
+    if cfg.split is not None:
+        works = [w for w in works if split_of(piece_id(w)) == cfg.split]
     if cfg.limit is not None:
         works = works[: cfg.limit]
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -318,6 +322,7 @@ def build_corpus(cfg: BuildConfig, on_piece: Callable[[PieceResult], None] | Non
 def _build_locked(cfg: BuildConfig, soundfont: SoundFont, works: list[Path], t0: float,
                   on_piece: Callable[[PieceResult], None] | None,
                   on_start: Callable[[int], None] | None) -> BuildReport:
+    _check_same_settings(cfg, soundfont)
     for stale in cfg.out.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     if on_start:
@@ -330,17 +335,22 @@ def _build_locked(cfg: BuildConfig, soundfont: SoundFont, works: list[Path], t0:
         if on_piece:
             on_piece(r)
 
-    if cfg.workers == 1 or len(works) <= 1:
-        for w in works:
-            done(render_piece(w, cfg, soundfont))
-    else:
-        with ProcessPoolExecutor(max_workers=cfg.workers, initializer=_remember_parent,
-                                 initargs=(os.getpid(),)) as pool:
-            futures = [pool.submit(render_piece, w, cfg, soundfont) for w in works]
-            for f in as_completed(futures):
-                done(f.result())
+    try:
+        if cfg.workers == 1 or len(works) <= 1:
+            for w in works:
+                done(render_piece(w, cfg, soundfont))
+        else:
+            pool = ProcessPoolExecutor(max_workers=cfg.workers, initializer=_remember_parent,
+                                       initargs=(os.getpid(),))
+            try:
+                futures = [pool.submit(render_piece, w, cfg, soundfont) for w in works]
+                for f in as_completed(futures):
+                    done(f.result())
+            finally:  # on Ctrl-C or a crashed worker, queued pieces are dropped rather than rendered
+                pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        rows = write_metadata_index(cfg.out)  # whatever finished is indexed, even after an interruption
 
-    rows = write_metadata_index(cfg.out)
     report = BuildReport(
         out=str(cfg.out),
         corpus=cfg.corpus,
@@ -356,7 +366,28 @@ def _build_locked(cfg: BuildConfig, soundfont: SoundFont, works: list[Path], t0:
     )
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     summary = asdict(report) | {"config": info, "musictok_version": __version__}
-    tmp = cfg.out / ".build.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, cfg.out / "build.json")
+    write_json(cfg.out / "build.json", summary)
     return report
+
+
+# Settings that change the rendered audio: a rerun into the same folder must keep them.
+SETTINGS = ("seed", "sample_rate", "tempo_jitter", "transpose_jitter", "musdb", "audio_format")
+
+
+def _check_same_settings(cfg: BuildConfig, soundfont: SoundFont) -> None:
+    """Refuse to mix pieces rendered with other settings into one folder."""
+    previous = cfg.out / "build.json"
+    if not previous.is_file():
+        return
+    try:
+        old = json.loads(previous.read_text())
+    except ValueError:
+        return
+    before = old.get("config", {})
+    for key in SETTINGS:
+        if key in before and before[key] != getattr(cfg, key):
+            raise ValueError(f"{cfg.out} was built with {key}={before[key]!r}, not {getattr(cfg, key)!r}; "
+                             "use the same settings to resume, or another --out")
+    if old.get("soundfont") and Path(old["soundfont"]).name != soundfont.name:
+        raise ValueError(f"{cfg.out} was rendered with the SoundFont {Path(old['soundfont']).name}, not "
+                         f"{soundfont.name}; pass --soundfont {old['soundfont']} or use another --out")

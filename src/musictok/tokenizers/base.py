@@ -20,16 +20,14 @@ import torch
 from torch import Tensor, nn
 
 from .. import pretrained
-from ..tokens import Fingerprint, TokenFileError, TokenLayout, Tokens, config_hash, weights_hash
+from ..errors import MusictokError
+from ..tokens import Fingerprint, TokenLayout, Tokens, config_hash, weights_hash
 
 TOKENIZERS: dict[str, type["Tokenizer"]] = {}  # name -> class, filled by @register_tokenizer
 
 
-class TokenizerError(TokenFileError):
+class TokenizerError(MusictokError):
     """A tokenizer that cannot be found or loaded, or tokens it must refuse."""
-
-    def __init__(self, reason: str):
-        super().__init__(None, reason)
 
 
 def register_tokenizer(name: str):
@@ -83,6 +81,7 @@ class Tokenizer(nn.Module, abc.ABC):
     hop_samples: int
     context_units: int
     chunk_units: int = 512  # frames of the slowest stream per chunk for long inputs
+    max_batch: int = 16  # clips per forward pass when encoding many equal-length clips
 
     def __init__(self, config: Any):
         super().__init__()
@@ -132,10 +131,13 @@ class Tokenizer(nn.Module, abc.ABC):
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)
 
+    def _version_key(self) -> int:
+        """In-place updates bump a tensor's version counter, so the sum grows whenever weights change."""
+        return sum(t._version for t in list(self.parameters()) + list(self.buffers()))
+
     def fingerprint(self) -> Fingerprint:
         """Name + config hash + weights hash; cached until any parameter or buffer changes in place."""
-        # in-place updates bump a tensor's version counter, so the sum grows whenever weights change
-        key = sum(t._version for t in list(self.parameters()) + list(self.buffers()))
+        key = self._version_key()
         if self._fingerprint is None or self._fingerprint[0] != key:
             fp = Fingerprint(self.name, config_hash(self.config_dict()), weights_hash(self.state_dict()))
             self._fingerprint = (key, fp)
@@ -145,8 +147,9 @@ class Tokenizer(nn.Module, abc.ABC):
     @torch.no_grad()
     def encode(self, wav: Any, *, chunk_units: int | None = None) -> Tokens:
         """Tokenize mono audio at ``self.sample_rate``: ``(T,)``, ``(B, T)`` or a list of clips of any
-        lengths. Clips of equal length are batched; inputs longer than ``chunk_units`` frames are encoded
-        in overlapping chunks (memory bounded by the chunk size)."""
+        lengths. Clips of equal length are batched (at most ``max_batch`` at a time); clips longer than
+        ``chunk_units + 2 × context_units`` frames are encoded in overlapping chunks, so memory is bounded
+        by the chunk size whatever the input length."""
         clips = _as_clips(wav)
         was_training = self.training
         self.eval()  # encoding must never move EMA codebooks or other training state
@@ -155,11 +158,13 @@ class Tokenizer(nn.Module, abc.ABC):
             by_length: dict[int, list[int]] = {}
             for i, c in enumerate(clips):
                 by_length.setdefault(c.numel(), []).append(i)
-            for n, idx in by_length.items():
-                batch = torch.stack([clips[i] for i in idx]).to(self.device)
-                codes = self._encode_long(batch, chunk_units or self.chunk_units)
-                for j, i in enumerate(idx):
-                    per_clip[i] = [c[j: j + 1] for c in codes]
+            for n, same in by_length.items():
+                for k in range(0, len(same), self.max_batch):
+                    idx = same[k: k + self.max_batch]
+                    batch = torch.stack([clips[i] for i in idx]).to(self.device)
+                    codes = self._encode_long(batch, chunk_units or self.chunk_units)
+                    for j, i in enumerate(idx):
+                        per_clip[i] = [c[j: j + 1] for c in codes]
         finally:
             self.train(was_training)
         codes = [_pad_cat([pc[s] for pc in per_clip]) for s in range(len(self.layout.streams))]
@@ -256,12 +261,29 @@ class Tokenizer(nn.Module, abc.ABC):
         klass = TOKENIZERS[kind]
         if cls is not Tokenizer and not issubclass(klass, cls):
             raise TokenizerError(f"{d}: holds a {kind} tokenizer, not a {cls.name}")
-        model = klass(klass.config_class.from_dict(meta["config"]))
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            model = klass(klass.config_class.from_dict(meta["config"]))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise TokenizerError(f"{d}: config and weights do not make a {kind} tokenizer "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
         if missing or unexpected:
             raise TokenizerError(f"{d}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        model.source = str(name_or_dir)
-        return model.to(map_location).eval()
+        model = model.to(map_location).eval()
+        stored = meta.get("fingerprint")
+        if stored:
+            # Tokens name the tokenizer by the fingerprint it was saved with; checking the weights hash
+            # catches damaged weights, and reusing the stored config hash keeps old token files decodable
+            # when a later version adds config fields with defaults.
+            fp = Fingerprint(**stored)
+            if weights_hash(model.state_dict()) != fp.weights_hash:
+                raise TokenizerError(f"{d / pretrained.WEIGHTS_FILE}: weights do not match the fingerprint "
+                                     "in config.json: the folder is damaged")
+            model._fingerprint = (model._version_key(), fp)
+        # a folder is recorded as an absolute path, so tokens stay decodable from any working directory
+        p = Path(name_or_dir)
+        model.source = str(d.resolve()) if p.exists() else str(name_or_dir)
+        return model
 
 
 def _pad_cat(codes: Sequence[Tensor]) -> Tensor:

@@ -33,8 +33,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..atomic import atomic_path, write_json, write_text
+from ..errors import MusictokError
+
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+# changing these between a run and its resume would change which clip each step sees
+RESUME_INVARIANTS = ("batch_size", "seed")
+
+
+class CheckpointError(MusictokError):
+    """A checkpoint that cannot be read or does not belong to this run."""
 
 
 @dataclass
@@ -212,10 +221,8 @@ class Trainer:
     def save_checkpoint(self, step: int) -> None:
         if not self.dist.is_main:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.out / f".{CHECKPOINT}.tmp"
-        torch.save(self._state(step), tmp)
-        os.replace(tmp, self.out / CHECKPOINT)
+        with atomic_path(self.out / CHECKPOINT) as tmp:
+            torch.save(self._state(step), tmp)
 
     def load_checkpoint(self) -> int:
         path = self.out / CHECKPOINT
@@ -224,7 +231,12 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:
-            raise RuntimeError(f"{path}: cannot read checkpoint ({type(e).__name__}); delete it to start over") from None
+            raise CheckpointError(path, f"cannot read checkpoint ({type(e).__name__}); delete it to start over") from None
+        saved = state.get("train_config", {})
+        for key in RESUME_INVARIANTS:
+            if key in saved and saved[key] != getattr(self.cfg, key):
+                raise CheckpointError(path, f"was trained with {key}={saved[key]}, this run has "
+                                            f"{getattr(self.cfg, key)}; resuming would change the data order")
         for k, m in self.task.modules().items():
             unwrap(m).load_state_dict(state["modules"][k])
         for k, o in self.task.optimizers().items():
@@ -240,10 +252,14 @@ class Trainer:
         log = self.out / LOG
         if not log.is_file():
             return
-        keep = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        tmp = self.out / f".{LOG}.tmp"
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        os.replace(tmp, log)
+        keep = []
+        for ln in log.read_text().splitlines():
+            try:
+                if json.loads(ln).get("step", 0) <= step:
+                    keep.append(ln)
+            except ValueError:  # a line torn by a kill mid-write
+                continue
+        write_text(log, "".join(ln + "\n" for ln in keep))
 
     def _log(self, row: dict) -> None:
         if not self.dist.is_main:
@@ -271,7 +287,7 @@ class Trainer:
         if self.dist.is_main:
             self._trim_log(start)
             meta = {"train_config": cfg.to_dict(), **self.extra_meta}
-            (self.out / "run.json").write_text(json.dumps(meta, indent=1))
+            write_json(self.out / "run.json", meta)
         autocast = self._autocast()
         loader = DataLoader(self.task.train_dataset(cfg.steps * cfg.batch_size * self.dist.world_size),
                             batch_size=cfg.batch_size, num_workers=cfg.num_workers,
@@ -310,7 +326,7 @@ class Trainer:
                     if self.dist.is_main:
                         self.task.export(self.out / "export", step)
                 over_time = cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes
-                if self._stop or over_time:
+                if self._should_stop(self._stop or over_time):
                     stopped = True
                     break
         finally:
@@ -324,8 +340,16 @@ class Trainer:
         wall = time.time() - t0
         summary = TrainSummary(str(self.out), start, step, wall, wall / max(step - start, 1), row, valid, stopped)
         if self.dist.is_main:
-            (self.out / "summary.json").write_text(json.dumps(dataclasses.asdict(summary), indent=1))
+            write_json(self.out / "summary.json", dataclasses.asdict(summary))
         return summary
+
+    def _should_stop(self, local: bool) -> bool:
+        """Every rank must leave the loop at the same step, or the others hang in the next all-reduce."""
+        if not self.dist.enabled:
+            return local
+        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def _validate(self, step: int, autocast) -> dict:
         if not self.dist.is_main:

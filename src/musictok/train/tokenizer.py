@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..data.datasets import MixClips
+from ..metrics.codebook import codebook_usage
 from ..nn.discriminators import MultiScalePatchGAN, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from ..tokenizers.bandtok import BandTok, BandTokConfig
 from .config import RunConfig, build_model_config
@@ -32,7 +33,16 @@ class BandTokTask(TrainTask):
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=self.run.gan.lr or cfg.lr, betas=cfg.betas,
                                        weight_decay=cfg.weight_decay)
         self.cfg = cfg
-        self._valid = None
+        # build what validation and export need now, so a bad split or vocoder fails before step 0
+        d = self.run.data
+        self._valid = MixClips(d.corpus, d.valid_split, _whole_frames(d.valid_seconds, self.model),
+                               self.model.sample_rate, random=False, max_clips=d.valid_clips)
+        self._vocoder = None
+        if self.vocoder_dir is not None:
+            from ..nn.vocoder import load_vocoder
+
+            self._vocoder = load_vocoder(self.vocoder_dir)
+            check_vocoder_fits(self.model.config, self._vocoder)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "disc": self.disc}
@@ -73,40 +83,32 @@ class BandTokTask(TrainTask):
         loss.backward()
         logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
         self.opt_g.step()
-        logs["loss"] = float(loss)
+        logs["loss"] = loss.item()
         logs["perplexity"] = float(out.stats.get("perplexity", torch.tensor(0.0)))
         logs["utilization"] = float(out.stats.get("utilization", torch.tensor(0.0)))
         return logs
-
-    def _valid_set(self) -> MixClips:
-        if self._valid is None:
-            d = self.run.data
-            self._valid = MixClips(d.corpus, d.valid_split, _whole_frames(d.valid_seconds, self.model),
-                                   self.model.sample_rate, random=False, max_clips=d.valid_clips)
-        return self._valid
 
     @torch.no_grad()
     def validate(self, autocast: Any) -> dict[str, float]:
         """Mel L1 (normalised log-Mel) and codebook use over the fixed validation clips."""
         model = unwrap(self.model)
         model.eval()
-        ds = self._valid_set()
-        l1, counts = 0.0, torch.zeros(model.config.codebook_size)
+        ds = self._valid
+        l1, codes = 0.0, []
         for i in range(len(ds)):
             wav = ds[i]["audio"][None].to(self.device)
             out = model.forward_train(wav)
             l1 += float(out.losses["mel_l1"]) / model.config.l1_weight
-            counts += torch.bincount(out.codes.reshape(-1).cpu(), minlength=counts.numel()).float()
+            codes.append(out.codes.reshape(-1).cpu())
         model.train()
-        p = counts / counts.sum()
-        entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
-        return {"mel_l1": l1 / len(ds), "utilization": float((counts > 0).float().mean()),
-                "normalized_entropy": entropy / float(torch.log2(torch.tensor(float(counts.numel()))))}
+        usage = codebook_usage(torch.cat(codes), model.config.codebook_size)
+        return {"mel_l1": l1 / len(ds), "utilization": usage.utilization,
+                "normalized_entropy": usage.normalized_entropy}
 
     def export(self, out_dir: Path, step: int) -> None:
         model = unwrap(self.model)
-        if self.vocoder_dir is not None:
-            model = attach_vocoder(model, self.vocoder_dir)
+        if self._vocoder is not None:
+            model = attach_vocoder(model, self._vocoder)
         model.save_pretrained(out_dir, extra={"train_step": step, "run_config": self.run.to_dict()})
 
 
@@ -116,11 +118,21 @@ def _whole_frames(seconds: float, model: BandTok) -> float:
     return max(round(seconds * model.sample_rate / hop), 1) * hop / model.sample_rate
 
 
-def attach_vocoder(model: BandTok, vocoder_dir: str | Path) -> BandTok:
-    """A copy of ``model`` whose ``decode`` uses the trained vocoder saved in ``vocoder_dir``."""
+def check_vocoder_fits(cfg: BandTokConfig, vocoder) -> None:
+    """A vocoder trained on another Mel (rate, FFT, hop, bins, range) would decode to garbage."""
+    want, have = cfg.mel_config(), vocoder.config.mel
+    for key in ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels", "fmin", "fmax", "log_floor"):
+        if getattr(want, key) != getattr(have, key):
+            raise ValueError(f"the vocoder's Mel has {key}={getattr(have, key)}, BandTok's has {getattr(want, key)}")
+
+
+def attach_vocoder(model: BandTok, vocoder) -> BandTok:
+    """A copy of ``model`` whose ``decode`` uses ``vocoder`` (a `Vocoder`, or a folder to load one from)."""
     from ..nn.vocoder import load_vocoder
 
-    vocoder = load_vocoder(vocoder_dir)
+    if isinstance(vocoder, (str, Path)):
+        vocoder = load_vocoder(vocoder)
+    check_vocoder_fits(model.config, vocoder)
     cfg = BandTokConfig.from_dict(model.config.to_dict() | {"vocoder": vocoder.config.to_dict()})
     out = BandTok(cfg)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("vocoder.")}

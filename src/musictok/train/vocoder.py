@@ -44,7 +44,9 @@ class VocoderTask(TrainTask):
         self.opt_d = torch.optim.AdamW(disc_params, lr=self.run.gan.lr or cfg.lr, betas=cfg.betas,
                                        weight_decay=cfg.weight_decay)
         self.weights = VocoderLossWeights(adv=self.run.gan.adv_weight, fm=self.run.gan.fm_weight)
-        self._valid = None
+        d = self.run.data  # built now, so a bad split fails before step 0
+        self._valid = MixClips(d.corpus, d.valid_split, d.valid_seconds, self.model_config.mel.sample_rate,
+                               random=False, max_clips=d.valid_clips)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "mpd": self.mpd, "mrd": self.mrd}
@@ -82,7 +84,7 @@ class VocoderTask(TrainTask):
         loss.backward()
         logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
         self.opt_g.step()
-        logs["loss"] = float(loss)
+        logs["loss"] = loss.item()
         return logs
 
     @torch.no_grad()
@@ -90,10 +92,6 @@ class VocoderTask(TrainTask):
         """The evaluation Mel distance (DAC definition) of resynthesised validation clips."""
         model = unwrap(self.model)
         model.eval()
-        if self._valid is None:
-            d = self.run.data
-            self._valid = MixClips(d.corpus, d.valid_split, d.valid_seconds, self.model_config.mel.sample_rate,
-                                   random=False, max_clips=d.valid_clips)
         total = 0.0
         for i in range(len(self._valid)):
             wav = self._valid[i]["audio"][None].to(self.device)
