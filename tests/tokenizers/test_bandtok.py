@@ -146,3 +146,26 @@ def test_config_roundtrip_and_validation():
         BandTokConfig(bands=6)
     with pytest.raises(ValueError, match="unknown"):
         BandTokConfig.from_dict({"nope": 1})
+
+
+def test_half_precision_storage_loads_with_its_fingerprint(model, tmp_path):
+    model.save_pretrained(tmp_path / "half", storage_dtype=torch.float16)
+    model.save_pretrained(tmp_path / "full")
+    half = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert half < 0.6 * (tmp_path / "full" / "model.safetensors").stat().st_size
+    loaded = Tokenizer.from_pretrained(tmp_path / "half")
+    assert next(loaded.parameters()).dtype == torch.float32
+    tokens = loaded.encode(_music(2.0, seed=11))
+    assert tokens.fingerprint == loaded.fingerprint()
+    loaded.decode(tokens)  # its own tokens decode
+
+
+def test_damaged_weights_are_refused(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model.save_pretrained(tmp_path / "tok")
+    state = load_file(str(tmp_path / "tok" / "model.safetensors"))
+    state["decoder.conv_out.bias"] = state["decoder.conv_out.bias"] + 1
+    save_file(state, str(tmp_path / "tok" / "model.safetensors"))
+    with pytest.raises(TokenizerError, match="damaged"):
+        Tokenizer.from_pretrained(tmp_path / "tok")

@@ -240,11 +240,22 @@ class Tokenizer(nn.Module, abc.ABC):
         return self._embed_codes([c.to(self.device) for c in tokens.codes])
 
     # ---------------------------------------------------------------- persistence
-    def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (replaced atomically)."""
-        meta = {"tokenizer": self.name, "config": self.config_dict(),
-                "fingerprint": dataclasses.asdict(self.fingerprint())} | (extra or {})
-        return pretrained.write(directory, self.state_dict(), meta)
+    def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None, *,
+                        storage_dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (replaced atomically).
+
+        ``storage_dtype=torch.float16`` halves the file (bundled checkpoints stay a few MB); floating
+        weights are rounded to it, and the saved fingerprint is that of the rounded weights — the model a
+        user loads — so tokens made before saving with unrounded weights will not decode with it."""
+        state = self.state_dict()
+        fp = self.fingerprint()
+        if storage_dtype is not None:
+            state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
+            restored = {k: v.to(self.state_dict()[k].dtype) for k, v in state.items()}
+            fp = Fingerprint(fp.name, fp.config_hash, weights_hash(restored))
+        meta = {"tokenizer": self.name, "config": self.config_dict(), "fingerprint": dataclasses.asdict(fp),
+                "storage_dtype": str(storage_dtype or "as trained")} | (extra or {})
+        return pretrained.write(directory, state, meta)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> Tokenizer:
