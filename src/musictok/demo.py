@@ -99,7 +99,7 @@ def _tokenize_demo(name: str, mix_path: Path, piece_id: str, seconds: float, out
         return {"skipped": str(e)}
     wav, sr = load(mix_path, model.sample_rate, duration=seconds)
     x = torch.from_numpy(wav)
-    model.encode(x[: sr])  # warm-up, so the timing below is the steady state
+    model.decode(model.encode(x))  # warm-up, so the timing below is the steady state
     t0 = time.perf_counter()
     tokens = model.encode(x)
     t1 = time.perf_counter()

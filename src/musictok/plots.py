@@ -74,7 +74,7 @@ def plot_reconstruction(log_mel: np.ndarray, log_mel_hat: np.ndarray, codes: np.
                           extent=(0, codes.shape[0] / frame_rate, -0.5, codes.shape[1] - 0.5))
     axes[2].set_ylabel("band token")
     axes[2].set_xlabel("time (s)")
-    fig.colorbar(grid, ax=axes[2], label="code", pad=0.01, fraction=0.03)
+    fig.colorbar(grid, ax=list(axes), label="code (bottom row)", pad=0.01, fraction=0.03)  # all rows shrink alike
     if title:
         axes[0].set_title(title)
     try:

@@ -57,6 +57,8 @@ def write(directory: str | os.PathLike, state: dict[str, Tensor], meta: dict) ->
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps({"musictok_version": __version__} | meta, indent=1))
+        for f in (tmp / WEIGHTS_FILE, tmp / CONFIG_FILE):
+            os.chmod(f, 0o644)  # safetensors creates owner-only files; a model folder is meant to be shared
         if d.exists():
             old = d.with_name(f".{d.name}.old")
             shutil.rmtree(old, ignore_errors=True)
