@@ -78,7 +78,7 @@ class BandTokTask(TrainTask):
                 adv = generator_adversarial_loss(fake_out.logits, gan.loss)
                 fm = feature_matching_loss(real_out.features, fake_out.features)
             loss = loss + gan.adv_weight * adv + gan.fm_weight * fm
-            logs |= {"disc": float(d_loss), "adv": float(adv), "fm": float(fm)}
+            logs |= {"disc": d_loss.item(), "adv": adv.item(), "fm": fm.item()}
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))

@@ -79,7 +79,7 @@ class VocoderTask(TrainTask):
             with autocast():
                 g = vocoder_generator_losses(wav, fake, self.discs, self.mel_loss, self.weights, gan.loss)
             loss = g["total"]
-            logs = {"mel": float(g["mel"]), "adv": float(g["adv"]), "fm": float(g["fm"]), "disc": float(d_loss)}
+            logs = {"mel": g["mel"].item(), "adv": g["adv"].item(), "fm": g["fm"].item(), "disc": d_loss.item()}
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
