@@ -181,11 +181,12 @@ def demo_cmd(
     data: Path = typer.Option(Path("data/demo"), help="Where the small default corpus is rendered."),
     pieces: int = typer.Option(4, help="How many held-out chorales to render."),
     tokenizer: str = typer.Option("bandtok-small", help="Tokenizer to demonstrate (bundled name or folder)."),
+    lm: str = typer.Option("bandtok-small-lm", help="Token LM for the continuation (bundled name or folder)."),
 ) -> None:
-    """Render held-out Bach chorales, draw a mix and its stems, and tokenize one with BandTok."""
+    """Render held-out Bach chorales, draw a mix and its stems, tokenize one with BandTok and continue it."""
     from .demo import run_demo
 
-    run_demo(out=out, data=data, pieces=pieces, console=console, tokenizer=tokenizer)
+    run_demo(out=out, data=data, pieces=pieces, console=console, tokenizer=tokenizer, lm=lm)
 
 
 @app.command("encode")
@@ -370,6 +371,90 @@ def eval_tokens(
     _write_json(json_out, result)
 
 
+@eval_app.command("lm")
+def eval_lm(
+    lm: Path = typer.Option(..., help="A trained token LM folder (e.g. runs/lm-small-2d/export)."),
+    corpus: Path = typer.Option(Path("data/chorales"), help="A rendered corpus folder."),
+    split: str = typer.Option("test", help="Corpus split to score."),
+    max_windows: int = typer.Option(64, help="At most this many context windows."),
+    cache_dir: Path = typer.Option(Path("data/token-cache"), help="Where tokens of the corpus are cached."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
+    plot: Optional[Path] = typer.Option(None, help="Write the loss-by-position curve as a PNG."),
+) -> None:
+    """Predictability of a token LM under teacher forcing: BPT, cnBPT, enBPT, cnBPS, Acc@k vs a unigram."""
+    from .evaluate import evaluate_lm, fmt
+    from .tokenizers.base import TokenizerError
+
+    try:
+        result = _with_progress("scoring", max_windows // 8 + 1, lambda tick: evaluate_lm(
+            lm, corpus, split, max_windows=max_windows, cache_dir=cache_dir, on_batch=tick))
+    except (TokenizerError, ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    table = Table(title=f"{lm} on {corpus} ({split}, {result['windows']} windows of {result['context_frames']} frames)")
+    for col in ("model", "BPT", "cnBPT", "enBPT", "cnBPS", "Acc@1", "Acc@10"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for name, r in (("LM", result["lm"]), ("unigram", result["unigram_baseline"])):
+        s = next(iter(r["streams"].values()))
+        acc = s["topk_accuracy"] or {}
+        table.add_row(name, fmt(r["bpt"]), fmt(r["cnbpt"], 4), fmt(r["enbpt"], 4), fmt(r["cnbps"], 1),
+                      fmt(acc.get("1")), fmt(acc.get("10")))
+    console.print(table)
+    if plot is not None:
+        from .plots import plot_curve
+
+        console.print(f"wrote {plot_curve(result['loss_by_position_bits'], plot, xlabel='step in the context', ylabel='bits per token', title=str(lm))}")
+    _write_json(json_out, result)
+
+
+@app.command("generate")
+def generate_cmd(
+    lm: Path = typer.Option(..., help="A trained token LM folder."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output WAV; its .mtok and .png are written beside it."),
+    prompt: Optional[Path] = typer.Option(None, help="Audio to continue (omit for unconditional generation)."),
+    prompt_seconds: float = typer.Option(10.0, help="How much of the prompt to keep."),
+    seconds: float = typer.Option(30.0, help="Total length, prompt included."),
+    greedy: bool = typer.Option(False, help="Always take the most likely token."),
+    temperature: float = typer.Option(1.0),
+    top_k: Optional[int] = typer.Option(None),
+    top_p: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(0),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the whole context every step (slow; for comparison)."),
+) -> None:
+    """Continue a prompt with a token LM (or generate from nothing) and decode the result."""
+    import torch
+
+    from .audio import load, save
+    from .generate import generate
+    from .plots import plot_reconstruction
+    from .tokenizers.base import Tokenizer, TokenizerError
+    from .train.lm import load_lm
+
+    try:
+        meta = load_lm(lm).meta
+        tok = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
+        wav = None
+        if prompt is not None:
+            wav = torch.from_numpy(load(prompt, tok.sample_rate)[0])
+        with _progress() as progress:
+            task = progress.add_task("generating", total=None, status="")
+            result = generate(lm, prompt=wav, prompt_seconds=prompt_seconds if prompt else 0.0, seconds=seconds,
+                              temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p, seed=seed,
+                              use_cache=not no_cache,
+                              on_frames=lambda k, n: progress.update(task, total=n, completed=k, status="frames"))
+    except (TokenizerError, ValueError) as e:
+        raise UserError(str(e)) from None
+    save(out, result.wav.numpy(), tok.sample_rate)
+    result.tokens.save(out.with_suffix(".mtok"))
+    padded = torch.nn.functional.pad(result.wav, (0, -len(result.wav) % tok.hop_samples))[None]
+    mel = tok.denormalize(tok.mel(padded))[0].numpy()
+    png = plot_reconstruction(mel, None, result.tokens.codes[0][0].numpy(), tok.layout.streams[0].frame_rate,
+                              tok.config.hop_length / tok.sample_rate, out.with_suffix(".png"),
+                              title=f"{out.name}: {result.prompt_seconds:.1f} s prompt + continuation",
+                              marks=(result.prompt_seconds,) if result.prompt_seconds else (), mel_label="Mel")
+    console.print(f"{result.generated_tokens} tokens sampled at {result.tokens_per_second_generated:.0f} tokens/s "
+                  f"({'no cache' if no_cache else 'KV cache'}); wrote {out}, {out.with_suffix('.mtok')}, {png}")
+
+
 def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Optional[int],
            max_minutes: Optional[float], vocoder: Optional[Path] = None) -> None:
     from .train.config import load_run_config
@@ -386,16 +471,25 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         run = load_run_config(config, overrides)
     except ValueError as e:
         raise UserError(str(e)) from None
-    from .tokenizers.bandtok import BandTokConfig
     from .nn.vocoder import VocoderConfig
+    from .tokenizers.bandtok import BandTokConfig
     from .train.config import build_model_config
 
     try:  # check the model section now, not after the data loader has started
-        build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
+        if run.kind == "lm":
+            from .lm.model import TokenLMConfig
+            from .train.lm import LMSection
+
+            LMSection(**run.lm)
+            model = dict(run.model)
+            TokenLMConfig.preset(model.pop("preset", "small"), **model)
+        else:
+            build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
     except (TypeError, ValueError) as e:
-        raise UserError(f"{config}: model section: {e}") from None
+        raise UserError(f"{config}: model or lm section: {e}") from None
     if run.kind not in kind.split("|"):
-        raise UserError(f"{config}: is a {run.kind} config; use `musictok train {'vocoder' if run.kind == 'vocoder' else 'tokenizer'}`")
+        command = {"vocoder": "vocoder", "lm": "lm"}.get(run.kind, "tokenizer")
+        raise UserError(f"{config}: is a {run.kind} config; use `musictok train {command}`")
     corpus = Path(run.data.corpus)
     if not (corpus / "metadata.jsonl").is_file():
         raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
@@ -403,6 +497,10 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         from .train.vocoder import VocoderTask
 
         task = VocoderTask(run)
+    elif run.kind == "lm":
+        from .train.lm import LMTask
+
+        task = LMTask(run)
     else:
         from .train.tokenizer import BandTokTask
 
@@ -412,6 +510,8 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         summary = Trainer(task, run.train, console=console, extra_meta=meta).run(resume=resume)
     except (FileExistsError, CheckpointError, ValueError) as e:
         raise UserError(str(e)) from None
+    if os.environ.get("RANK", "0") != "0":
+        return
     state = "stopped early (resume with --resume)" if summary.stopped_early else "finished"
     console.print(f"{state} at step {summary.end_step}/{run.train.steps} in {summary.wall_seconds / 60:.1f} min "
                   f"({summary.seconds_per_step:.2f} s/step); export: {Path(summary.out_dir) / 'export'}")
@@ -428,6 +528,18 @@ def train_tokenizer(
 ) -> None:
     """Train a tokenizer on the rendered corpus."""
     _train("bandtok", config, resume, out, steps, max_minutes, vocoder)
+
+
+@train_app.command("lm")
+def train_lm(
+    config: Path = typer.Option(..., help="Run config YAML (kind: lm), e.g. configs/lm-small.yaml."),
+    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    steps: Optional[int] = typer.Option(None, help="Override train.steps."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+) -> None:
+    """Train a token LM on a tokenizer's tokens of the rendered corpus (tokens cached on first use)."""
+    _train("lm", config, resume, out, steps, max_minutes)
 
 
 @train_app.command("vocoder")

@@ -3,7 +3,8 @@
 1. renders a handful of held-out (test-split) Bach chorales with the embedded SoundFont;
 2. checks that every mix is the sum of its stems and draws one piece's mix and stems;
 3. encodes that piece with the bundled `bandtok-small`, decodes it, writes both WAVs and a picture
-   (original Mel | reconstructed Mel | token grid), and prints Mel distance, SI-SDR and speeds.
+   (original Mel | reconstructed Mel | token grid), and prints Mel distance, SI-SDR and speeds;
+4. continues its first 4 seconds for 8 more with the bundled token LM `bandtok-small-lm`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .plots import plot_stems
 
 
 def run_demo(out: Path, data: Path, pieces: int = 4, console: Console | None = None,
-             tokenizer: str = "bandtok-small") -> dict:
+             tokenizer: str = "bandtok-small", lm: str = "bandtok-small-lm") -> dict:
     console = console or Console()
     t0 = time.time()
     console.rule("[bold]1. render a small default corpus (held-out test pieces)")
@@ -77,6 +78,8 @@ def run_demo(out: Path, data: Path, pieces: int = 4, console: Console | None = N
                "figures": [str(p) for p in pngs]}
     console.rule(f"[bold]4. tokenize it with {tokenizer}")
     summary["tokenizer"] = _tokenize_demo(tokenizer, folder / piece["mix"], piece["id"], seconds, out, console)
+    console.rule(f"[bold]5. continue it with {lm}")
+    summary["lm"] = _continue_demo(lm, folder / piece["mix"], piece["id"], out, console)
     summary["seconds"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(f"demo finished in {summary['seconds']:.1f} s")
@@ -127,3 +130,25 @@ def _tokenize_demo(name: str, mix_path: Path, piece_id: str, seconds: float, out
     for p in (out / f"{piece_id}_original.wav", out / f"{piece_id}_reconstruction.wav", png):
         console.print(f"wrote {p}")
     return result
+
+
+def _continue_demo(lm: str, mix_path: Path, piece_id: str, out: Path, console: Console) -> dict:
+    """4 s of the held-out piece as a prompt, 8 s more sampled by the LM (top-k 50), decoded to audio."""
+    import torch
+
+    from . import pretrained
+    from .audio import save
+    from .generate import generate
+
+    try:
+        pretrained.resolve(lm)
+    except pretrained.PretrainedError as e:
+        console.print(f"[yellow]skipped:[/] {e}")
+        return {"skipped": str(e)}
+    wav, sr = load(mix_path, 24000, duration=4.0)
+    g = generate(lm, prompt=torch.from_numpy(wav), prompt_seconds=4.0, seconds=12.0, temperature=1.0, top_k=50)
+    path = save(out / f"{piece_id}_continuation.wav", g.wav.numpy(), g.tokens.sample_rate)
+    g.tokens.save(out / f"{piece_id}_continuation.mtok")
+    console.print(f"{g.generated_tokens} tokens sampled at {g.tokens_per_second_generated:.0f} tokens/s after a "
+                  f"{g.prompt_seconds:.1f} s prompt; wrote {path}")
+    return {"generated_tokens": g.generated_tokens, "tokens_per_second": g.tokens_per_second_generated}

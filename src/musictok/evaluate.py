@@ -148,3 +148,63 @@ def fmt(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x:.{digits}f}"
+
+
+def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, max_windows: int | None = 64,
+                cache_dir: str | Path = "data/token-cache", batch_size: int = 8,
+                on_batch: Callable[[], None] | None = None) -> dict:
+    """Teacher-forced predictability of a token LM on a corpus split: BPT, cnBPT, enBPT, cnBPS, Acc@k,
+    against a unigram baseline fitted on the training split, plus the loss at every context position."""
+    from .metrics.predictability import StreamPrediction, predictability_metrics
+    from .tokenizers.base import Tokenizer
+    from .train.lm import TokenWindows, load_lm, token_cache
+
+    loaded = load_lm(lm_dir)
+    model, pattern, meta = loaded.model, loaded.pattern, loaded.meta
+    tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
+    if dataclasses.asdict(tokenizer.fingerprint()) != {k: meta["tokenizer"][k] for k in ("name", "config_hash", "weights_hash")}:
+        raise ValueError(f"{lm_dir}: trained on tokens of another version of {meta['tokenizer']['source']}")
+    spec = tokenizer.layout.streams[0]
+    windows = TokenWindows(token_cache(tokenizer, corpus, split, cache_dir), meta["context_frames"], random=False,
+                           max_windows=max_windows)
+    nll, logits_all, targets_all, codes_all = [], [], [], []
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            codes = torch.stack([windows[j] for j in range(i, min(i + batch_size, len(windows)))])
+            b = pattern.build([codes])
+            out = model(b.inputs, b.positions, b.targets)
+            nll.append(out.per_token_nll)
+            keep = b.targets != -100
+            logits_all.append(out.logits[keep])
+            targets_all.append(b.targets[keep])
+            codes_all.append(codes)
+            if on_batch:
+                on_batch()
+    nll_t = torch.cat(nll)  # (N, steps, K)
+    mask = torch.cat([pattern.build([c]).targets != -100 for c in codes_all])
+    logits, targets = torch.cat(logits_all), torch.cat(targets_all)
+    sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
+    codes = torch.cat(codes_all)
+    lm_res = predictability_metrics(StreamPrediction(
+        nll_t[mask], sizes, spec.tokens_per_second, codes=codes, name=spec.name,
+        topk=_topk(logits, targets)))
+    # unigram baseline: code frequencies of the training split (add-one smoothed), scored on the same tokens
+    train_codes = torch.cat([t.codes[0][0].reshape(-1) for t in token_cache(tokenizer, corpus, "train", cache_dir)])
+    k = max(spec.codebook_sizes)
+    p = (torch.bincount(train_codes, minlength=k).double() + 1) / (train_codes.numel() + k)
+    uni_nll = -p.log()[codes.reshape(-1)].float()
+    uni_logits = p.log().float().expand(min(len(targets), 4096), k)
+    uni = predictability_metrics(StreamPrediction(uni_nll, sizes, spec.tokens_per_second, codes=codes,
+                                                  name=spec.name, topk=_topk(uni_logits, codes.reshape(-1)[: len(uni_logits)])))
+    by_position = (nll_t * mask).sum(0).sum(-1) / mask.sum(0).sum(-1).clamp_min(1) / math.log(2)
+    return {"lm": lm_res.to_dict(), "unigram_baseline": uni.to_dict(),
+            "loss_by_position_bits": by_position.tolist(), "windows": len(windows),
+            "context_frames": meta["context_frames"], "pattern": meta["pattern"], "rope": meta["config"]["rope"],
+            "lm_source": str(lm_dir), "tokenizer": meta["tokenizer"],
+            "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__}
+
+
+def _topk(logits: Tensor, targets: Tensor, ks=(1, 5, 10, 50)) -> dict[int, float]:
+    from .metrics.predictability import topk_accuracy
+
+    return topk_accuracy(logits.float(), targets, ks)

@@ -57,26 +57,56 @@ def plot_stems(mix: np.ndarray, stems: list[np.ndarray], names: list[str], sampl
         plt.close(fig)
 
 
-def plot_reconstruction(log_mel: np.ndarray, log_mel_hat: np.ndarray, codes: np.ndarray, frame_rate: float,
-                        hop_seconds: float, path: str | Path, title: str = "") -> Path:
-    """Original Mel | reconstructed Mel | token grid (time × band, coloured by code), one time axis.
+def plot_reconstruction(log_mel: np.ndarray, log_mel_hat: np.ndarray | None, codes: np.ndarray, frame_rate: float,
+                        hop_seconds: float, path: str | Path, title: str = "", marks: tuple[float, ...] = (),
+                        mel_label: str = "original Mel") -> Path:
+    """Original Mel | reconstructed Mel (if given) | token grid (time × band, coloured by code), one time
+    axis; ``marks`` (seconds) draw vertical lines, e.g. where a prompt ends.
 
     ``log_mel``: ``(n_mels, F)``; ``codes``: ``(frames, bands)``.
     """
     plt = _figure_backend()
-    fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
+    mels = [(log_mel, mel_label)] + ([(log_mel_hat, "reconstructed Mel")] if log_mel_hat is not None else [])
+    fig, axes = plt.subplots(len(mels) + 1, 1, figsize=(11, 2.5 * (len(mels) + 1)), sharex=True)
     lo, hi = float(np.percentile(log_mel, 1)), float(log_mel.max())
-    for ax, mel, name in ((axes[0], log_mel, "original Mel"), (axes[1], log_mel_hat, "reconstructed Mel")):
+    for ax, (mel, name) in zip(axes, mels):
         ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi,
                   extent=(0, mel.shape[1] * hop_seconds, 0, mel.shape[0]))
         ax.set_ylabel(name)
-    grid = axes[2].imshow(codes.T, origin="lower", aspect="auto", cmap="nipy_spectral", interpolation="nearest",
-                          extent=(0, codes.shape[0] / frame_rate, -0.5, codes.shape[1] - 0.5))
-    axes[2].set_ylabel("band token")
-    axes[2].set_xlabel("time (s)")
+    grid = axes[-1].imshow(codes.T, origin="lower", aspect="auto", cmap="nipy_spectral", interpolation="nearest",
+                           extent=(0, codes.shape[0] / frame_rate, -0.5, codes.shape[1] - 0.5))
+    axes[-1].set_ylabel("band token")
+    axes[-1].set_xlabel("time (s)")
+    for t in marks:
+        for ax in axes:
+            ax.axvline(t, color="white", linewidth=2, linestyle="--")
     fig.colorbar(grid, ax=list(axes), label="code (bottom row)", pad=0.01, fraction=0.03)  # all rows shrink alike
     if title:
         axes[0].set_title(title)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_curve(values, path: str | Path, *, xlabel: str, ylabel: str, title: str = "",
+               smooth: int = 16, label: str | None = None, more: dict | None = None) -> Path:
+    """A line (moving average over ``smooth`` points) — e.g. loss by position in the context; ``more``
+    adds named curves to compare."""
+    plt = _figure_backend()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name, ys in ({label or "": values} | (more or {})).items():
+        y = np.asarray(ys, dtype=float)
+        if smooth > 1 and len(y) > smooth:
+            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+        ax.plot(np.arange(len(y)), y, label=name or None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if label or more:
+        ax.legend()
+    ax.grid(alpha=0.3)
     try:
         return save_figure(fig, path)
     finally:

@@ -466,15 +466,22 @@ def flatten_pattern(layout: TokenLayout, frames: int | Sequence[int]) -> Sequenc
     return _one_column_pattern("flatten", layout, fr, order, torch.arange(len(order)).unsqueeze(1))
 
 
-def band_grid_pattern(layout: TokenLayout, frames: int | Sequence[int]) -> SequencePattern:
-    """BandTok: one stream flattened frame-major, positions ``(time = frame, band = slot)`` for 2-D RoPE."""
+def band_grid_pattern(layout: TokenLayout, frames: int | Sequence[int], positions: str = "2d") -> SequencePattern:
+    """BandTok: one stream flattened frame-major, positions ``(time = frame, band = slot)`` for 2-D RoPE.
+
+    ``positions="1d"`` gives the same order with plain step indices — the ablation of 2-D RoPE."""
+    if positions not in ("1d", "2d"):
+        raise ValueError(f"band-grid positions must be '1d' or '2d', not {positions!r}")
     if len(layout.streams) != 1:
         raise ValueError(f"the band-grid pattern takes one stream (bands as slots), got {len(layout.streams)}; "
                          "use flatten or coarse-to-fine for several streams")
     fr = stream_frames(layout, frames)
     order = [(0, f, j) for f in range(fr[0]) for j in range(layout.streams[0].num_slots)]
-    positions = torch.tensor([[f, j] for _, f, j in order], dtype=torch.float32)
-    return _one_column_pattern("band-grid", layout, fr, order, positions)
+    if positions == "2d":
+        pos = torch.tensor([[f, j] for _, f, j in order], dtype=torch.float32)
+    else:
+        pos = torch.arange(len(order), dtype=torch.float32)[:, None]
+    return _one_column_pattern("band-grid", layout, fr, order, pos)
 
 
 def coarse_to_fine_pattern(layout: TokenLayout, frames: int | Sequence[int]) -> SequencePattern:

@@ -19,7 +19,7 @@ import yaml
 
 from .loop import TrainConfig
 
-KINDS = ("bandtok", "vocoder")
+KINDS = ("bandtok", "vocoder", "lm")
 
 
 @dataclass
@@ -53,11 +53,12 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    lm: dict = field(default_factory=dict)  # token LMs only: tokenizer, pattern, context (train/lm.py)
     source: str = ""  # the file it came from
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "model": self.model, "data": dataclasses.asdict(self.data),
-                "gan": dataclasses.asdict(self.gan), "train": self.train.to_dict()}
+                "gan": dataclasses.asdict(self.gan), "train": self.train.to_dict(), "lm": self.lm}
 
 
 def _section(cls, d: dict | None, name: str, path: str):
@@ -86,14 +87,15 @@ def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfi
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ValueError(f"{p}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    unknown = set(raw) - {"kind", "model", "data", "gan", "train"}
+    unknown = set(raw) - {"kind", "model", "data", "gan", "train", "lm"}
     if unknown:
         raise ValueError(f"{p}: unknown sections {sorted(unknown)}")
     try:
         return RunConfig(kind=kind, model=dict(raw.get("model") or {}),
                          data=_section(DataConfig, raw.get("data"), "data", str(p)),
                          gan=_section(GanConfig, raw.get("gan"), "gan", str(p)),
-                         train=_section(TrainConfig, raw.get("train"), "train", str(p)), source=str(p))
+                         train=_section(TrainConfig, raw.get("train"), "train", str(p)),
+                         lm=dict(raw.get("lm") or {}), source=str(p))
     except TypeError as e:
         raise ValueError(f"{p}: {e}") from None
 

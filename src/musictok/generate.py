@@ -1,0 +1,83 @@
+"""`musictok generate`: continue a prompt (or start from nothing) with a token LM, and decode to audio.
+
+Generation runs in windows of the LM's context: each new window keeps the last three quarters of the
+context as its prefix and samples the rest, so any length can be generated (a sliding window).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .lm.patterns import make_pattern
+from .tokens import Tokens
+
+FRAME_MAJOR = ("band-grid", "flatten", "parallel")  # patterns whose first steps are the first frames
+
+
+@dataclass
+class Generation:
+    tokens: Tokens
+    wav: Tensor  # (T,)
+    prompt_seconds: float
+    generated_tokens: int
+    tokens_per_second_generated: float  # generation speed (tokens sampled per wall-clock second)
+
+
+def generate(lm_dir: str | Path, *, prompt: Tensor | None = None, prompt_seconds: float = 0.0,
+             seconds: float = 10.0, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             seed: int = 0, use_cache: bool = True, on_frames: Callable[[int, int], None] | None = None) -> Generation:
+    """Sample ``seconds`` of tokens (the first ``prompt_seconds`` taken from ``prompt``, a mono waveform at
+    the tokenizer's rate) and decode them. ``temperature=0`` is greedy."""
+    from .tokenizers.base import Tokenizer
+    from .train.lm import load_lm
+
+    loaded = load_lm(lm_dir)
+    model, meta = loaded.model, loaded.meta
+    if meta["pattern"] not in FRAME_MAJOR:
+        raise ValueError(f"generation supports the frame-major patterns {FRAME_MAJOR}, not {meta['pattern']!r}")
+    tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
+    layout = tokenizer.layout
+    rate = layout.streams[0].frame_rate
+    total = max(1, math.ceil(seconds * rate))
+    context = meta["context_frames"]
+    codes = torch.zeros(1, total, layout.streams[0].num_slots, dtype=torch.long)
+    known = 0
+    if prompt is not None and prompt_seconds > 0:
+        n = int(prompt_seconds * tokenizer.sample_rate)
+        prompt_codes = tokenizer.encode(prompt[:n]).codes[0]
+        known = min(prompt_codes.shape[1], total)
+        codes[:, :known] = prompt_codes[:, :known]
+    prompt_frames = known
+    g = torch.Generator().manual_seed(seed)
+    keep = max(context * 3 // 4, 1)
+    sampled, t0 = 0, time.perf_counter()
+    while known < total:
+        start = max(0, known - keep) if known >= context else 0
+        length = min(context, total - start)
+        options = meta.get("pattern_options", {})
+        pattern = make_pattern(meta["pattern"], layout, length, **options)
+        prefix = None
+        if known > start:
+            pre = make_pattern(meta["pattern"], layout, known - start, **options)
+            prefix = pre.build([codes[:, start:known]]).targets
+        ids = model.generate(pattern, 1, prefix=prefix, temperature=temperature, top_k=top_k, top_p=top_p,
+                             generator=g, use_cache=use_cache)
+        window = pattern.revert(ids)[0]
+        sampled += (start + length - known) * layout.streams[0].num_slots
+        codes[:, known: start + length] = window[:, known - start:]
+        known = start + length
+        if on_frames:
+            on_frames(known, total)
+    elapsed = time.perf_counter() - t0
+    tokens = Tokens([codes], layout, tokenizer.fingerprint(), tokenizer.sample_rate,
+                    [int(round(total / rate * tokenizer.sample_rate))],
+                    {"tokenizer_source": tokenizer.source, "generated_by": str(lm_dir), "prompt_frames": prompt_frames})
+    wav = tokenizer.decode(tokens)[0]
+    return Generation(tokens, wav, prompt_frames / rate, sampled, sampled / max(elapsed, 1e-9))

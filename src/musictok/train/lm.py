@@ -1,0 +1,197 @@
+"""Training and scoring token LMs on a tokenizer's tokens of the rendered corpus.
+
+Tokens are made once per (tokenizer fingerprint, piece) and cached as ``.mtok`` files
+(``CACHE/<fingerprint>/<piece>.mtok``), so every LM trained on the same tokenizer reads the same tokens
+and a retrained tokenizer never mixes with old ones. Training windows are a pure function of their index
+(piece drawn in proportion to its length, random start), like the audio clips of the tokenizer trainers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from .. import pretrained
+from ..data.datasets import CorpusIndex
+from ..errors import MusictokError
+from ..lm.model import TokenLM, TokenLMConfig
+from ..lm.patterns import SequencePattern, make_pattern
+from ..tokens import Tokens
+from .config import RunConfig
+from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
+
+
+@dataclass
+class LMSection:
+    """The ``lm`` section of a run config: which tokens, laid out how, with how much context."""
+
+    tokenizer: str = "bandtok-small"
+    pattern: str = "band-grid"
+    pattern_options: dict = dataclasses.field(default_factory=dict)  # e.g. {"positions": "1d"} for band-grid
+    context_seconds: float = 4.0
+    cache_dir: str = "data/token-cache"
+    valid_windows: int = 32
+
+
+def token_cache(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path,
+                on_piece: Callable[[], None] | None = None) -> list[Tokens]:
+    """Tokens of every piece's mix in ``split``, encoded once and cached per tokenizer fingerprint."""
+    from ..audio import load
+
+    index = CorpusIndex(corpus, split)
+    fp = tokenizer.fingerprint()
+    folder = Path(cache_dir) / f"{fp.name}-{fp.config_hash[:8]}-{fp.weights_hash[:8]}"
+    out = []
+    for piece in index.pieces:
+        path = folder / f"{piece['id']}.mtok"
+        if not path.is_file():
+            wav, _ = load(index.folder(piece) / piece["mix"], tokenizer.sample_rate)
+            tokenizer.encode(torch.from_numpy(wav)).save(path)
+        out.append(Tokens.load(path))
+        if on_piece:
+            on_piece()
+    if not out:
+        raise MusictokError(f"{corpus}: the {split} split has no pieces")
+    return out
+
+
+class TokenWindows(Dataset):
+    """Fixed-length windows of one stream's codes ``(frames, slots)``.
+
+    ``random=True``: window *i* is drawn from ``(seed, i)``; ``random=False``: non-overlapping windows,
+    round-robin over pieces, at most ``max_windows``.
+    """
+
+    def __init__(self, tokens: list[Tokens], frames: int, *, random: bool, seed: int = 0,
+                 length: int = 1000, max_windows: int | None = None):
+        if len(tokens[0].codes) != 1:
+            raise MusictokError("LM training on multi-stream layouts is not supported yet (one stream only)")
+        self.codes = [t.codes[0][0] for t in tokens if t.codes[0].shape[1] >= frames]
+        if not self.codes:
+            raise MusictokError(f"no piece is at least {frames} token frames long; shorten the context")
+        self.frames, self.random, self.seed, self.length = frames, random, seed, length
+        lengths = np.array([c.shape[0] - frames + 1 for c in self.codes], dtype=np.float64)
+        self.p = lengths / lengths.sum()
+        if not random:
+            grid, k = [], 0
+            per = [c.shape[0] // frames for c in self.codes]
+            while any(k < n for n in per):
+                grid += [(i, k * frames) for i, n in enumerate(per) if k < n]
+                k += 1
+            self.grid = grid[:max_windows] if max_windows else grid
+            self.length = len(self.grid)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Tensor:
+        if self.random:
+            rng = np.random.default_rng([self.seed, index])
+            i = int(rng.choice(len(self.codes), p=self.p))
+            start = int(rng.integers(0, self.codes[i].shape[0] - self.frames + 1))
+        else:
+            i, start = self.grid[index]
+        return self.codes[i][start: start + self.frames]
+
+
+class LMTask(TrainTask):
+    def __init__(self, run: RunConfig):
+        self.run = run
+        self.lm = LMSection(**run.lm)
+        model = dict(run.model)
+        self.model_config = TokenLMConfig.preset(model.pop("preset", "small"), **model)
+
+    def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
+        from ..tokenizers.base import Tokenizer
+
+        self.device, self.cfg = device, cfg
+        tokenizer = Tokenizer.from_pretrained(self.lm.tokenizer)
+        self.tokenizer_info = {"source": tokenizer.source, **dataclasses.asdict(tokenizer.fingerprint())}
+        self.layout = tokenizer.layout
+        self.frames = max(1, round(self.lm.context_seconds * self.layout.streams[0].frame_rate))
+        self.pattern = make_pattern(self.lm.pattern, self.layout, self.frames, **self.lm.pattern_options)
+        corpus = self.run.data.corpus
+        self.train_tokens = token_cache(tokenizer, corpus, "train", self.lm.cache_dir)
+        self.valid = TokenWindows(token_cache(tokenizer, corpus, self.run.data.valid_split, self.lm.cache_dir),
+                                  self.frames, random=False, max_windows=self.lm.valid_windows)
+        del tokenizer
+        self.model = TokenLM.from_pattern(self.model_config, self.pattern).to(device)
+        self.model_ddp = wrap_ddp(self.model, dist_info, device)
+        self.opt = torch.optim.AdamW(self.model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"lm": self.opt}
+
+    def train_dataset(self, length: int) -> Dataset:
+        return TokenWindows(self.train_tokens, self.frames, random=True, seed=self.run.data.seed, length=length)
+
+    def _batch(self, codes: Tensor):
+        b = self.pattern.build([codes.to(self.device)])
+        return b.inputs, b.positions, b.targets
+
+    def train_step(self, batch: Tensor, step: int, autocast: Any) -> dict[str, float]:
+        self.model.train()
+        inputs, positions, targets = self._batch(batch)
+        with autocast():
+            out = self.model_ddp(inputs, positions, targets)
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        grad = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        self.opt.step()
+        return {"loss": out.loss.item(), "bits_per_token": out.loss.item() / math.log(2), "grad_norm": grad}
+
+    @torch.no_grad()
+    def validate(self, autocast: Any) -> dict[str, float]:
+        model = unwrap(self.model)
+        model.eval()
+        total, n = 0.0, 0
+        for i in range(0, len(self.valid), 8):
+            codes = torch.stack([self.valid[j] for j in range(i, min(i + 8, len(self.valid)))])
+            inputs, positions, targets = self._batch(codes)
+            with autocast():
+                out = model(inputs, positions, targets)
+            mask = targets != -100
+            total += float(out.per_token_nll[mask].sum())
+            n += int(mask.sum())
+        model.train()
+        return {"loss": total / n, "bits_per_token": total / n / math.log(2)}
+
+    def export(self, out_dir: Path, step: int) -> None:
+        model = unwrap(self.model)
+        meta = {"model": "token-lm", "config": model.config.to_dict(), "vocab": model.vocab.to_dict(),
+                "pattern": self.lm.pattern, "pattern_options": self.lm.pattern_options, "context_frames": self.frames, "layout": self.layout.to_dict(),
+                "tokenizer": self.tokenizer_info, "train_step": step, "run_config": self.run.to_dict()}
+        pretrained.write(out_dir, model.state_dict(), meta)
+
+
+@dataclass
+class LoadedLM:
+    model: TokenLM
+    pattern: SequencePattern
+    meta: dict
+
+
+def load_lm(name_or_dir: str | Path, map_location: str = "cpu") -> LoadedLM:
+    """A saved token LM with the pattern it was trained with."""
+    from ..lm.patterns import LMVocab
+    from ..tokens import TokenLayout
+
+    d, meta, state = pretrained.read(name_or_dir, map_location)
+    if meta.get("model") != "token-lm":
+        raise pretrained.PretrainedError(f"{d}: not a token LM folder")
+    model = TokenLM(TokenLMConfig.from_dict(meta["config"]), LMVocab.from_dict(meta["vocab"]))
+    model.load_state_dict(state)
+    pattern = make_pattern(meta["pattern"], TokenLayout.from_dict(meta["layout"]), meta["context_frames"],
+                           **meta.get("pattern_options", {}))
+    return LoadedLM(model.to(map_location).eval(), pattern, meta)
