@@ -426,23 +426,21 @@ def generate_cmd(
     from .audio import load, save
     from .generate import generate
     from .plots import plot_reconstruction
-    from .tokenizers.base import Tokenizer, TokenizerError
-    from .train.lm import load_lm
+    from .pretrained import PretrainedError
+    from .tokenizers.base import TokenizerError
 
     try:
-        meta = load_lm(lm).meta
-        tok = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
-        wav = None
-        if prompt is not None:
-            wav = torch.from_numpy(load(prompt, tok.sample_rate)[0])
+        wav, sr = (None, None) if prompt is None else load(prompt)
         with _progress() as progress:
             task = progress.add_task("generating", total=None, status="")
-            result = generate(lm, prompt=wav, prompt_seconds=prompt_seconds if prompt else 0.0, seconds=seconds,
+            result = generate(lm, prompt=None if wav is None else torch.from_numpy(wav), prompt_sample_rate=sr,
+                              prompt_seconds=prompt_seconds if prompt else 0.0, seconds=seconds,
                               temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p, seed=seed,
                               use_cache=not no_cache,
                               on_frames=lambda k, n: progress.update(task, total=n, completed=k, status="frames"))
-    except (TokenizerError, ValueError) as e:
+    except (TokenizerError, PretrainedError, ValueError) as e:
         raise UserError(str(e)) from None
+    tok = result.tokenizer
     save(out, result.wav.numpy(), tok.sample_rate)
     result.tokens.save(out.with_suffix(".mtok"))
     padded = torch.nn.functional.pad(result.wav, (0, -len(result.wav) % tok.hop_samples))[None]

@@ -7,13 +7,14 @@ unless asked to overwrite.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 
-from .audio import AUDIO_EXTENSIONS, AudioError, find_audio, load, save
+from .audio import AUDIO_EXTENSIONS, find_audio, load, save
 from .errors import MusictokError
 from .tokens import Tokens
 
@@ -55,65 +56,59 @@ def plan(inputs: Iterable[str | Path], out_dir: str | Path, suffixes: tuple[str,
     return pairs
 
 
-def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
-                 on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
-    """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file."""
-    import time
+def _convert(pairs: list[tuple[Path, Path]], work: Callable[[Path, Path, ConvertReport], None], *,
+             overwrite: bool, on_file: Callable[[Path, str], None] | None) -> ConvertReport:
+    """The bookkeeping both directions share: skip finished outputs, record failures, report progress.
 
+    ``work(src, dst, report)`` converts one file and adds its written files and timings to ``report``;
+    a :class:`MusictokError` (bad audio, damaged tokens, a tokenizer that must refuse them) fails that file
+    only."""
     report = ConvertReport()
     for src, dst in pairs:
         if dst.exists() and not overwrite:
             report.skipped.append(dst)
-            if on_file:
-                on_file(src, "skipped")
-            continue
-        try:
-            wav, sr = load(src, tokenizer.sample_rate)
-        except AudioError as e:
-            report.failed.append((src, e.reason))
-            if on_file:
-                on_file(src, "failed")
-            continue
+            status = "skipped"
+        else:
+            try:
+                work(src, dst, report)
+                status = "written"
+            except MusictokError as e:
+                report.failed.append((src, str(e).removeprefix(f"{src}: ")))
+                status = "failed"
+        if on_file:
+            on_file(src, status)
+    return report
+
+
+def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
+                 on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
+    """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file."""
+
+    def work(src: Path, dst: Path, report: ConvertReport) -> None:
+        wav, sr = load(src, tokenizer.sample_rate)
         t0 = time.perf_counter()
         tokens = tokenizer.encode(torch.from_numpy(wav))
         report.compute_seconds += time.perf_counter() - t0
         report.audio_seconds += len(wav) / sr
         tokens.extra["source_file"] = src.name
-        tokens.save(dst)
-        report.written.append(dst)
-        if on_file:
-            on_file(src, "written")
-    return report
+        report.written.append(tokens.save(dst))
+
+    return _convert(pairs, work, overwrite=overwrite, on_file=on_file)
 
 
 def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Tokens], object], *,
                  overwrite: bool = False, on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
     """Decode each ``.mtok`` file to audio with the tokenizer that made it (see ``load_tokenizer``)."""
-    import time
 
-    report = ConvertReport()
-    for src, dst in pairs:
-        if dst.exists() and not overwrite:
-            report.skipped.append(dst)
-            if on_file:
-                on_file(src, "skipped")
-            continue
-        try:
-            tokens = Tokens.load(src)
-            tokenizer = load_tokenizer(tokens)
-            t0 = time.perf_counter()
-            wavs = tokenizer.decode(tokens).cpu().numpy()
-        except MusictokError as e:  # damaged file, or a tokenizer that is missing or must refuse it
-            report.failed.append((src, str(e).removeprefix(f"{src}: ")))
-            if on_file:
-                on_file(src, "failed")
-            continue
+    def work(src: Path, dst: Path, report: ConvertReport) -> None:
+        tokens = Tokens.load(src)
+        tokenizer = load_tokenizer(tokens)
+        t0 = time.perf_counter()
+        wavs = tokenizer.decode(tokens).cpu().numpy()
         report.compute_seconds += time.perf_counter() - t0
         for i, n in enumerate(tokens.lengths):  # a file holding several clips gives name-0.wav, name-1.wav …
             target = dst if tokens.batch_size == 1 else dst.with_name(f"{dst.stem}-{i}{dst.suffix}")
-            save(target, wavs[i, :n], tokens.sample_rate)
-            report.written.append(target)
+            report.written.append(save(target, wavs[i, :n], tokens.sample_rate))
             report.audio_seconds += n / tokens.sample_rate
-        if on_file:
-            on_file(src, "written")
-    return report
+
+    return _convert(pairs, work, overwrite=overwrite, on_file=on_file)

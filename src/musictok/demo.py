@@ -145,8 +145,9 @@ def _continue_demo(lm: str, mix_path: Path, piece_id: str, out: Path, console: C
     except pretrained.PretrainedError as e:
         console.print(f"[yellow]skipped:[/] {e}")
         return {"skipped": str(e)}
-    wav, sr = load(mix_path, 24000, duration=4.0)
-    g = generate(lm, prompt=torch.from_numpy(wav), prompt_seconds=4.0, seconds=12.0, temperature=1.0, top_k=50)
+    wav, sr = load(mix_path, duration=4.0)
+    g = generate(lm, prompt=torch.from_numpy(wav), prompt_sample_rate=sr, prompt_seconds=4.0, seconds=12.0,
+                 temperature=1.0, top_k=50)
     path = save(out / f"{piece_id}_continuation.wav", g.wav.numpy(), g.tokens.sample_rate)
     g.tokens.save(out / f"{piece_id}_continuation.mtok")
     console.print(f"{g.generated_tokens} tokens sampled at {g.tokens_per_second_generated:.0f} tokens/s after a "

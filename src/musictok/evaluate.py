@@ -167,7 +167,7 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
     spec = tokenizer.layout.streams[0]
     windows = TokenWindows(token_cache(tokenizer, corpus, split, cache_dir), meta["context_frames"], random=False,
                            max_windows=max_windows)
-    nll, logits_all, targets_all, codes_all = [], [], [], []
+    nll, masks, logits_all, targets_all, codes_all = [], [], [], [], []
     with torch.no_grad():
         for i in range(0, len(windows), batch_size):
             codes = torch.stack([windows[j] for j in range(i, min(i + batch_size, len(windows)))])
@@ -175,13 +175,14 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
             out = model(b.inputs, b.positions, b.targets)
             nll.append(out.per_token_nll)
             keep = b.targets != -100
+            masks.append(keep)
             logits_all.append(out.logits[keep])
             targets_all.append(b.targets[keep])
             codes_all.append(codes)
             if on_batch:
                 on_batch()
     nll_t = torch.cat(nll)  # (N, steps, K)
-    mask = torch.cat([pattern.build([c]).targets != -100 for c in codes_all])
+    mask = torch.cat(masks)
     logits, targets = torch.cat(logits_all), torch.cat(targets_all)
     sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
     codes = torch.cat(codes_all)

@@ -17,12 +17,14 @@ from torch import Tensor
 
 from .lm.patterns import make_pattern
 from .tokens import Tokens
+from .train.lm import LoadedLM, load_lm
 
 FRAME_MAJOR = ("band-grid", "flatten", "parallel")  # patterns whose first steps are the first frames
 
 
 @dataclass
 class Generation:
+    tokenizer: object  # the tokenizer that decoded it (for pictures and further decoding)
     tokens: Tokens
     wav: Tensor  # (T,)
     prompt_seconds: float
@@ -30,19 +32,22 @@ class Generation:
     tokens_per_second_generated: float  # generation speed (tokens sampled per wall-clock second)
 
 
-def generate(lm_dir: str | Path, *, prompt: Tensor | None = None, prompt_seconds: float = 0.0,
-             seconds: float = 10.0, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             seed: int = 0, use_cache: bool = True, on_frames: Callable[[int, int], None] | None = None) -> Generation:
+def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_sample_rate: int | None = None,
+             prompt_seconds: float = 0.0, seconds: float = 10.0, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None, seed: int = 0, use_cache: bool = True,
+             on_frames: Callable[[int, int], None] | None = None) -> Generation:
     """Sample ``seconds`` of tokens (the first ``prompt_seconds`` taken from ``prompt``, a mono waveform at
-    the tokenizer's rate) and decode them. ``temperature=0`` is greedy."""
+    ``prompt_sample_rate``, default the tokenizer's) and decode them. ``temperature=0`` is greedy."""
+    from .audio import resample
     from .tokenizers.base import Tokenizer
-    from .train.lm import load_lm
 
-    loaded = load_lm(lm_dir)
+    loaded = lm if isinstance(lm, LoadedLM) else load_lm(lm)
     model, meta = loaded.model, loaded.meta
     if meta["pattern"] not in FRAME_MAJOR:
         raise ValueError(f"generation supports the frame-major patterns {FRAME_MAJOR}, not {meta['pattern']!r}")
     tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
+    if prompt is not None and prompt_sample_rate and prompt_sample_rate != tokenizer.sample_rate:
+        prompt = torch.from_numpy(resample(prompt.numpy(), prompt_sample_rate, tokenizer.sample_rate))
     layout = tokenizer.layout
     rate = layout.streams[0].frame_rate
     total = max(1, math.ceil(seconds * rate))
@@ -78,6 +83,7 @@ def generate(lm_dir: str | Path, *, prompt: Tensor | None = None, prompt_seconds
     elapsed = time.perf_counter() - t0
     tokens = Tokens([codes], layout, tokenizer.fingerprint(), tokenizer.sample_rate,
                     [int(round(total / rate * tokenizer.sample_rate))],
-                    {"tokenizer_source": tokenizer.source, "generated_by": str(lm_dir), "prompt_frames": prompt_frames})
+                    {"tokenizer_source": tokenizer.source, "generated_by": meta.get("source", ""),
+                     "prompt_frames": prompt_frames})
     wav = tokenizer.decode(tokens)[0]
-    return Generation(tokens, wav, prompt_frames / rate, sampled, sampled / max(elapsed, 1e-9))
+    return Generation(tokenizer, tokens, wav, prompt_frames / rate, sampled, sampled / max(elapsed, 1e-9))

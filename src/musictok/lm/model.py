@@ -21,12 +21,13 @@ may wrap the whole forward. Nothing here assumes a device.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..settings import build_checked
 from .patterns import IGNORE_INDEX, LMVocab, SequencePattern
 from .sampling import sample
 
@@ -90,11 +91,7 @@ class TokenLMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TokenLMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TokenLMConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return build_checked(cls, d)
 
 
 TOKEN_LM_PRESETS: dict[str, dict] = {

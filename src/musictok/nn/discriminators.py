@@ -212,7 +212,22 @@ class _PeriodDiscriminator(_ConvStack2d):
         return super().forward(wav.reshape(b, c, t // self.period, self.period))
 
 
-class MultiPeriodDiscriminator(nn.Module):
+class _WaveformDiscriminators(nn.Module):
+    """Sub-discriminators on one waveform ``(B, T)`` or ``(B, 1, T)``: one (logits, features) entry each."""
+
+    discriminators: nn.ModuleList
+
+    def forward(self, wav: Tensor) -> DiscriminatorOutput:
+        wav = _as_waveform(wav)
+        logits, features = [], []
+        for disc in self.discriminators:
+            score, feats = disc(wav)
+            logits.append(score)
+            features.append(feats)
+        return DiscriminatorOutput(logits, features)
+
+
+class MultiPeriodDiscriminator(_WaveformDiscriminators):
     """HiFi-GAN's multi-period discriminator on waveforms ``(B, 1, T)`` or ``(B, T)``.
 
     One branch per period ``p``: reshaping to ``(T / p, p)`` puts samples ``p`` apart in one column,
@@ -241,15 +256,6 @@ class MultiPeriodDiscriminator(nn.Module):
             _PeriodDiscriminator(p, channels, kernel, stride, norm) for p in self.periods
         )
 
-    def forward(self, wav: Tensor) -> DiscriminatorOutput:
-        """``(B, T)`` or ``(B, 1, T)`` -> one (logits, features) entry per period."""
-        wav = _as_waveform(wav)
-        logits, features = [], []
-        for disc in self.discriminators:
-            score, feats = disc(wav)
-            logits.append(score)
-            features.append(feats)
-        return DiscriminatorOutput(logits, features)
 
 
 # -------------------------------------------------------------------------- multi-resolution
@@ -294,7 +300,7 @@ class _ResolutionDiscriminator(_ConvStack2d):
         return super().forward(self.spectrogram(wav))
 
 
-class MultiResolutionDiscriminator(nn.Module):
+class MultiResolutionDiscriminator(_WaveformDiscriminators):
     """Discriminators on STFT magnitudes of a waveform ``(B, 1, T)`` or ``(B, T)``.
 
     ``resolutions`` are ``(n_fft, hop, win_length)``; each branch sees ``log1p |STFT|`` as a one-channel
@@ -321,15 +327,6 @@ class MultiResolutionDiscriminator(nn.Module):
             for n_fft, hop, win in self.resolutions
         )
 
-    def forward(self, wav: Tensor) -> DiscriminatorOutput:
-        """``(B, T)`` or ``(B, 1, T)`` -> one (logits, features) entry per resolution."""
-        wav = _as_waveform(wav)
-        logits, features = [], []
-        for disc in self.discriminators:
-            score, feats = disc(wav)
-            logits.append(score)
-            features.append(feats)
-        return DiscriminatorOutput(logits, features)
 
 
 # ------------------------------------------------------------------------------------ losses

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..settings import build_checked
 from ..spectral import (
     DAC_MEL_RESOLUTIONS,
     MelConfig,
@@ -114,18 +115,10 @@ class VocoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VocoderConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error, not silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown VocoderConfig keys {sorted(unknown)}; known keys: {sorted(known)}")
         data = dict(data)
         if isinstance(data.get("mel"), dict):
-            mel_known = {f.name for f in fields(MelConfig)}
-            mel_unknown = set(data["mel"]) - mel_known
-            if mel_unknown:
-                raise ValueError(f"unknown MelConfig keys {sorted(mel_unknown)}; known keys: {sorted(mel_known)}")
-            data["mel"] = MelConfig(**data["mel"])
-        return cls(**data)
+            data["mel"] = build_checked(MelConfig, data["mel"])
+        return build_checked(cls, data)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> VocoderConfig:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..nn.convnext import ChannelNorm2d, Downsample2d, ResBlock2d, Upsample2d
 from ..quantize.vq import VectorQuantizer, VQConfig
+from ..settings import build_checked
 from ..spectral import MelConfig, MelSpectrogram, griffin_lim
 from ..tokens import StreamSpec, TokenLayout
 from .base import Tokenizer, register_tokenizer
@@ -92,11 +93,7 @@ class BandTokConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BandTokConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown BandTok config keys: {sorted(unknown)}")
-        return cls(**d)
+        return build_checked(cls, d, "BandTok config")
 
     # presets -------------------------------------------------------------------------------
     @classmethod

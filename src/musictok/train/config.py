@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from ..settings import build_checked
 from .loop import TrainConfig
 
 KINDS = ("bandtok", "vocoder", "lm")
@@ -62,12 +63,7 @@ class RunConfig:
 
 
 def _section(cls, d: dict | None, name: str, path: str):
-    d = d or {}
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown keys in {name}: {sorted(unknown)} (known: {sorted(known)})")
-    return cls(**d)
+    return build_checked(cls, d or {}, f"{path}: {name}")
 
 
 def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfig:

@@ -194,4 +194,4 @@ def load_lm(name_or_dir: str | Path, map_location: str = "cpu") -> LoadedLM:
     model.load_state_dict(state)
     pattern = make_pattern(meta["pattern"], TokenLayout.from_dict(meta["layout"]), meta["context_frames"],
                            **meta.get("pattern_options", {}))
-    return LoadedLM(model.to(map_location).eval(), pattern, meta)
+    return LoadedLM(model.to(map_location).eval(), pattern, meta | {"source": str(name_or_dir)})

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..atomic import atomic_path, write_json, write_text
 from ..errors import MusictokError
+from ..settings import build_checked
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -81,10 +82,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - known:
-            raise ValueError(f"unknown training keys: {sorted(set(d) - known)}")
-        return cls(**d)
+        return build_checked(cls, d, "training")
 
 
 @dataclass
