@@ -453,6 +453,43 @@ def generate_cmd(
                   f"({'no cache' if no_cache else 'KV cache'}); wrote {out}, {out.with_suffix('.mtok')}, {png}")
 
 
+@app.command("bench")
+def bench_cmd(
+    tokenizers: str = typer.Option("bandtok-small,rvq-small,rvq-mmd-small,pyramid-small",
+                                   help="Comma-separated bundled names or saved tokenizer folders."),
+    quick: bool = typer.Option(False, help="Tiny settings: the whole pipeline in minutes (a smoke test)."),
+    out: Path = typer.Option(Path("docs/results"), help="Where the table, plots and HTML report go."),
+    work: Path = typer.Option(Path("runs/bench"), help="Token caches and LM runs (a rerun reuses them)."),
+    corpus: Path = typer.Option(Path("data/chorales"), help="A rendered corpus folder."),
+    split: str = typer.Option("test", help="Corpus split the clips and LM scores come from."),
+    cache_dir: Path = typer.Option(Path("data/token-cache"), help="Corpus tokens per tokenizer fingerprint."),
+    lm_steps: Optional[int] = typer.Option(None, help="Override the LM steps (same for every row)."),
+    name: Optional[str] = typer.Option(None, help="File stem of the outputs (default bench-<date>)."),
+    baselines: bool = typer.Option(True, help="Time EnCodec and DAC too, when their packages import."),
+) -> None:
+    """Compare tokenizers under one held-constant protocol: table, plots and an HTML report with audio."""
+    from .bench import BenchConfig, run_bench
+
+    names = [t.strip() for t in tokenizers.split(",") if t.strip()]
+    if not names:
+        raise UserError("--tokenizers is empty")
+    if not (corpus / "metadata.jsonl").is_file():
+        raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
+    kw = {"corpus": str(corpus), "out": str(out), "work": str(work), "baselines": baselines,
+          "eval_split": split, "cache_dir": str(cache_dir)}
+    if lm_steps is not None:
+        kw["lm_steps"] = lm_steps
+    if name:
+        kw["name"] = name
+    cfg = BenchConfig.quick(names, **kw) if quick else BenchConfig(tokenizers=names, **kw)
+    from .tokenizers.base import TokenizerError
+
+    try:
+        run_bench(cfg, log=console.print)
+    except (TokenizerError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+
 def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Optional[int],
            max_minutes: Optional[float], vocoder: Optional[Path] = None) -> None:
     from .train.config import load_run_config
@@ -481,6 +518,10 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
             LMSection(**run.lm)
             model = dict(run.model)
             TokenLMConfig.preset(model.pop("preset", "small"), **model)
+        elif run.kind == "codec":
+            from .train.codec import codec_model_config
+
+            codec_model_config(run.model)
         else:
             build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
     except (TypeError, ValueError) as e:
@@ -499,6 +540,12 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         from .train.lm import LMTask
 
         task = LMTask(run)
+    elif run.kind == "codec":
+        from .train.codec import CodecTask
+
+        if vocoder:
+            raise UserError("--vocoder is for Mel tokenizers (kind: bandtok); a waveform codec has its own decoder")
+        task = CodecTask(run)
     else:
         from .train.tokenizer import BandTokTask
 
@@ -517,7 +564,7 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
 
 @train_app.command("tokenizer")
 def train_tokenizer(
-    config: Path = typer.Option(..., help="Run config YAML (kind: bandtok), e.g. configs/bandtok-small.yaml."),
+    config: Path = typer.Option(..., help="Run config YAML (kind: bandtok or codec), e.g. configs/bandtok-small.yaml or configs/rvq-small.yaml."),
     resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
@@ -525,7 +572,7 @@ def train_tokenizer(
     vocoder: Optional[Path] = typer.Option(None, help="A trained vocoder folder to bundle into the export."),
 ) -> None:
     """Train a tokenizer on the rendered corpus."""
-    _train("bandtok", config, resume, out, steps, max_minutes, vocoder)
+    _train("bandtok|codec", config, resume, out, steps, max_minutes, vocoder)
 
 
 @train_app.command("lm")

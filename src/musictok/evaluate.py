@@ -78,7 +78,10 @@ def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[]
             else:
                 with torch.no_grad():
                     y = fn(x)
-            res = reconstruction_metrics(x.cpu(), y.cpu(), clips.sample_rate).to_dict()
+            ref = x
+            if isinstance(y, tuple):  # a path with its own reference (e.g. a band-limited target)
+                ref, y = y
+            res = reconstruction_metrics(ref.cpu(), y.cpu(), clips.sample_rate).to_dict()
             for k, v in res.items():
                 sums[name][k] = sums[name].get(k, 0.0) + v
         if on_clip:
@@ -135,7 +138,8 @@ def evaluate_tokens(tokenizer, clips: EvalClips, *, stability: bool = True,
         codes_t = torch.cat(codes)
         sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
         health = codebook_health(codes_t, sizes, slot_names=spec.slot_axis)
-        dep = dependence_metrics(codes_t, sizes, embeddings=torch.cat(emb))
+        # the MMD between slots needs two slots at least (a one-codebook stream has no partner)
+        dep = dependence_metrics(codes_t, sizes, embeddings=torch.cat(emb) if spec.num_slots > 1 else None)
         streams[spec.name] = {"codebook": health.to_dict(), "dependence": dep.to_dict(),
                               "frame_rate": spec.frame_rate, "tokens_per_second": spec.tokens_per_second}
     out = {"streams": streams, **_provenance(tokenizer, clips)}
@@ -152,7 +156,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, max_windows: int | None = 64,
                 cache_dir: str | Path = "data/token-cache", batch_size: int = 8,
-                on_batch: Callable[[], None] | None = None) -> dict:
+                on_batch: Callable[[], None] | None = None, train_pieces: int | None = None) -> dict:
     """Teacher-forced predictability of a token LM on a corpus split: BPT, cnBPT, enBPT, cnBPS, Acc@k,
     against a unigram baseline fitted on the training split, plus the loss at every context position."""
     from .metrics.predictability import StreamPrediction, predictability_metrics
@@ -164,14 +168,15 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
     tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
     if dataclasses.asdict(tokenizer.fingerprint()) != {k: meta["tokenizer"][k] for k in ("name", "config_hash", "weights_hash")}:
         raise ValueError(f"{lm_dir}: trained on tokens of another version of {meta['tokenizer']['source']}")
-    spec = tokenizer.layout.streams[0]
+    layout = tokenizer.layout
     windows = TokenWindows(token_cache(tokenizer, corpus, split, cache_dir), meta["context_frames"], random=False,
                            max_windows=max_windows)
+    stream_of, _, slot_of = pattern.cell_table()  # (steps, K): stream and slot of each target
     nll, masks, logits_all, targets_all, codes_all = [], [], [], [], []
     with torch.no_grad():
         for i in range(0, len(windows), batch_size):
-            codes = torch.stack([windows[j] for j in range(i, min(i + batch_size, len(windows)))])
-            b = pattern.build([codes])
+            codes = TokenWindows.collate([windows[j] for j in range(i, min(i + batch_size, len(windows)))])
+            b = pattern.build(codes)
             out = model(b.inputs, b.positions, b.targets)
             nll.append(out.per_token_nll)
             keep = b.targets != -100
@@ -184,25 +189,49 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
     nll_t = torch.cat(nll)  # (N, steps, K)
     mask = torch.cat(masks)
     logits, targets = torch.cat(logits_all), torch.cat(targets_all)
-    sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
-    codes = torch.cat(codes_all)
-    lm_res = predictability_metrics(StreamPrediction(
-        nll_t[mask], sizes, spec.tokens_per_second, codes=codes, name=spec.name,
-        topk=_topk(logits, targets)))
-    # unigram baseline: code frequencies of the training split (add-one smoothed), scored on the same tokens
-    train_codes = torch.cat([t.codes[0][0].reshape(-1) for t in token_cache(tokenizer, corpus, "train", cache_dir)])
-    k = max(spec.codebook_sizes)
-    p = (torch.bincount(train_codes, minlength=k).double() + 1) / (train_codes.numel() + k)
-    uni_nll = -p.log()[codes.reshape(-1)].float()
-    uni_logits = p.log().float().expand(min(len(targets), 4096), k)
-    uni = predictability_metrics(StreamPrediction(uni_nll, sizes, spec.tokens_per_second, codes=codes,
-                                                  name=spec.name, topk=_topk(uni_logits, codes.reshape(-1)[: len(uni_logits)])))
+    target_streams = stream_of.expand(mask.shape)[mask]
+    target_slots = slot_of.expand(mask.shape)[mask]
+    train_tokens = token_cache(tokenizer, corpus, "train", cache_dir, max_pieces=train_pieces)
+    lm_streams, uni_streams = [], []
+    for s, spec in enumerate(layout.streams):
+        sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
+        codes_s = torch.cat([c[s] for c in codes_all])
+        sel = target_streams == s
+        # (n, slots): every cell is predicted once, so each slot has the same number of targets
+        nll_s = torch.stack([nll_t[mask][sel & (target_slots == j)] for j in range(spec.num_slots)], dim=-1)
+        lm_streams.append(StreamPrediction(nll_s, sizes, spec.tokens_per_second, codes=codes_s,
+                                           name=spec.name, topk=_topk(logits[sel], targets[sel])))
+        uni_streams.append(_unigram(torch.cat([t.codes[s][0] for t in train_tokens]), codes_s, spec, sizes))
+    lm_res = predictability_metrics(lm_streams)
+    uni = predictability_metrics(uni_streams)
     by_position = (nll_t * mask).sum(0).sum(-1) / mask.sum(0).sum(-1).clamp_min(1) / math.log(2)
     return {"lm": lm_res.to_dict(), "unigram_baseline": uni.to_dict(),
             "loss_by_position_bits": by_position.tolist(), "windows": len(windows),
             "context_frames": meta["context_frames"], "pattern": meta["pattern"], "rope": meta["config"]["rope"],
             "lm_source": str(lm_dir), "tokenizer": meta["tokenizer"],
             "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__}
+
+
+def _unigram(train_codes: Tensor, codes: Tensor, spec, sizes):
+    """The unigram baseline of one stream: code frequencies of the training split per slot (one pooled
+    table for a shared codebook), add-one smoothed, scored on the same tokens as the LM."""
+    from .metrics.predictability import StreamPrediction
+
+    slots = codes.shape[-1]
+    nll, logits_rows, target_rows = [], [], []
+    for j in range(slots):
+        train_j = train_codes.reshape(-1) if spec.shared_codebook else train_codes[..., j].reshape(-1)
+        k = spec.codebook_sizes[j]
+        p = (torch.bincount(train_j, minlength=k).double() + 1) / (train_j.numel() + k)
+        target_j = codes[..., j].reshape(-1)
+        nll.append(-p.log()[target_j].float())
+        n = min(len(target_j), 4096 // slots + 1)
+        logits_rows.append(p.log().float().expand(n, k))
+        target_rows.append(target_j[:n])
+    k = max(spec.codebook_sizes)
+    logits = torch.cat([torch.nn.functional.pad(r, (0, k - r.shape[1]), value=float("-inf")) for r in logits_rows])
+    return StreamPrediction(torch.stack(nll, dim=-1), sizes, spec.tokens_per_second, codes=codes, name=spec.name,
+                            topk=_topk(logits, torch.cat(target_rows)))
 
 
 def _topk(logits: Tensor, targets: Tensor, ks=(1, 5, 10, 50)) -> dict[int, float]:

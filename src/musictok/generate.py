@@ -1,7 +1,9 @@
 """`musictok generate`: continue a prompt (or start from nothing) with a token LM, and decode to audio.
 
 Generation runs in windows of the LM's context: each new window keeps the last three quarters of the
-context as its prefix and samples the rest, so any length can be generated (a sliding window).
+context as its prompt and samples the rest, so any length can be generated (a sliding window). Any pattern
+works: the cells a window already knows are fixed wherever the pattern puts them (for frame-major patterns
+they are a prefix; for coarse-to-fine the known coarse and fine cells are far apart) and the rest is sampled.
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .lm.patterns import make_pattern
+from .lm.patterns import IGNORE_INDEX
 from .tokens import Tokens
-from .train.lm import LoadedLM, load_lm
-
-FRAME_MAJOR = ("band-grid", "flatten", "parallel")  # patterns whose first steps are the first frames
+from .train.lm import LoadedLM, context_pattern, load_lm, window_frames
 
 
 @dataclass
@@ -43,45 +43,48 @@ def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_
 
     loaded = lm if isinstance(lm, LoadedLM) else load_lm(lm)
     model, meta = loaded.model, loaded.meta
-    if meta["pattern"] not in FRAME_MAJOR:
-        raise ValueError(f"generation supports the frame-major patterns {FRAME_MAJOR}, not {meta['pattern']!r}")
     tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
     if prompt is not None and prompt_sample_rate and prompt_sample_rate != tokenizer.sample_rate:
         prompt = torch.from_numpy(resample(prompt.numpy(), prompt_sample_rate, tokenizer.sample_rate))
     layout = tokenizer.layout
-    rate = layout.streams[0].frame_rate
+    rate = layout.streams[0].frame_rate  # windows and prompts are counted in frames of stream 0
+    ratios = window_frames(layout, 1)
     total = max(1, math.ceil(seconds * rate))
     context = meta["context_frames"]
-    codes = torch.zeros(1, total, layout.streams[0].num_slots, dtype=torch.long)
+    codes = [torch.zeros(1, total * r, st.num_slots, dtype=torch.long) for r, st in zip(ratios, layout.streams)]
     known = 0
     if prompt is not None and prompt_seconds > 0:
         n = int(prompt_seconds * tokenizer.sample_rate)
-        prompt_codes = tokenizer.encode(prompt[:n]).codes[0]
-        known = min(prompt_codes.shape[1], total)
-        codes[:, :known] = prompt_codes[:, :known]
+        prompt_codes = tokenizer.encode(prompt[:n]).codes
+        known = min(prompt_codes[0].shape[1], total)
+        for c, p, r in zip(codes, prompt_codes, ratios):
+            c[:, : known * r] = p[:, : known * r]
     prompt_frames = known
     g = torch.Generator().manual_seed(seed)
     keep = max(context * 3 // 4, 1)
+    options = meta.get("pattern_options", {})
     sampled, t0 = 0, time.perf_counter()
     while known < total:
         start = max(0, known - keep) if known >= context else 0
         length = min(context, total - start)
-        options = meta.get("pattern_options", {})
-        pattern = make_pattern(meta["pattern"], layout, length, **options)
-        prefix = None
-        if known > start:
-            pre = make_pattern(meta["pattern"], layout, known - start, **options)
-            prefix = pre.build([codes[:, start:known]]).targets
-        ids = model.generate(pattern, 1, prefix=prefix, temperature=temperature, top_k=top_k, top_p=top_p,
+        pattern = context_pattern(meta["pattern"], layout, length, options)
+        window = [c[:, start * r: (start + length) * r] for c, r in zip(codes, ratios)]
+        targets = pattern.build(window).targets
+        stream, frame, _ = pattern.cell_table()
+        limit = torch.tensor(ratios)[stream.clamp_min(0)] * (known - start)  # known frames of each cell's stream
+        fixed = (stream >= 0) & (frame < limit)
+        forced = torch.where(fixed, targets, torch.full_like(targets, IGNORE_INDEX))
+        ids = model.generate(pattern, 1, forced=forced, temperature=temperature, top_k=top_k, top_p=top_p,
                              generator=g, use_cache=use_cache)
-        window = pattern.revert(ids)[0]
-        sampled += (start + length - known) * layout.streams[0].num_slots
-        codes[:, known: start + length] = window[:, known - start:]
+        new = pattern.revert(ids)
+        sampled += int(((stream >= 0) & ~fixed).sum())
+        for c, w, r in zip(codes, new, ratios):
+            c[:, known * r: (start + length) * r] = w[:, (known - start) * r:]
         known = start + length
         if on_frames:
             on_frames(known, total)
     elapsed = time.perf_counter() - t0
-    tokens = Tokens([codes], layout, tokenizer.fingerprint(), tokenizer.sample_rate,
+    tokens = Tokens(codes, layout, tokenizer.fingerprint(), tokenizer.sample_rate,
                     [int(round(total / rate * tokenizer.sample_rate))],
                     {"tokenizer_source": tokenizer.source, "generated_by": meta.get("source", ""),
                      "prompt_frames": prompt_frames})

@@ -111,3 +111,71 @@ def plot_curve(values, path: str | Path, *, xlabel: str, ylabel: str, title: str
         return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_bench_tradeoff(points: list[tuple[str, float, float]], path: str | Path) -> Path:
+    """The predictability–fidelity trade-off: cnBPT (lower = easier to predict) against Mel distance
+    (lower = more faithful), one labelled point per (tokenizer, pattern)."""
+    plt = _figure_backend()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, mel, cn in points:
+        if mel is None or cn is None:
+            continue
+        ax.scatter([mel], [cn], s=40)
+        ax.annotate(label, (mel, cn), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("Mel distance (test clips) ↓")
+    ax.set_ylabel("cnBPT of the held-constant LM ↓")
+    ax.set_title("Predictability against fidelity")
+    ax.grid(alpha=0.3)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_bench_losses(curves: dict[str, tuple[list[float], float]], path: str | Path, smooth: int = 8) -> Path:
+    """Loss (bits per step, summed over a step's columns) against position in the context, in seconds, so
+    patterns with different numbers of steps share one axis."""
+    plt = _figure_backend()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, (values, seconds) in curves.items():
+        y = np.asarray(values, dtype=float)
+        if smooth > 1 and len(y) > 4 * smooth:
+            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+        ax.plot(np.linspace(0, seconds, len(y)), y, label=name, lw=1)
+    ax.set_xlabel("position in the context (s)")
+    ax.set_ylabel("bits per step")
+    ax.set_yscale("log")
+    ax.set_title("Loss by position in the context")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_codebook_usage(usage: dict[str, dict[str, list[list[int]]]], path: str | Path) -> Path:
+    """Rank–frequency of code use per tokenizer (every codebook of every stream, sorted counts as a share of
+    its tokens): a flat curve is a well-used codebook, a cliff is dead codes."""
+    plt = _figure_backend()
+    fig, axes = plt.subplots(1, max(len(usage), 1), figsize=(3.2 * max(len(usage), 1), 3), squeeze=False)
+    for ax, (name, streams) in zip(axes[0], usage.items()):
+        for stream, books in streams.items():
+            for j, counts in enumerate(books):
+                c = np.sort(np.asarray(counts, dtype=float))[::-1]
+                if c.sum() > 0:
+                    ax.plot(np.arange(1, len(c) + 1), c / c.sum(), lw=0.8, alpha=0.7,
+                            label=stream if j == 0 and len(streams) > 1 else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("code rank")
+        ax.grid(alpha=0.3)
+        if len(streams) > 1:
+            ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("share of tokens")
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

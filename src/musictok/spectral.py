@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "DAC_MEL_RESOLUTIONS",
+    "band_limit",
     "MelConfig",
     "MelSpectrogram",
     "MultiResolutionMel",
@@ -311,3 +312,21 @@ def griffin_lim(
         angles = angles / angles.abs().clamp_min(1e-16)
         previous = rebuilt
     return torch.istft(magnitude * angles, length=length, **stft_args)
+
+
+def band_limit(wav: Tensor, factor: int, transition: float = 0.05) -> Tensor:
+    """``wav (..., T)`` low-passed at ``1 / factor`` of its bandwidth: what resampling down by ``factor`` and
+    back up leaves, with an ideal (FFT) filter and a short raised-cosine transition (``transition`` of the
+    cut-off) so the result does not ring. Float32, same shape, differentiable, on ``wav``'s device."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    if factor == 1:
+        return wav
+    n = wav.shape[-1]
+    spec = torch.fft.rfft(wav.float(), dim=-1)
+    freqs = torch.linspace(0.0, 1.0, spec.shape[-1], device=wav.device)  # fraction of Nyquist
+    cut = 1.0 / factor
+    lo, hi = cut * (1 - transition), cut
+    ramp = ((hi - freqs) / (hi - lo)).clamp(0, 1)
+    gain = 0.5 - 0.5 * torch.cos(math.pi * ramp)
+    return torch.fft.irfft(spec * gain, n=n, dim=-1)

@@ -401,7 +401,7 @@ class TokenLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, pattern: SequencePattern, batch_size: int = 1, *, prefix: Tensor | None = None,
-                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 forced: Tensor | None = None, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                  generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
         """Sample every step of ``pattern``; ``pattern.revert(ids)`` turns the result into codes.
 
@@ -414,6 +414,9 @@ class TokenLM(nn.Module):
             batch_size: number of sequences when there is no prefix.
             prefix: optional ``(B, n, K)`` ids for the first ``n`` steps (e.g. ``pattern.build(codes)
                 .targets[:, :n]``); they are kept instead of sampled — a continuation.
+            forced: optional ``(B, steps, K)`` ids fixed anywhere in the sequence (``IGNORE_INDEX`` where the
+                model samples): a prompt under a pattern that is not frame-major (coarse-to-fine puts the
+                prompt's coarse and fine cells far apart). Its leading fully fixed steps run as a prefix.
             temperature, top_k, top_p, generator: see :func:`musictok.lm.sampling.sample` (0 = greedy).
             use_cache: decode incrementally with a KV cache (``False`` re-runs the whole prefix every step;
                 the same tokens, slower — kept for testing).
@@ -425,6 +428,14 @@ class TokenLM(nn.Module):
                              f"for {self.vocab}")
         steps, K = pattern.num_steps, pattern.num_columns
         device = next(self.parameters()).device
+        if forced is not None:
+            if prefix is not None or forced.ndim != 3 or forced.shape[1:] != (steps, K):
+                raise ValueError(f"forced must be (batch, {steps}, {K}) ids and excludes prefix, got {tuple(forced.shape)}")
+            forced = forced.to(device).long()
+            fixed = (forced != IGNORE_INDEX) | (pattern.cells.to(device) < 0)  # (B, steps, K)
+            free = (~fixed.all(-1)).any(0).nonzero()
+            lead = int(free[0]) if len(free) else steps
+            prefix, batch_size = forced[:, :lead], forced.shape[0]
         n = 0
         if prefix is not None:
             if prefix.ndim != 3 or prefix.shape[1] > steps or prefix.shape[2] != K:
@@ -453,6 +464,8 @@ class TokenLM(nn.Module):
             lo, hi = ranges[t, :, 0:1], ranges[t, :, 1:2]
             logits = logits.masked_fill((vocab < lo) | (vocab >= hi), float("-inf"))
             ids = sample(logits, temperature, top_k, top_p, generator)  # (B, K)
+            if forced is not None:
+                ids = torch.where(forced[:, t] != IGNORE_INDEX, forced[:, t], ids)
             out[:, t] = torch.where(valid[t], ids, IGNORE_INDEX)
             if t + 1 < steps:
                 inputs[:, t + 1] = torch.where(valid[t], ids, self.vocab.pad_id)

@@ -257,6 +257,19 @@ class SequencePattern:
         f, j = divmod(index - self._stream_start[s], self.layout.streams[s].num_slots)
         return (s, f, j)
 
+    def cell_table(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(stream, frame, slot)`` of the cell each step predicts per column, three ``(steps, K)`` long
+        tensors with ``-1`` where a column predicts nothing (for scoring stream by stream, and for knowing
+        which steps a prompt already fixes)."""
+        bounds = torch.tensor(self._stream_start[1:], dtype=torch.long)
+        cells = self.cells.clamp_min(0)
+        streams = torch.bucketize(cells, bounds, right=True)
+        starts = torch.tensor(self._stream_start, dtype=torch.long)[streams]
+        slots = torch.tensor([st.num_slots for st in self.layout.streams], dtype=torch.long)[streams]
+        frame, slot = (cells - starts).div(slots, rounding_mode="floor"), (cells - starts) % slots
+        none = self.cells < 0
+        return tuple(t.masked_fill(none, -1) for t in (streams, frame, slot))  # type: ignore[return-value]
+
     def step(self, t: int) -> PatternStep:
         """Step ``t`` in readable form (for documentation, tests and debugging)."""
         if not -self.num_steps <= t < self.num_steps:

@@ -262,7 +262,9 @@ class BandTok(Tokenizer):
         z_q = self.quantizer.decode(codes)  # (B, T', bands, D)
         return self.decoder(z_q.permute(0, 3, 2, 1))
 
-    def _decode_codes(self, codes: list[Tensor]) -> Tensor:
+    def _decode_codes(self, codes: list[Tensor], **options) -> Tensor:
+        if options:
+            raise TypeError(f"BandTok.decode takes no options, got {sorted(options)}")
         return self.mel_to_wav(self.denormalize(self._decode_mel(codes[0])))
 
     def _embed_codes(self, codes: list[Tensor]) -> list[Tensor]:

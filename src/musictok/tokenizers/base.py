@@ -42,7 +42,7 @@ def register_tokenizer(name: str):
 
 
 def _load_builtin_tokenizers() -> None:
-    from . import bandtok  # noqa: F401  (registers itself)
+    from . import bandtok, pyramid, rvq_codec  # noqa: F401  (each registers itself)
 
 
 def _as_clips(wav: Any) -> list[Tensor]:
@@ -100,8 +100,9 @@ class Tokenizer(nn.Module, abc.ABC):
         """``(B, T)`` with ``T % hop_samples == 0`` -> per stream ``(B, frames, slots)`` long (abstract)."""
 
     @abc.abstractmethod
-    def _decode_codes(self, codes: list[Tensor]) -> Tensor:
-        """Per stream codes -> ``(B, units * hop_samples)`` waveform (abstract)."""
+    def _decode_codes(self, codes: list[Tensor], **options: Any) -> Tensor:
+        """Per stream codes -> ``(B, units * hop_samples)`` waveform (abstract). ``options`` are what a
+        tokenizer's ``decode`` accepts beyond the tokens (e.g. PyramidCodec's ``levels``)."""
 
     @abc.abstractmethod
     def _embed_codes(self, codes: list[Tensor]) -> list[Tensor]:
@@ -188,16 +189,17 @@ class Tokenizer(nn.Module, abc.ABC):
         return [torch.cat(p, dim=1) for p in pieces]
 
     @torch.no_grad()
-    def decode(self, tokens: Tokens, *, chunk_units: int | None = None) -> Tensor:
+    def decode(self, tokens: Tokens, *, chunk_units: int | None = None, **options: Any) -> Tensor:
         """Tokens -> ``(B, max length)`` waveform (each clip trimmed to its original length, zero after).
 
-        Refuses tokens whose fingerprint is not this tokenizer's."""
+        Refuses tokens whose fingerprint is not this tokenizer's. ``options`` go to the model's decoder
+        (e.g. ``levels=1`` for a PyramidCodec prefix)."""
         self.check_tokens(tokens)
         was_training = self.training
         self.eval()
         try:
             codes = [c.to(self.device) for c in tokens.codes]
-            wav = self._decode_long(codes, chunk_units or self.chunk_units)
+            wav = self._decode_long(codes, chunk_units or self.chunk_units, options)
         finally:
             self.train(was_training)
         out = torch.zeros(tokens.batch_size, max(tokens.lengths), device=wav.device)
@@ -206,17 +208,18 @@ class Tokenizer(nn.Module, abc.ABC):
             out[i, :m] = wav[i, :m]
         return out
 
-    def _decode_long(self, codes: list[Tensor], chunk_units: int) -> Tensor:
+    def _decode_long(self, codes: list[Tensor], chunk_units: int, options: dict | None = None) -> Tensor:
         fpu = self._frames_per_unit()
+        options = options or {}
         units = -(-codes[0].shape[1] // fpu[0])
         if units <= chunk_units + 2 * self.context_units:
-            return self._decode_codes(codes)
+            return self._decode_codes(codes, **options)
         hop = self.hop_samples
         out = []
         for start in range(0, units, chunk_units):
             stop = min(start + chunk_units, units)
             lo, hi = max(start - self.context_units, 0), min(stop + self.context_units, units)
-            wav = self._decode_codes([c[:, lo * f: hi * f] for c, f in zip(codes, fpu)])
+            wav = self._decode_codes([c[:, lo * f: hi * f] for c, f in zip(codes, fpu)], **options)
             out.append(wav[:, (start - lo) * hop: (stop - lo) * hop])
         return torch.cat(out, dim=-1)
 

@@ -1,7 +1,7 @@
 """Run configs: one YAML file says what to train, on which data, with which loop and GAN settings.
 
 ```yaml
-kind: bandtok            # or: vocoder
+kind: bandtok            # or: codec (model.tokenizer: rvq_codec | pyramid_codec), vocoder, lm
 model: {preset: small}   # preset + any field of the model's config dataclass
 data: {corpus: data/chorales, clip_seconds: 2.0, valid_clips: 24}
 gan: {start_step: 1000, adv_weight: 0.1, fm_weight: 1.0, loss: hinge}
@@ -20,7 +20,7 @@ import yaml
 from ..settings import build_checked
 from .loop import TrainConfig
 
-KINDS = ("bandtok", "vocoder", "lm")
+KINDS = ("bandtok", "codec", "vocoder", "lm")
 
 
 @dataclass
@@ -100,6 +100,9 @@ def build_model_config(config_class, model: dict):
     """``{"preset": "small", **fields}`` -> the model's config dataclass."""
     fields = dict(model)
     preset = fields.pop("preset", None)
+    known = {f.name for f in dataclasses.fields(config_class)}
+    if set(fields) - known:
+        raise ValueError(f"unknown {config_class.__name__} keys {sorted(set(fields) - known)}; known: {sorted(known)}")
     if preset is None:
         return config_class(**fields)
     if preset not in ("tiny", "small", "base"):

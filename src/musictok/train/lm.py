@@ -39,18 +39,20 @@ class LMSection:
     context_seconds: float = 4.0
     cache_dir: str = "data/token-cache"
     valid_windows: int = 32
+    max_pieces: int | None = None  # train on the first N pieces only (quick benchmarks)
 
 
 def token_cache(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path,
-                on_piece: Callable[[], None] | None = None) -> list[Tokens]:
-    """Tokens of every piece's mix in ``split``, encoded once and cached per tokenizer fingerprint."""
+                on_piece: Callable[[], None] | None = None, max_pieces: int | None = None) -> list[Tokens]:
+    """Tokens of every piece's mix in ``split`` (the first ``max_pieces``), encoded once and cached per
+    tokenizer fingerprint."""
     from ..audio import load
 
     index = CorpusIndex(corpus, split)
     fp = tokenizer.fingerprint()
     folder = Path(cache_dir) / f"{fp.name}-{fp.config_hash[:8]}-{fp.weights_hash[:8]}"
     out = []
-    for piece in index.pieces:
+    for piece in index.pieces[:max_pieces]:
         path = folder / f"{piece['id']}.mtok"
         if not path.is_file():
             wav, _ = load(index.folder(piece) / piece["mix"], tokenizer.sample_rate)
@@ -63,26 +65,43 @@ def token_cache(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path
     return out
 
 
-class TokenWindows(Dataset):
-    """Fixed-length windows of one stream's codes ``(frames, slots)``.
+def window_frames(layout, frames: int) -> tuple[int, ...]:
+    """Per-stream frames of a window of ``frames`` frames of stream 0 (faster streams: whole multiples)."""
+    rates = [st.frame_rate for st in layout.streams]
+    return tuple(frames * round(r / rates[0]) for r in rates)
 
-    ``random=True``: window *i* is drawn from ``(seed, i)``; ``random=False``: non-overlapping windows,
-    round-robin over pieces, at most ``max_windows``.
+
+def context_pattern(name: str, layout, frames: int, options: dict | None = None) -> SequencePattern:
+    """The pattern an LM uses for a window of ``frames`` frames of stream 0."""
+    return make_pattern(name, layout, window_frames(layout, frames), **(options or {}))
+
+
+class TokenWindows(Dataset):
+    """Fixed-length windows of a layout's codes: item ``i`` is a list, per stream, of ``(frames_s, slots_s)``.
+
+    ``frames`` counts frames of stream 0; a stream ``r`` times faster gets ``r × frames`` frames from the
+    same span of time (PyramidCodec's levels are 1×, 2×, 4× the coarsest rate). ``random=True``: window *i*
+    is drawn from ``(seed, i)``; ``random=False``: non-overlapping windows, round-robin over pieces, at most
+    ``max_windows``. :meth:`collate` stacks items into per-stream batches.
     """
 
     def __init__(self, tokens: list[Tokens], frames: int, *, random: bool, seed: int = 0,
                  length: int = 1000, max_windows: int | None = None):
-        if len(tokens[0].codes) != 1:
-            raise MusictokError("LM training on multi-stream layouts is not supported yet (one stream only)")
-        self.codes = [t.codes[0][0] for t in tokens if t.codes[0].shape[1] >= frames]
+        rates = [s.frame_rate for s in tokens[0].layout.streams]
+        self.ratios = [round(r / rates[0]) for r in rates]
+        if any(abs(r / rates[0] - k) > 1e-6 for r, k in zip(rates, self.ratios)):
+            raise MusictokError(f"stream rates {rates} are not whole multiples of the first stream's")
+        self.codes = [[c[0] for c in t.codes] for t in tokens
+                      if all(c.shape[1] >= frames * k for c, k in zip(t.codes, self.ratios))]
         if not self.codes:
             raise MusictokError(f"no piece is at least {frames} token frames long; shorten the context")
         self.frames, self.random, self.seed, self.length = frames, random, seed, length
-        lengths = np.array([c.shape[0] - frames + 1 for c in self.codes], dtype=np.float64)
-        self.p = lengths / lengths.sum()
+        spans = [min(c.shape[0] // k for c, k in zip(streams, self.ratios)) for streams in self.codes]
+        lengths = np.array([n - frames + 1 for n in spans], dtype=np.float64)
+        self.spans, self.p = spans, lengths / lengths.sum()
         if not random:
             grid, k = [], 0
-            per = [c.shape[0] // frames for c in self.codes]
+            per = [n // frames for n in spans]
             while any(k < n for n in per):
                 grid += [(i, k * frames) for i, n in enumerate(per) if k < n]
                 k += 1
@@ -92,14 +111,19 @@ class TokenWindows(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Tensor:
+    def __getitem__(self, index: int) -> list[Tensor]:
         if self.random:
             rng = np.random.default_rng([self.seed, index])
             i = int(rng.choice(len(self.codes), p=self.p))
-            start = int(rng.integers(0, self.codes[i].shape[0] - self.frames + 1))
+            start = int(rng.integers(0, self.spans[i] - self.frames + 1))
         else:
             i, start = self.grid[index]
-        return self.codes[i][start: start + self.frames]
+        return [c[start * k: (start + self.frames) * k] for c, k in zip(self.codes[i], self.ratios)]
+
+    @staticmethod
+    def collate(items: list[list[Tensor]]) -> list[Tensor]:
+        """Items -> per stream ``(B, frames_s, slots_s)``."""
+        return [torch.stack(streams) for streams in zip(*items)]
 
 
 class LMTask(TrainTask):
@@ -117,9 +141,9 @@ class LMTask(TrainTask):
         self.tokenizer_info = {"source": tokenizer.source, **dataclasses.asdict(tokenizer.fingerprint())}
         self.layout = tokenizer.layout
         self.frames = max(1, round(self.lm.context_seconds * self.layout.streams[0].frame_rate))
-        self.pattern = make_pattern(self.lm.pattern, self.layout, self.frames, **self.lm.pattern_options)
+        self.pattern = context_pattern(self.lm.pattern, self.layout, self.frames, self.lm.pattern_options)
         corpus = self.run.data.corpus
-        self.train_tokens = token_cache(tokenizer, corpus, "train", self.lm.cache_dir)
+        self.train_tokens = token_cache(tokenizer, corpus, "train", self.lm.cache_dir, max_pieces=self.lm.max_pieces)
         self.valid = TokenWindows(token_cache(tokenizer, corpus, self.run.data.valid_split, self.lm.cache_dir),
                                   self.frames, random=False, max_windows=self.lm.valid_windows)
         del tokenizer
@@ -136,8 +160,8 @@ class LMTask(TrainTask):
     def train_dataset(self, length: int) -> Dataset:
         return TokenWindows(self.train_tokens, self.frames, random=True, seed=self.run.data.seed, length=length)
 
-    def _batch(self, codes: Tensor):
-        b = self.pattern.build([codes.to(self.device)])
+    def _batch(self, codes: list[Tensor]):
+        b = self.pattern.build([c.to(self.device) for c in codes])
         return b.inputs, b.positions, b.targets
 
     def train_step(self, batch: Tensor, step: int, autocast: Any) -> dict[str, float]:
@@ -157,7 +181,7 @@ class LMTask(TrainTask):
         model.eval()
         total, n = 0.0, 0
         for i in range(0, len(self.valid), 8):
-            codes = torch.stack([self.valid[j] for j in range(i, min(i + 8, len(self.valid)))])
+            codes = TokenWindows.collate([self.valid[j] for j in range(i, min(i + 8, len(self.valid)))])
             inputs, positions, targets = self._batch(codes)
             with autocast():
                 out = model(inputs, positions, targets)
@@ -192,6 +216,6 @@ def load_lm(name_or_dir: str | Path, map_location: str = "cpu") -> LoadedLM:
         raise pretrained.PretrainedError(f"{d}: not a token LM folder")
     model = TokenLM(TokenLMConfig.from_dict(meta["config"]), LMVocab.from_dict(meta["vocab"]))
     model.load_state_dict(state)
-    pattern = make_pattern(meta["pattern"], TokenLayout.from_dict(meta["layout"]), meta["context_frames"],
-                           **meta.get("pattern_options", {}))
+    pattern = context_pattern(meta["pattern"], TokenLayout.from_dict(meta["layout"]), meta["context_frames"],
+                              meta.get("pattern_options", {}))
     return LoadedLM(model.to(map_location).eval(), pattern, meta | {"source": str(name_or_dir)})

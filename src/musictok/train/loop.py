@@ -291,12 +291,17 @@ class Trainer:
                             batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                             sampler=_FromIndex(start * cfg.batch_size, cfg.steps * cfg.batch_size, self.dist),
                             drop_last=True, persistent_workers=cfg.num_workers > 0)
+        # Creating the loader's iterator draws a base seed from the global RNG; doing it outside the training
+        # stream keeps a resumed run's random draws (e.g. the MMD loss's shuffles) equal to a straight run's.
+        rng = torch.get_rng_state()
+        batches = iter(loader)
+        torch.set_rng_state(rng)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         t0 = time.time()
         step, row, valid, stopped = start, {}, {}, False
         progress = self._progress(start)
         try:
-            for batch in loader:
+            for batch in batches:
                 if step >= cfg.steps:
                     break
                 t_step = time.time()

@@ -1,6 +1,6 @@
 """Encode / decode real-time factors of a tokenizer on 60 s of audio, batch 1, on this machine.
 
-    .venv/bin/python benchmarks/bandtok_speed.py --tokenizer bandtok-small [--seconds 60] [--repeats 5]
+    .venv/bin/python benchmarks/tokenizer_speed.py --tokenizer bandtok-small [--seconds 60] [--repeats 5]
 
 Writes docs/results/<tokenizer>-speed.md and .json (median of the repeats, after one warm-up).
 Targets from the BandTok issue: encode ≥ 200×, decode with the vocoder ≥ 40× real time on 2 cores.
@@ -70,7 +70,7 @@ def main() -> None:
         "| | seconds | real-time factor |\n|---|---:|---:|\n"
         f"| encode | {result['encode_seconds_median']:.3f} | {result['encode_realtime_factor']:.0f}× |\n"
         f"| decode | {result['decode_seconds_median']:.3f} | {result['decode_realtime_factor']:.0f}× |\n\n"
-        f"Command: `.venv/bin/python benchmarks/bandtok_speed.py --tokenizer {args.tokenizer}`\n")
+        f"Command: `.venv/bin/python benchmarks/tokenizer_speed.py --tokenizer {args.tokenizer}`\n")
     print(json.dumps(result, indent=1))
 
 

@@ -1,0 +1,114 @@
+"""Reconstruction, token statistics and speed of the waveform codecs, on the test split and on real music.
+
+    .venv/bin/python benchmarks/codec_quality.py --tokenizers rvq-small,rvq-mmd-small,pyramid-small \
+        --real /tmp/realmusic/x/usr/share/games/hedgewars/Data/Music
+
+Writes docs/results/codecs.md and codecs.json: per codec and data source, Mel / STFT distance, SI-SDR,
+tokens/s, kbps, codebook utilization, inter-codebook mutual information and the MMD statistic; for
+PyramidCodec also every prefix of levels against its band-limited target, with the tokens/s that prefix
+needs. Speed is measured on a quiet machine by `musictok bench` (its speed table), not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from musictok import __version__
+from musictok.evaluate import evaluate_reconstruction, evaluate_tokens, load_clips
+from musictok.tokenizers.base import Tokenizer
+
+
+def _tokens_summary(res: dict) -> dict:
+    util, mi, mmd = [], [], []
+    for st in res["streams"].values():
+        cb, dep = st["codebook"], st["dependence"]
+        util.append(cb["pooled"]["utilization"] if cb["pooled"] else cb["mean_utilization"])
+        if dep.get("mutual_information") is not None:
+            mi.append(dep["mutual_information"])
+        if dep.get("mmd_joint_vs_product") is not None:
+            mmd.append(dep["mmd_joint_vs_product"])
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"utilization": mean(util), "inter_codebook_mi_bits": mean(mi), "mmd_joint_vs_product": mean(mmd),
+            "per_stream": {k: {"utilization": (v["codebook"]["pooled"] or {}).get("utilization", v["codebook"]["mean_utilization"]),
+                               "mi_bits": v["dependence"].get("mutual_information"),
+                               "nmi": v["dependence"].get("normalized_mutual_information")}
+                           for k, v in res["streams"].items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizers", default="rvq-small,rvq-mmd-small,pyramid-small")
+    ap.add_argument("--corpus", default="data/chorales")
+    ap.add_argument("--real", default=None, help="a folder of real recorded music")
+    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--out", default="docs/results")
+    args = ap.parse_args()
+    sources = {"test split": {"corpus": args.corpus, "split": "test"}}
+    if args.real:
+        sources["real music"] = {"audio_dir": args.real}
+    out = Path(args.out)
+    previous = out / "codecs.json"  # codecs measured by earlier runs are kept (replaced when measured again)
+    result: dict = {"date": time.strftime("%Y-%m-%d"), "musictok_version": __version__,
+                    "codecs": json.loads(previous.read_text())["codecs"] if previous.is_file() else {}}
+    for name in args.tokenizers.split(","):
+        tok = Tokenizer.from_pretrained(name)
+        entry = {"fingerprint": tok.fingerprint().short(), "tokens_per_second": tok.layout.tokens_per_second,
+                 "kbps": tok.layout.bitrate / 1000, "streams": {s.name: s.tokens_per_second for s in tok.layout.streams}}
+        for label, src in sources.items():
+            clips = load_clips(tok.sample_rate, seconds=args.seconds, max_clips=args.clips, **src)
+            t0 = time.time()
+            rec = evaluate_reconstruction(tok, clips)
+            toks = evaluate_tokens(tok, clips, stability=False)
+            entry[label] = {"reconstruction": rec["reconstruction"], "speed": rec["speed"],
+                            "tokens": _tokens_summary(toks), "clips": len(clips.audio)}
+            print(f"{name} on {label}: {json.dumps(rec['reconstruction']['tokens'])[:160]} ({time.time() - t0:.0f} s)",
+                  flush=True)
+        result["codecs"][name] = entry
+    (out / "codecs.json").write_text(json.dumps(result, indent=1))
+    (out / "codecs.md").write_text(_markdown(result, args))
+    print((out / "codecs.md").read_text())
+
+
+def _markdown(result: dict, args) -> str:
+    lines = [f"# Waveform codecs: quality, tokens and speed ({result['date']})", "",
+             f"{args.clips} clips of {args.seconds:g} s per source; Mel distance as DAC / PyramidCodec define it "
+             "(log10 magnitudes, seven resolutions, summed). Encode / decode speed: the speed table of "
+             "`musictok bench` (docs/results/bench-*.md).", "",
+             "Command (one codec at a time, or several; results accumulate in codecs.json): "
+             f"`.venv/bin/python benchmarks/codec_quality.py --tokenizers NAME --real {args.real or 'DIR'}`", ""]
+    lines += ["| codec | data | tokens/s | kbps | Mel dist ↓ | STFT dist ↓ | SI-SDR dB | utilization | MI between codebooks (bits) | MMD |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, e in result["codecs"].items():
+        for label in ("test split", "real music"):
+            if label not in e:
+                continue
+            r, t = e[label]["reconstruction"]["tokens"], e[label]["tokens"]
+            f = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"  # noqa: E731
+            lines.append(f"| {name} | {label} | {e['tokens_per_second']:.1f} | {e['kbps']:.3f} | {r['mel_distance']:.3f} | "
+                         f"{r['stft_distance']:.3f} | {r['si_sdr']:.1f} | {f(t['utilization'])} | "
+                         f"{f(t['inter_codebook_mi_bits'])} | {f(t['mmd_joint_vs_product'], 4)} |")
+    for name, e in result["codecs"].items():
+        paths = [p for p in e.get("test split", {}).get("reconstruction", {}) if p.startswith("levels")]
+        if not paths:
+            continue
+        rates = list(e["streams"].values())
+        lines += ["", f"## {name}: decoding with a prefix of levels, against its band-limited target", "",
+                  "| levels | tokens/s | target | Mel dist (test) ↓ | Mel dist (real) ↓ |", "|---|---:|---|---:|---:|"]
+        n = len(rates)
+        for k in range(1, n + 1):
+            key = "tokens" if k == n else f"levels 1-{k} vs band-limited"
+            target = "full band" if k == n else f"1/{2 ** (n - k)} of the band"
+            real = e.get("real music", {}).get("reconstruction", {}).get(key, {}).get("mel_distance")
+            lines.append(f"| 1–{k} | {sum(rates[:k]):.1f} | {target} | {e['test split']['reconstruction'][key]['mel_distance']:.3f} | "
+                         + ("–" if real is None else f"{real:.3f}") + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

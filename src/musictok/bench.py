@@ -1,0 +1,531 @@
+"""`musictok bench`: every tokenizer under one held-constant protocol, in one table and one report.
+
+For each tokenizer the same test clips are reconstructed and tokenized, and **the same LM** (size, steps,
+optimizer, context in seconds, seed) is trained on its training-split tokens under each of its natural
+sequence patterns — BandTok: band-grid with 2D RoPE; a multi-codebook codec: flatten, parallel and delay;
+a multi-rate codec (PyramidCodec): coarse-to-fine — and scored by the same metric code. Speed is measured
+side by side in the same run, for musictok's tokenizers and, when their PyPI packages import here, for
+EnCodec and DAC built with random weights (speed does not depend on the weights).
+
+Outputs (``--out``, default ``docs/results``): ``bench-<date>.json`` (everything), ``bench-<date>.md``
+(the paper-style table), three PNG plots and ``bench-<date>.html`` — one self-contained file that opens
+offline, with the table, the plots and audio players for reconstructions and continuations of the same
+clips. Work files (token caches, LM runs) go to ``--work``; a rerun resumes finished parts from there.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atomic import write_json, write_text
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchConfig:
+    """The held-constant protocol. ``quick()`` is the smoke-test scale (minutes on 2 cores)."""
+
+    tokenizers: list[str]
+    corpus: str = "data/chorales"
+    out: str = "docs/results"
+    work: str = "runs/bench"
+    cache_dir: str = "data/token-cache"  # corpus tokens per tokenizer fingerprint, shared with `train lm`
+    name: str = ""  # file stem; default bench-<date>
+    eval_split: str = "test"
+    eval_clips: int = 24  # test clips for reconstruction and token statistics
+    eval_seconds: float = 10.0
+    stability: bool = True
+    lm_preset: str = "small"
+    lm_layers: int = 4
+    lm_embd: int = 256
+    lm_heads: int = 8
+    lm_steps: int = 400
+    lm_batch: int = 8
+    lm_lr: float = 1e-3
+    lm_warmup: int = 50
+    context_seconds: float = 4.0
+    lm_eval_windows: int = 64
+    max_pieces: int | None = None  # LM training pieces (None: the whole training split)
+    speed_seconds: float = 60.0
+    speed_repeats: int = 2
+    report_clips: int = 2  # clips with audio players in the HTML report
+    prompt_seconds: float = 4.0
+    continuation_seconds: float = 4.0
+    temperature: float = 0.9
+    top_k: int | None = 64
+    baselines: bool = True  # EnCodec / DAC speed rows when their packages import
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, tokenizers: list[str], **kw) -> BenchConfig:
+        base = dict(eval_clips=2, eval_seconds=2.0, stability=False, lm_preset="tiny", lm_layers=2, lm_embd=64,
+                    lm_heads=2, lm_steps=3, lm_batch=2, lm_warmup=1, context_seconds=1.0, lm_eval_windows=4,
+                    max_pieces=3, speed_seconds=4.0, speed_repeats=1, report_clips=1, prompt_seconds=1.0,
+                    continuation_seconds=1.0)
+        return cls(tokenizers=tokenizers, **(base | kw))
+
+
+@dataclass
+class BenchRow:
+    """One (tokenizer, pattern) line of the table."""
+
+    tokenizer: str
+    pattern: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+COLUMNS = [  # (key, header, format)
+    ("frame_rate", "frames/s", "{:.2f}"), ("tokens_per_second", "tokens/s", "{:.1f}"), ("kbps", "kbps", "{:.3f}"),
+    ("mel_distance", "Mel dist ↓", "{:.3f}"), ("stft_distance", "STFT dist ↓", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"),
+    ("utilization", "util.", "{:.3f}"), ("normalized_entropy", "norm. H", "{:.3f}"),
+    ("inter_codebook_mi", "MI between codebooks (bits)", "{:.3f}"), ("neighbour_nmi", "neighbour NMI", "{:.3f}"),
+    ("stability_noise", "stable: noise", "{:.2f}"), ("stability_gain", "stable: gain", "{:.2f}"),
+    ("stability_shift", "stable: shift", "{:.2f}"),
+    ("bpt", "BPT ↓", "{:.3f}"), ("cnbpt", "cnBPT ↓", "{:.3f}"), ("enbpt", "enBPT ↓", "{:.3f}"), ("cnbps", "cnBPS ↓", "{:.1f}"),
+    ("acc1", "Acc@1", "{:.3f}"), ("acc10", "Acc@10", "{:.3f}"), ("lm_steps_per_second", "LM steps / s audio", "{:.1f}"),
+    ("generation_tokens_per_second", "gen. tokens/s", "{:.0f}"),
+]
+
+
+def natural_patterns(layout) -> list[tuple[str, dict, str]]:
+    """``(pattern, pattern_options, rope)`` a tokenizer is compared under, from its layout."""
+    streams = layout.streams
+    if len(streams) > 1:
+        return [("coarse-to-fine", {}, "1d")]
+    if streams[0].slot_axis == "band":
+        return [("band-grid", {"positions": "2d"}, "2d")]
+    if streams[0].num_slots == 1:
+        return [("flatten", {}, "1d")]
+    return [("flatten", {}, "1d"), ("parallel", {}, "1d"), ("delay", {}, "1d")]
+
+
+def _short(name: str) -> str:
+    return name.rstrip("/").split("/")[-1] if "/" in name else name
+
+
+def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
+    """Run the whole protocol; returns the JSON-ready result (also written to ``cfg.out``)."""
+    from .tokenizers.base import Tokenizer
+
+    t_start = time.time()
+    date = time.strftime("%Y-%m-%d")
+    stem = cfg.name or f"bench-{date}"
+    out, work = Path(cfg.out), Path(cfg.work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    tokenizers = {}
+    for name in cfg.tokenizers:
+        tokenizers[_short(name)] = Tokenizer.from_pretrained(name)  # fail early on a bad name
+    rows: list[BenchRow] = []
+    extras: dict[str, dict] = {}
+    media: dict[str, dict] = {"clips": {}, "recon": {}, "continuation": {}}
+    for short, tok in tokenizers.items():
+        log(f"[{short}] reconstruction and token statistics")
+        per_tok = _tokenizer_metrics(tok, cfg)
+        extras[short] = {"usage": per_tok.pop("usage"), "fingerprint": tok.fingerprint().short()}
+        media["recon"][short] = _report_reconstructions(tok, cfg, media["clips"])
+        for pattern, options, rope in natural_patterns(tok.layout):
+            log(f"[{short}] LM with the {pattern} pattern")
+            lm_dir = _train_lm(tok, short, pattern, options, rope, cfg, work, log)
+            lm_res = _lm_metrics(lm_dir, cfg)
+            gen = _continuations(lm_dir, tok, cfg, media["clips"])
+            media["continuation"][f"{short} / {pattern}"] = gen.pop("audio")
+            row = BenchRow(short, pattern, per_tok | lm_res["row"] | gen)
+            extras[f"{short} / {pattern}"] = {"loss_by_position_bits": lm_res["loss_by_position_bits"],
+                                              "context_seconds": cfg.context_seconds, "lm": str(lm_dir)}
+            rows.append(row)
+    log("speed, side by side")
+    speed = speed_table(tokenizers, cfg, log)
+    wall = time.time() - t_start
+    result = {"config": dataclasses.asdict(cfg), "rows": [dataclasses.asdict(r) for r in rows], "speed": speed,
+              "extras": extras, "wall_seconds": wall, "date": date, "musictok_version": __version__,
+              "machine": _machine()}
+    plots = _plots(result, out, stem)
+    write_json(out / f"{stem}.json", result)
+    write_text(out / f"{stem}.md", markdown_report(result, plots))
+    write_text(out / f"{stem}.html", html_report(result, plots, media))
+    log(f"wrote {out / stem}.md, .json, .html in {wall / 60:.1f} min")
+    return result
+
+
+# ---------------------------------------------------------------------------------------- measurements
+def _eval_clips(sample_rate: int, cfg: BenchConfig, n: int, seconds: float):
+    from .evaluate import load_clips
+
+    return load_clips(sample_rate, corpus=cfg.corpus, split=cfg.eval_split, seconds=seconds, max_clips=n)
+
+
+def _tokenizer_metrics(tok, cfg: BenchConfig) -> dict:
+    from .evaluate import evaluate_reconstruction, evaluate_tokens
+
+    clips = _eval_clips(tok.sample_rate, cfg, cfg.eval_clips, cfg.eval_seconds)
+    rec = evaluate_reconstruction(tok, clips)["reconstruction"]["tokens"]
+    tokres = evaluate_tokens(tok, clips, stability=cfg.stability)
+    layout = tok.layout
+    util, nent, mi, nmi, usage = [], [], [], [], {}
+    for name, st in tokres["streams"].items():
+        cb, dep = st["codebook"], st["dependence"]
+        pooled = cb["pooled"]
+        util.append(pooled["utilization"] if pooled else cb["mean_utilization"])
+        nent.append(pooled["normalized_entropy"] if pooled else cb["mean_normalized_entropy"])
+        if dep.get("mutual_information") is not None:
+            mi.append(dep["mutual_information"])
+        if dep.get("neighbour_mutual_information_time") is not None and dep.get("entropy"):
+            nmi.append(dep["neighbour_mutual_information_time"] / dep["entropy"])
+    codes = [tok.encode(w).codes for w in clips.audio]
+    for s, spec in enumerate(layout.streams):
+        c = torch.cat([cc[s].reshape(-1, spec.num_slots) for cc in codes])
+        cols = [c.reshape(-1)] if spec.shared_codebook else list(c.T)
+        usage[spec.name] = [torch.bincount(col, minlength=spec.codebook_sizes[0]).tolist() for col in cols]
+    stab = tokres.get("stability", {})
+    pick = {k.split("_")[0]: v for k, v in stab.items()}  # white_noise_40db -> white, gain_..., shift_...
+    return {
+        "frame_rate": max(s.frame_rate for s in layout.streams), "tokens_per_second": layout.tokens_per_second,
+        "kbps": layout.bitrate / 1000, "mel_distance": rec["mel_distance"], "stft_distance": rec["stft_distance"],
+        "si_sdr": rec["si_sdr"], "utilization": float(np.mean(util)), "normalized_entropy": float(np.mean(nent)),
+        "inter_codebook_mi": float(np.mean(mi)) if mi else None, "neighbour_nmi": float(np.mean(nmi)) if nmi else None,
+        "stability_noise": pick.get("white"), "stability_gain": pick.get("gain"), "stability_shift": pick.get("shift"),
+        "usage": usage,
+    }
+
+
+def _train_lm(tok, short: str, pattern: str, options: dict, rope: str, cfg: BenchConfig, work: Path, log: Log) -> Path:
+    """The held-constant LM: same preset, size, steps, optimizer, seed and context seconds for every row."""
+    from .train.config import DataConfig, RunConfig
+    from .train.lm import LMTask
+    from .train.loop import TrainConfig, Trainer
+
+    run_dir = work / f"lm-{short}-{pattern}"
+    export = run_dir / "export"
+    done = run_dir / "done.json"
+    if done.is_file() and json.loads(done.read_text()).get("steps") == cfg.lm_steps and export.is_dir():
+        log(f"  reusing {export}")
+        return export
+    source = tok.source or short
+    run = RunConfig(
+        kind="lm",
+        model={"preset": cfg.lm_preset, "n_layer": cfg.lm_layers, "n_embd": cfg.lm_embd, "n_head": cfg.lm_heads,
+               "rope": rope},
+        lm={"tokenizer": source, "pattern": pattern, "pattern_options": options, "context_seconds": cfg.context_seconds,
+            "cache_dir": cfg.cache_dir, "valid_windows": 8, "max_pieces": cfg.max_pieces},
+        data=DataConfig(corpus=cfg.corpus, valid_split="valid" if _has_split(cfg.corpus, "valid") else "train",
+                        seed=cfg.seed),
+        train=TrainConfig(out_dir=str(run_dir), steps=cfg.lm_steps, batch_size=cfg.lm_batch, lr=cfg.lm_lr,
+                          betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=cfg.lm_warmup, amp="bf16",
+                          log_every=max(cfg.lm_steps // 8, 1), ckpt_every=max(cfg.lm_steps // 4, 1),
+                          valid_every=cfg.lm_steps, seed=cfg.seed))
+    resume = (run_dir / "checkpoint.pt").is_file()
+    summary = Trainer(LMTask(run), run.train).run(resume=resume)
+    write_json(done, {"steps": summary.end_step, "seconds_per_step": summary.seconds_per_step,
+                      "wall_seconds": summary.wall_seconds})
+    return export
+
+
+def _has_split(corpus: str, split: str) -> bool:
+    from .data.datasets import CorpusIndex
+
+    try:
+        return len(CorpusIndex(corpus, split).pieces) > 0
+    except Exception:
+        return False
+
+
+def _lm_metrics(lm_dir: Path, cfg: BenchConfig) -> dict:
+    from .evaluate import evaluate_lm
+    from .train.lm import load_lm
+
+    res = evaluate_lm(lm_dir, cfg.corpus, cfg.eval_split, max_windows=cfg.lm_eval_windows, cache_dir=cfg.cache_dir,
+                      train_pieces=cfg.max_pieces)
+    lm = res["lm"]
+    streams = list(lm["streams"].values())
+    n = sum(s["num_tokens"] for s in streams)
+
+    def top(s: dict, k: int) -> float:
+        acc = s["topk_accuracy"]
+        return acc[k] if k in acc else acc[str(k)]
+
+    acc = {str(k): sum(top(s, k) * s["num_tokens"] for s in streams) / n for k in (1, 10)}
+    pattern = load_lm(lm_dir).pattern
+    return {"row": {"bpt": lm["bpt"], "cnbpt": lm["cnbpt"], "enbpt": lm["enbpt"], "cnbps": lm["cnbps"],
+                    "acc1": acc["1"], "acc10": acc["10"],
+                    "lm_steps_per_second": pattern.num_steps / cfg.context_seconds,
+                    "unigram_cnbpt": res["unigram_baseline"]["cnbpt"]},
+            "loss_by_position_bits": res["loss_by_position_bits"]}
+
+
+def _report_reconstructions(tok, cfg: BenchConfig, clips_store: dict) -> list[str]:
+    """Encode → decode the report clips (prompt + continuation span) for the audio players."""
+    seconds = cfg.prompt_seconds + cfg.continuation_seconds
+    clips = _eval_clips(tok.sample_rate, cfg, cfg.report_clips, seconds)
+    out = []
+    for i, wav in enumerate(clips.audio):
+        key = f"{clips.names[i]}"
+        clips_store.setdefault(key, _audio_data(wav.numpy(), tok.sample_rate))
+        out.append(_audio_data(tok.decode(tok.encode(wav))[0].cpu().numpy(), tok.sample_rate))
+    return out
+
+
+def _continuations(lm_dir: Path, tok, cfg: BenchConfig, clips_store: dict) -> dict:
+    """Continue the first ``prompt_seconds`` of each report clip; generation speed in tokens per second."""
+    from .generate import generate
+    from .train.lm import load_lm
+
+    loaded = load_lm(lm_dir)
+    clips = _eval_clips(tok.sample_rate, cfg, cfg.report_clips, cfg.prompt_seconds + cfg.continuation_seconds)
+    audio, speeds = [], []
+    for i, wav in enumerate(clips.audio):
+        g = generate(loaded, prompt=wav, prompt_seconds=cfg.prompt_seconds,
+                     seconds=cfg.prompt_seconds + cfg.continuation_seconds, temperature=cfg.temperature,
+                     top_k=cfg.top_k, seed=cfg.seed + i)
+        audio.append(_audio_data(g.wav.cpu().numpy(), tok.sample_rate))
+        speeds.append(g.tokens_per_second_generated)
+    return {"generation_tokens_per_second": float(np.mean(speeds)), "audio": audio}
+
+
+# ---------------------------------------------------------------------------------------- speed
+def _time_codec(encode: Callable, decode: Callable, wav: torch.Tensor, seconds: float, repeats: int) -> dict:
+    with torch.inference_mode():
+        decode(encode(wav[..., : wav.shape[-1] // 8]))  # warm-up
+        enc, dec = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            codes = encode(wav)
+            t1 = time.perf_counter()
+            decode(codes)
+            dec.append(time.perf_counter() - t1)
+            enc.append(t1 - t0)
+    return {"encode_realtime_factor": seconds / statistics.median(enc),
+            "decode_realtime_factor": seconds / statistics.median(dec)}
+
+
+def _speed_audio(sample_rate: int, cfg: BenchConfig) -> torch.Tensor:
+    try:
+        return _eval_clips(sample_rate, cfg, 1, cfg.speed_seconds).audio[0]
+    except Exception:  # a corpus with no clip that long: noise has the same cost
+        return 0.1 * torch.randn(int(cfg.speed_seconds * sample_rate), generator=torch.Generator().manual_seed(0))
+
+
+def speed_table(tokenizers: dict, cfg: BenchConfig, log: Log = print) -> dict:
+    """Encode / decode real-time factors on ``speed_seconds`` of audio, batch 1, this machine's threads."""
+    rows: dict[str, dict] = {}
+    for short, tok in tokenizers.items():
+        wav = _speed_audio(tok.sample_rate, cfg)
+        rows[short] = _time_codec(tok.encode, tok.decode, wav, cfg.speed_seconds, cfg.speed_repeats) | {
+            "kind": "musictok", "sample_rate": tok.sample_rate, "tokens_per_second": tok.layout.tokens_per_second}
+    notes: dict[str, str] = {}
+    if cfg.baselines:
+        for name, build in (("EnCodec 24 kHz (random weights)", _encodec), ("DAC 24 kHz (random weights)", _dac)):
+            try:
+                model, encode, decode, sr = build()
+            except Exception as e:  # not installed here, or its imports fail: leave the row out, say why
+                notes[name] = f"left out: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+                log(f"  {name}: {notes[name]}")
+                continue
+            wav = _speed_audio(sr, cfg)
+            rows[name] = _time_codec(encode, decode, wav, cfg.speed_seconds, cfg.speed_repeats) | {
+                "kind": "baseline", "sample_rate": sr}
+    ref = next((k for k in rows if k.startswith("EnCodec")), None)
+    if ref:
+        for r in rows.values():
+            r["encode_vs_encodec"] = r["encode_realtime_factor"] / rows[ref]["encode_realtime_factor"]
+            r["decode_vs_encodec"] = r["decode_realtime_factor"] / rows[ref]["decode_realtime_factor"]
+    return {"rows": rows, "notes": notes, "seconds": cfg.speed_seconds, "threads": torch.get_num_threads(),
+            "repeats": cfg.speed_repeats}
+
+
+def _without_torchaudio():
+    """A stand-in ``torchaudio`` module while a baseline package is imported, if the real one is missing.
+
+    EnCodec and DAC import torchaudio at module level but their models never call it (it serves file I/O and
+    resampling). It cannot be installed here without replacing torch, so the bench imports them with a stub
+    that raises if anything does touch it."""
+    import contextlib
+    import sys
+    import types
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            import torchaudio  # noqa: F401
+            yield
+            return
+        except ImportError:
+            pass
+        stub = types.ModuleType("torchaudio")
+
+        def missing(name: str):
+            raise ImportError(f"torchaudio.{name} is not available (stubbed by musictok bench)")
+
+        stub.__getattr__ = missing  # type: ignore[attr-defined]
+        sys.modules["torchaudio"] = stub
+        try:
+            yield
+        finally:
+            sys.modules.pop("torchaudio", None)
+
+    return guard()
+
+
+def _encodec():
+    with _without_torchaudio():
+        from encodec import EncodecModel
+
+    model = EncodecModel.encodec_model_24khz(pretrained=False).eval()
+    model.set_target_bandwidth(1.5)  # 2 codebooks × 75 frames/s: the lowest setting
+
+    def encode(w):
+        return model.encode(w.reshape(1, 1, -1))
+
+    return model, encode, model.decode, 24000
+
+
+def _dac():
+    with _without_torchaudio():
+        import dac
+
+    model = dac.DAC(encoder_dim=64, encoder_rates=[2, 4, 5, 8], latent_dim=None, decoder_dim=1536,
+                    decoder_rates=[8, 5, 4, 2], n_codebooks=32, codebook_size=1024, codebook_dim=8,
+                    sample_rate=24000).eval()  # the published 24 kHz configuration
+
+    def encode(w):
+        z, codes, *_ = model.encode(model.preprocess(w.reshape(1, 1, -1), 24000))
+        return codes
+
+    def decode(codes):
+        return model.decode(model.quantizer.from_codes(codes)[0])
+
+    return model, encode, decode, 24000
+
+
+# ---------------------------------------------------------------------------------------- reports
+def _machine() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def _audio_data(wav: np.ndarray, sample_rate: int) -> str:
+    """A ``data:`` URI (Ogg Vorbis, small enough to embed; WAV if this libsndfile cannot write Ogg)."""
+    import soundfile as sf
+
+    wav = np.clip(np.asarray(wav, dtype=np.float32), -1, 1)
+    buf = io.BytesIO()
+    try:
+        sf.write(buf, wav, sample_rate, format="OGG", subtype="VORBIS")
+        mime = "audio/ogg"
+    except Exception:
+        buf = io.BytesIO()
+        sf.write(buf, wav, sample_rate, format="WAV", subtype="PCM_16")
+        mime = "audio/wav"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+
+def _plots(result: dict, out: Path, stem: str) -> dict[str, Path]:
+    from .plots import plot_bench_losses, plot_bench_tradeoff, plot_codebook_usage
+
+    rows = result["rows"]
+    paths = {
+        "tradeoff": plot_bench_tradeoff(
+            [(f"{r['tokenizer']} / {r['pattern']}", r["values"]["mel_distance"], r["values"]["cnbpt"]) for r in rows],
+            out / f"{stem}-tradeoff.png"),
+        "loss_by_position": plot_bench_losses(
+            {k: (v["loss_by_position_bits"], v["context_seconds"]) for k, v in result["extras"].items()
+             if "loss_by_position_bits" in v}, out / f"{stem}-loss-by-position.png"),
+        "usage": plot_codebook_usage({k: v["usage"] for k, v in result["extras"].items() if "usage" in v},
+                                     out / f"{stem}-usage.png"),
+    }
+    return paths
+
+
+def _fmt(v: Any, spec: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return spec.format(v)
+
+
+def markdown_report(result: dict, plots: dict[str, Path]) -> str:
+    cfg = result["config"]
+    head = "| tokenizer | pattern | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    lines = [f"# Tokenizer benchmark, {result['date']}", "",
+             f"Machine: {result['machine']}. musictok {result['musictok_version']}. Wall time "
+             f"{result['wall_seconds'] / 60:.1f} min.", "",
+             "Held constant for every row: the LM (preset `{lm_preset}`, {lm_layers} layers × {lm_embd}, {lm_heads} "
+             "heads), {lm_steps} steps of batch {lm_batch}, AdamW lr {lm_lr}, {context_seconds:g} s of context, seed "
+             "{seed}; reconstruction and token statistics on {eval_clips} test clips of {eval_seconds:g} s; LM "
+             "metrics on up to {lm_eval_windows} test windows.".format(**cfg), "",
+             head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for r in result["rows"]:
+        v = r["values"]
+        lines.append(f"| {r['tokenizer']} | {r['pattern']} | " + " | ".join(_fmt(v.get(k), f) for k, _, f in COLUMNS) + " |")
+    sp = result["speed"]
+    lines += ["", f"## Speed: {sp['seconds']:g} s of audio, batch 1, {sp['threads']} threads, median of {sp['repeats']}",
+              "", "Baselines are built from their PyPI packages with random weights: speed does not depend on the "
+              "weights.", "", "| model | encode × real time | decode × real time | encode vs EnCodec | decode vs EnCodec |",
+              "|---|---:|---:|---:|---:|"]
+    for name, s in sp["rows"].items():
+        lines.append(f"| {name} | {s['encode_realtime_factor']:.1f} | {s['decode_realtime_factor']:.1f} | "
+                     f"{_fmt(s.get('encode_vs_encodec'), '{:.2f}×')} | {_fmt(s.get('decode_vs_encodec'), '{:.2f}×')} |")
+    for name, note in sp["notes"].items():
+        lines.append(f"\n{name}: {note}")
+    lines += ["", "## Plots", ""] + [f"![{k}]({p.name})" for k, p in plots.items()]
+    lines += ["", f"The HTML report with audio: `{Path(next(iter(plots.values()))).name.rsplit('-', 1)[0]}.html`."]
+    return "\n".join(lines) + "\n"
+
+
+def html_report(result: dict, plots: dict[str, Path], media: dict) -> str:
+    """One self-contained HTML file: table, plots (inline PNG) and audio (inline Ogg)."""
+    e = html.escape
+    cells = "".join(f"<th>{e(h)}</th>" for _, h, _ in COLUMNS)
+    body = [f"<h1>musictok tokenizer benchmark, {e(result['date'])}</h1>",
+            f"<p>{e(result['machine'])}; musictok {e(result['musictok_version'])}; "
+            f"wall time {result['wall_seconds'] / 60:.1f} min. Same LM, steps, optimizer and context for every row.</p>",
+            f"<table><tr><th>tokenizer</th><th>pattern</th>{cells}</tr>"]
+    for r in result["rows"]:
+        v = r["values"]
+        body.append(f"<tr><td>{e(r['tokenizer'])}</td><td>{e(r['pattern'])}</td>"
+                    + "".join(f"<td>{_fmt(v.get(k), f)}</td>" for k, _, f in COLUMNS) + "</tr>")
+    body.append("</table><h2>Speed</h2><table><tr><th>model</th><th>encode × RT</th><th>decode × RT</th>"
+                "<th>encode vs EnCodec</th><th>decode vs EnCodec</th></tr>")
+    for name, s in result["speed"]["rows"].items():
+        body.append(f"<tr><td>{e(name)}</td><td>{s['encode_realtime_factor']:.1f}</td><td>{s['decode_realtime_factor']:.1f}"
+                    f"</td><td>{_fmt(s.get('encode_vs_encodec'), '{:.2f}×')}</td><td>{_fmt(s.get('decode_vs_encodec'), '{:.2f}×')}</td></tr>")
+    body.append("</table>")
+    for name, note in result["speed"]["notes"].items():
+        body.append(f"<p>{e(name)}: {e(note)}</p>")
+    body.append("<h2>Plots</h2>")
+    for k, p in plots.items():
+        data = base64.b64encode(Path(p).read_bytes()).decode()
+        body.append(f'<figure><img alt="{e(k)}" src="data:image/png;base64,{data}"><figcaption>{e(k)}</figcaption></figure>')
+    body.append("<h2>Listen</h2><p>Reconstructions of the same test clips, and continuations of their first "
+                f"{result['config']['prompt_seconds']:g} s by each LM.</p>")
+    for i, (clip, uri) in enumerate(media["clips"].items()):
+        body.append(f"<h3>{e(clip)}</h3><table><tr><td>original</td><td><audio controls src=\"{uri}\"></audio></td></tr>")
+        for name, items in media["recon"].items():
+            if i < len(items):
+                body.append(f"<tr><td>{e(name)}: reconstruction</td><td><audio controls src=\"{items[i]}\"></audio></td></tr>")
+        for name, items in media["continuation"].items():
+            if i < len(items):
+                body.append(f"<tr><td>{e(name)}: continuation</td><td><audio controls src=\"{items[i]}\"></audio></td></tr>")
+        body.append("</table>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:13px}"
+             " td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} td:first-child,th:first-child{text-align:left}"
+             " img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>musictok bench {e(result['date'])}</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,137 @@
+"""Training the waveform codecs (RVQ codec, PyramidCodec): multi-resolution Mel + commitment (+ the MMD
+independence loss when its weight is > 0), then optionally multi-period + multi-resolution STFT
+discriminators with feature matching on the full-band reconstruction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.datasets import MixClips
+from ..metrics.codebook import codebook_usage
+from ..metrics.reconstruction import mel_distance
+from ..nn.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+from ..nn.vocoder import vocoder_discriminator_loss
+from ..nn.discriminators import feature_matching_loss, generator_adversarial_loss
+from ..tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
+from ..tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
+from .config import RunConfig, build_model_config
+from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
+
+CODECS = {"rvq_codec": (RVQCodec, RVQCodecConfig), "pyramid_codec": (PyramidCodec, PyramidCodecConfig)}
+
+
+def codec_model_config(model: dict):
+    """The ``model`` section of a codec run (``tokenizer: rvq_codec | pyramid_codec`` + preset + fields)."""
+    fields = dict(model)
+    kind = fields.pop("tokenizer", "rvq_codec")
+    if kind not in CODECS:
+        raise ValueError(f"model.tokenizer must be one of {', '.join(CODECS)}, not {kind!r}")
+    return CODECS[kind][0], build_model_config(CODECS[kind][1], fields)
+
+
+class CodecTask(TrainTask):
+    def __init__(self, run: RunConfig):
+        self.run = run
+        self.model_class, self.model_config = codec_model_config(run.model)
+
+    def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
+        self.device, self.cfg = device, cfg
+        self.model = self.model_class(self.model_config).to(device)
+        width = self.run.gan.channels
+        self.mpd = MultiPeriodDiscriminator(channels=(width // 2, width, 2 * width, 4 * width)).to(device)
+        self.mrd = MultiResolutionDiscriminator(channels=width).to(device)
+        self.model_ddp = wrap_ddp(self.model, dist_info, device)
+        self.discs = [wrap_ddp(self.mpd, dist_info, device), wrap_ddp(self.mrd, dist_info, device)]
+        self.opt_g = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        disc_params = list(self.mpd.parameters()) + list(self.mrd.parameters())
+        self.opt_d = torch.optim.AdamW(disc_params, lr=self.run.gan.lr or cfg.lr, betas=cfg.betas,
+                                       weight_decay=cfg.weight_decay)
+        d = self.run.data  # built now, so a bad split fails before step 0
+        self._valid = MixClips(d.corpus, d.valid_split, _whole_units(d.valid_seconds, self.model),
+                               self.model.sample_rate, random=False, max_clips=d.valid_clips)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "mpd": self.mpd, "mrd": self.mrd}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def train_dataset(self, length: int):
+        d = self.run.data
+        return MixClips(d.corpus, "train", _whole_units(d.clip_seconds, self.model), self.model.sample_rate,
+                        random=True, length=length, seed=d.seed)
+
+    def train_step(self, batch: dict, step: int, autocast: Any) -> dict[str, float]:
+        wav = batch["audio"].to(self.device)
+        gan = self.run.gan
+        self.model.train()
+        with autocast():
+            out = self.model_ddp(wav)
+        loss = sum(out.losses.values())
+        logs = {k: float(v.detach()) for k, v in out.losses.items()}
+        if step >= gan.start_step:
+            real, fake = out.targets[-1], out.outputs[-1]
+            with autocast():
+                d_loss = vocoder_discriminator_loss(real, fake, self.discs, gan.loss)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            nn.utils.clip_grad_norm_([p for d in (self.mpd, self.mrd) for p in d.parameters()], self.cfg.grad_clip)
+            self.opt_d.step()
+            adv = fm = torch.zeros((), device=self.device)
+            with autocast():
+                for disc in self.discs:
+                    with torch.no_grad():
+                        real_out = disc(real)
+                    fake_out = disc(fake)
+                    adv = adv + generator_adversarial_loss(fake_out.logits, gan.loss)
+                    fm = fm + feature_matching_loss(real_out.features, fake_out.features)
+            loss = loss + gan.adv_weight * adv + gan.fm_weight * fm
+            logs |= {"disc": d_loss.item(), "adv": adv.item(), "fm": fm.item()}
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        self.opt_g.step()
+        logs["loss"] = loss.item()
+        for k, v in out.stats.items():
+            logs[k] = float(v)
+        return logs
+
+    @torch.no_grad()
+    def validate(self, autocast: Any) -> dict[str, float]:
+        """Mel distance (DAC definition) of every reconstruction the codec trains, codebook use, MMD."""
+        model = unwrap(self.model)
+        model.eval()
+        ds, sr = self._valid, model.sample_rate
+        dist: list[float] = []
+        codes: list[list[torch.Tensor]] = []
+        mmd = 0.0
+        for i in range(len(ds)):
+            wav = ds[i]["audio"][None].to(self.device)
+            out = model.forward_train(wav)
+            per = [float(mel_distance(t, o, sr).mean()) for t, o in zip(out.targets, out.outputs)]
+            dist = [a + b for a, b in zip(dist, per)] if dist else per
+            codes.append([c.reshape(-1, c.shape[-1]).cpu() for c in out.codes])
+            mmd += float(out.stats.get("mmd", torch.tensor(0.0)))
+        model.train()
+        n = len(ds)
+        logs = {"mel_distance": dist[-1] / n, "mmd": mmd / n}
+        if len(dist) > 1:
+            logs |= {f"mel_distance_levels_1_{k + 1}": v / n for k, v in enumerate(dist[:-1])}
+        k = model.config.codebook_size
+        usage = [codebook_usage(col, k).utilization for stream in zip(*codes)
+                 for col in torch.cat(stream).T]
+        logs["utilization"] = sum(usage) / len(usage)
+        return logs
+
+    def export(self, out_dir: Path, step: int) -> None:
+        unwrap(self.model).save_pretrained(out_dir, extra={"train_step": step, "run_config": self.run.to_dict()})
+
+
+def _whole_units(seconds: float, model) -> float:
+    """Round a clip length to whole chunk units (coarsest frames), so training clips need no padding."""
+    hop = model.hop_samples
+    return max(round(seconds * model.sample_rate / hop), 1) * hop / model.sample_rate

@@ -1,0 +1,62 @@
+"""`musictok bench --quick` end to end on tiny tokenizers of every family (the smoke test of the issue)."""
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from musictok.bench import BenchConfig, natural_patterns, run_bench
+from musictok.tokenizers.bandtok import BandTok, BandTokConfig
+from musictok.tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
+from musictok.tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
+
+
+def _save(model, path):
+    model.train()
+    model.forward_train(torch.randn(2, 16384) * 0.1)
+    model.save_pretrained(path)
+    return str(path)
+
+
+def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
+    toks = [_save(BandTok(BandTokConfig.tiny(sample_rate=16000)), tmp_path / "band"),
+            _save(RVQCodec(RVQCodecConfig.tiny()), tmp_path / "rvq"),
+            _save(PyramidCodec(PyramidCodecConfig.tiny()), tmp_path / "pyr")]
+    args = ["bench", "--quick", "--tokenizers", ",".join(toks), "--corpus", str(tiny_corpus), "--split", "train",
+            "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
+            "--name", "bench-test", "--no-baselines"]
+    r = subprocess.run([sys.executable, "-c", "from musictok.cli import main; main()", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    result = json.loads((tmp_path / "out" / "bench-test.json").read_text())
+    pairs = [(r["tokenizer"], r["pattern"]) for r in result["rows"]]
+    assert pairs == [("band", "band-grid"), ("rvq", "flatten"), ("rvq", "parallel"), ("rvq", "delay"),
+                     ("pyr", "coarse-to-fine")]
+    for r in result["rows"]:
+        v = r["values"]
+        assert v["bpt"] > 0 and 0 < v["cnbpt"] < 2 and v["mel_distance"] > 0 and v["generation_tokens_per_second"] > 0
+    out = tmp_path / "out"
+    for suffix in (".md", ".json", ".html", "-tradeoff.png", "-loss-by-position.png", "-usage.png"):
+        assert (out / f"bench-test{suffix}").is_file(), suffix
+    page = (out / "bench-test.html").read_text()
+    assert page.count("<audio") >= 1 + 3 + 5 and "data:image/png;base64," in page  # offline: all inline
+    assert "http" not in page.replace("http-equiv", "")
+    assert set(result["speed"]["rows"]) == {"band", "rvq", "pyr"}
+    # a rerun (here through the Python API, same settings) reuses the trained LMs
+    cfg = BenchConfig.quick(toks, corpus=str(tiny_corpus), out=str(tmp_path / "out"), work=str(tmp_path / "work"),
+                            cache_dir=str(tmp_path / "cache"), name="bench-test", baselines=False, eval_split="train")
+    again = run_bench(cfg, log=lambda s: None)
+    assert [r["values"]["bpt"] for r in again["rows"]] == [r["values"]["bpt"] for r in result["rows"]]
+
+
+def test_natural_patterns_follow_the_layout():
+    assert [p for p, _, _ in natural_patterns(BandTok(BandTokConfig.tiny()).layout)] == ["band-grid"]
+    assert [p for p, _, _ in natural_patterns(RVQCodec(RVQCodecConfig.tiny()).layout)] == ["flatten", "parallel", "delay"]
+    assert [p for p, _, _ in natural_patterns(PyramidCodec(PyramidCodecConfig.tiny()).layout)] == ["coarse-to-fine"]
+
+
+def test_bench_errors_are_one_line(tiny_corpus, tmp_path):
+    r = subprocess.run([sys.executable, "-c", "from musictok.cli import main; main()", "bench", "--quick",
+                        "--tokenizers", "no-such-tokenizer", "--corpus", str(tiny_corpus), "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "no-such-tokenizer" in r.stderr + r.stdout and "Traceback" not in r.stderr

@@ -1,0 +1,174 @@
+"""The waveform codecs (RVQ codec and PyramidCodec) on tiny randomly initialised models: rates, shapes,
+the pyramid's algorithms, partial decoding, chunking, persistence and the MMD term's gradients."""
+
+import numpy as np
+import pytest
+import torch
+
+from musictok.spectral import band_limit
+from musictok.tokenizers.base import Tokenizer
+from musictok.tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
+from musictok.tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
+
+SR = 16000
+
+
+def _music(seconds: float, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    wav = np.zeros_like(t)
+    for start in np.arange(0, seconds, 0.25):
+        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+        env = np.where(t >= start, np.exp(-(t - start) * 4), 0)
+        wav += sum(env * np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))
+    return torch.from_numpy(0.2 * wav / np.abs(wav).max()).float()
+
+
+def _trained_once(model):
+    model.train()
+    model.forward_train(_music(2.0, seed=1)[None])  # k-means init of every codebook
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def rvq():
+    return _trained_once(RVQCodec(RVQCodecConfig.tiny()))
+
+
+@pytest.fixture(scope="module")
+def pyramid():
+    return _trained_once(PyramidCodec(PyramidCodecConfig.tiny()))
+
+
+def test_small_presets_match_bandtok_budget():
+    for model in (RVQCodec(RVQCodecConfig.small()), PyramidCodec(PyramidCodecConfig.small())):
+        assert model.layout.tokens_per_second == pytest.approx(187.5)
+        assert model.layout.bitrate == pytest.approx(1875.0)
+    rates = [s.frame_rate for s in PyramidCodec(PyramidCodecConfig.small()).layout.streams]
+    assert rates == pytest.approx([23.4375 / 4, 23.4375 / 2, 23.4375])
+
+
+def test_rvq_shapes_and_prefix_decoding(rvq):
+    wav = _music(3.0)
+    tokens = rvq.encode(wav)
+    frames = int(np.ceil(len(wav) / rvq.hop_samples))
+    assert tokens.codes[0].shape == (1, frames, 4) and int(tokens.codes[0].max()) < 64
+    full, two = rvq.decode(tokens), rvq.decode(tokens, levels=2)
+    assert full.shape == two.shape == (1, len(wav)) and torch.isfinite(full).all()
+    assert not torch.allclose(full, two)
+
+
+def test_pyramid_algorithm_1_shapes_and_rates(pyramid):
+    cfg = pyramid.config
+    wav = _music(2.0)[None]
+    wav = torch.nn.functional.pad(wav, (0, -wav.shape[-1] % pyramid.hop_samples))
+    feats = pyramid._features(wav)
+    n = wav.shape[-1] // cfg.stride
+    assert [f.shape[-1] for f in feats] == [n // 4, n // 2, n]  # each level half the rate of the one below
+    codes = pyramid._pyramid_encode(feats, train=False)
+    assert [c.shape for c in codes] == [(1, n // 4, 1), (1, n // 2, 2), (1, n, 2)]
+
+
+def test_pyramid_algorithm_2_prefixes_reach_the_finest_rate(pyramid):
+    d = pyramid.config.latent_dim
+    q = [torch.randn(1, d, 4), torch.randn(1, d, 8), torch.randn(1, d, 16)]
+    out = pyramid._pyramid_decode(q)
+    assert [r.shape for r in out] == [(1, d, 16)] * 3
+    # the prefix embedding of level 1 depends only on level 1
+    q2 = [q[0], torch.randn(1, d, 8), torch.randn(1, d, 16)]
+    assert torch.allclose(pyramid._pyramid_decode(q2)[0], out[0])
+    assert not torch.allclose(pyramid._pyramid_decode(q2)[1], out[1])
+
+
+def test_pyramid_partial_decoding(pyramid):
+    wav = _music(3.0, seed=2)
+    tokens = pyramid.encode(wav)
+    outs = [pyramid.decode(tokens, levels=k) for k in (1, 2, 3)]
+    assert all(o.shape == (1, len(wav)) and torch.isfinite(o).all() for o in outs)
+    assert torch.equal(outs[2], pyramid.decode(tokens))
+    # decoding with k levels does not read the finer streams
+    changed = [c.clone() for c in tokens.codes]
+    changed[2].random_(0, 64, generator=torch.Generator().manual_seed(0))
+    tokens2 = type(tokens)(changed, tokens.layout, tokens.fingerprint, tokens.sample_rate, tokens.lengths)
+    assert torch.equal(pyramid.decode(tokens2, levels=2), outs[1])
+    with pytest.raises(ValueError):
+        pyramid.decode(tokens, levels=4)
+
+
+def test_hierarchical_training_targets_are_band_limited(pyramid):
+    wav = _music(1.0)[None]
+    target = pyramid.band_limited_target(wav, 1)  # 1 of 3 levels: a quarter of the bandwidth
+    spec = torch.fft.rfft(target[0]).abs()
+    cut = spec.shape[-1] // 4
+    assert spec[cut + 10:].max() < 1e-3 * spec.max()
+    assert torch.equal(pyramid.band_limited_target(wav, 3), wav)
+    out = pyramid.train().forward_train(wav)
+    pyramid.eval()
+    assert len(out.targets) == len(out.outputs) == 3 and set(out.losses) >= {"mel_1", "mel_2", "mel_3"}
+
+
+def test_band_limit_keeps_the_low_band():
+    t = torch.arange(SR) / SR
+    low, high = torch.sin(2 * torch.pi * 300 * t), torch.sin(2 * torch.pi * 6000 * t)
+    out = band_limit(low + high, 4)  # cut-off at 2 kHz
+    assert (out - low).abs().max() < 5e-3 and (out - low).pow(2).mean() < 1e-6
+
+
+@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()), lambda: PyramidCodec(PyramidCodecConfig.tiny())])
+def test_chunked_encoding_matches_whole_file(make):
+    model = _trained_once(make())
+    wav = _music(20.0, seed=3)
+    tokens = model.encode(wav)
+    chunked = model.encode(wav, chunk_units=8)
+    assert [c.shape for c in tokens.codes] == [c.shape for c in chunked.codes]
+    # compared as codeword vectors: k-means on one short batch leaves duplicate codewords, whose indices
+    # may tie-break differently in a shorter input
+    for a, b in zip(model.code_embeddings(tokens), model.code_embeddings(chunked)):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(model.decode(tokens), model.decode(tokens, chunk_units=8), atol=1e-4)
+
+
+def test_mmd_gradients_reach_the_encoder():
+    model = RVQCodec(RVQCodecConfig.tiny(mmd={"weight": 1.0}, quantizer_dropout=0.0)).train()
+    wav = torch.stack([_music(1.0, seed=s) for s in range(4)])
+    model.forward_train(wav)  # initialise codebooks
+    model.zero_grad()
+    out = model.forward_train(wav)
+    assert "mmd" in out.losses and float(out.stats["mmd"]) == pytest.approx(float(out.losses["mmd"].detach()))
+    out.losses["mmd"].backward()
+    grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.decoder.parameters())
+
+
+def test_mmd_weight_zero_logs_but_adds_nothing():
+    model = RVQCodec(RVQCodecConfig.tiny(quantizer_dropout=0.0)).train()
+    out = model.forward_train(torch.stack([_music(1.0, seed=s) for s in range(2)]))
+    assert "mmd" in out.stats and "mmd" not in out.losses
+
+
+@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()), lambda: PyramidCodec(PyramidCodecConfig.tiny())])
+def test_save_load_identical_tokens(make, tmp_path):
+    model = _trained_once(make())
+    wav = _music(2.0, seed=4)
+    model.save_pretrained(tmp_path / "codec", storage_dtype=torch.float16)
+    loaded = Tokenizer.from_pretrained(tmp_path / "codec")
+    assert type(loaded) is type(model)
+    assert torch.equal(loaded.decode(loaded.encode(wav)), loaded.decode(loaded.encode(wav)))
+    assert loaded.config.to_dict() == model.config.to_dict()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        RVQCodecConfig(encoder_channels=(8, 16), encoder_strides=(4, 4))
+    with pytest.raises(ValueError):
+        PyramidCodecConfig(level_quantizers=())
+    with pytest.raises(ValueError, match="no_such_field"):
+        RVQCodecConfig.from_dict({"no_such_field": 1})
+
+
+def test_transposed_conv_decoder_option():
+    model = _trained_once(RVQCodec(RVQCodecConfig.tiny(decoder="transposed")))
+    wav = _music(1.5)
+    out = model.decode(model.encode(wav))
+    assert out.shape == (1, len(wav)) and torch.isfinite(out).all() and out.abs().max() <= 1.0
