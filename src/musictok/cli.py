@@ -485,7 +485,7 @@ def bench_cmd(
     from .tokenizers.base import TokenizerError
 
     try:
-        run_bench(cfg, log=console.print)
+        run_bench(cfg, log=lambda line: console.print(line, markup=False, highlight=False))
     except (TokenizerError, ValueError) as e:
         raise UserError(str(e)) from None
 

@@ -164,16 +164,21 @@ class PyramidCodec(WaveformCodec):
         return wav if factor == 1 else band_limit(wav, factor)
 
     def reconstruction_paths(self) -> dict:
-        """``tokens`` (all levels), and every shorter prefix scored against its band-limited target."""
+        """``tokens`` (all levels), and every shorter prefix scored against its band-limited target (what it
+        was trained to reconstruct) and against the full-band original."""
         n = self.config.num_levels
 
-        def prefix(k: int):
+        def prefix(k: int, band_limited: bool):
             def run(x: Tensor):
-                tokens = self.encode(x)
-                return self.band_limited_target(x, k), self.decode(tokens, levels=k)
+                y = self.decode(self.encode(x), levels=k)
+                return (self.band_limited_target(x, k) if band_limited else x), y
             return run
 
-        return {"tokens": None} | {f"levels 1-{k} vs band-limited": prefix(k) for k in range(1, n)}
+        paths: dict = {"tokens": None}
+        for k in range(1, n):
+            paths[f"levels 1-{k} vs band-limited"] = prefix(k, True)
+            paths[f"levels 1-{k} vs full band"] = prefix(k, False)
+        return paths
 
     # ---------------------------------------------------------------- training
     def forward_train(self, wav: Tensor) -> CodecOutput:
