@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from signals import music
 
 from musictok.tokenizers.bandtok import BandTok, BandTokConfig
 from musictok.tokenizers.base import Tokenizer, TokenizerError
@@ -22,15 +23,7 @@ def model():
 
 
 def _music(seconds: float, seed: int = 0) -> torch.Tensor:
-    """Chords of decaying partials: spectral structure like music, deterministic."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    wav = np.zeros_like(t)
-    for start in np.arange(0, seconds, 0.25):
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        env = np.where(t >= start, np.exp(-(t - start) * 4), 0)
-        wav += sum(env * np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))
-    return torch.from_numpy(0.1 * wav / np.abs(wav).max()).float()
+    return music(seconds, SR, seed)
 
 
 def test_layout_and_shapes(model):

@@ -4,6 +4,7 @@ the pyramid's algorithms, partial decoding, chunking, persistence and the MMD te
 import numpy as np
 import pytest
 import torch
+from signals import music
 
 from musictok.spectral import band_limit
 from musictok.tokenizers.base import Tokenizer
@@ -14,14 +15,7 @@ SR = 16000
 
 
 def _music(seconds: float, seed: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    wav = np.zeros_like(t)
-    for start in np.arange(0, seconds, 0.25):
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        env = np.where(t >= start, np.exp(-(t - start) * 4), 0)
-        wav += sum(env * np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 5))
-    return torch.from_numpy(0.2 * wav / np.abs(wav).max()).float()
+    return music(seconds, SR, seed, peak=0.2)
 
 
 def _trained_once(model):

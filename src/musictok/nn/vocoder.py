@@ -46,6 +46,7 @@ from .discriminators import (
 
 __all__ = [
     "ISTFTHead",
+    "adversarial_losses",
     "MultiResolutionMelLoss",
     "Vocoder",
     "VocoderConfig",
@@ -313,6 +314,17 @@ def vocoder_generator_losses(
     weights = weights or VocoderLossWeights()
     real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake")
     losses = {"mel": mel_loss(real, fake)}
+    adv, fm = adversarial_losses(real, fake, discriminators, kind)
+    losses["adv"], losses["fm"] = adv, fm
+    losses["total"] = weights.mel * losses["mel"] + weights.adv * adv + weights.fm * fm
+    return losses
+
+
+def adversarial_losses(wav_real: Tensor, wav_fake: Tensor, discriminators: Sequence[nn.Module],
+                       kind: str = "hinge") -> tuple[Tensor, Tensor]:
+    """Generator side of the GAN: adversarial and feature-matching losses summed over ``discriminators``
+    (real activations without gradient; gradients reach the generator through ``wav_fake``)."""
+    real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake")
     adv = fm = real.new_zeros((), dtype=torch.float32)
     for disc in discriminators:
         with torch.no_grad():
@@ -320,9 +332,7 @@ def vocoder_generator_losses(
         fake_out = disc(fake)
         adv = adv + generator_adversarial_loss(fake_out.logits, kind)
         fm = fm + feature_matching_loss(real_out.features, fake_out.features)
-    losses["adv"], losses["fm"] = adv, fm
-    losses["total"] = weights.mel * losses["mel"] + weights.adv * adv + weights.fm * fm
-    return losses
+    return adv, fm
 
 
 def vocoder_discriminator_loss(

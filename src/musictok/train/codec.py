@@ -14,8 +14,7 @@ from ..data.datasets import MixClips
 from ..metrics.codebook import codebook_usage
 from ..metrics.reconstruction import mel_distance
 from ..nn.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
-from ..nn.vocoder import vocoder_discriminator_loss
-from ..nn.discriminators import feature_matching_loss, generator_adversarial_loss
+from ..nn.vocoder import adversarial_losses, vocoder_discriminator_loss
 from ..tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
 from ..tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
 from .config import RunConfig, build_model_config
@@ -81,14 +80,8 @@ class CodecTask(TrainTask):
             d_loss.backward()
             nn.utils.clip_grad_norm_([p for d in (self.mpd, self.mrd) for p in d.parameters()], self.cfg.grad_clip)
             self.opt_d.step()
-            adv = fm = torch.zeros((), device=self.device)
             with autocast():
-                for disc in self.discs:
-                    with torch.no_grad():
-                        real_out = disc(real)
-                    fake_out = disc(fake)
-                    adv = adv + generator_adversarial_loss(fake_out.logits, gan.loss)
-                    fm = fm + feature_matching_loss(real_out.features, fake_out.features)
+                adv, fm = adversarial_losses(real, fake, self.discs, gan.loss)
             loss = loss + gan.adv_weight * adv + gan.fm_weight * fm
             logs |= {"disc": d_loss.item(), "adv": adv.item(), "fm": fm.item()}
         self.opt_g.zero_grad(set_to_none=True)
