@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench-baselines clean
+.PHONY: demo test install bench-baselines data-real data-hedgewars data-renders clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,32 @@ BASELINES := encodec==0.1.1 einops==0.8.2 descript-audio-codec==1.0.0 descript-a
 	julius==0.2.8 tqdm==4.70.1 tensorboard==2.21.0 protobuf==7.36.2 absl-py==2.5.1 randomname==0.2.1
 bench-baselines: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps $(BASELINES)
+
+# Real recordings (never committed). Free-licence game soundtracks from Debian, unpacked without installing
+# (apt-get download + dpkg -x); licences are read per file from each package's copyright file.
+# hedgewars-data is the held-out real-music TEST set: it never enters data/real.
+REAL_PACKAGES := warzone2100-music fb-music-high hyperrogue-music asc-music nexuiz-music ufoai-music \
+	drascula-music planetblupi-music-ogg
+data-real: $(STAMP)
+	scripts/fetch_debian.sh data/debian $(BIN)/python $(REAL_PACKAGES)
+	$(BIN)/musictok data import $(addprefix data/debian/,$(REAL_PACKAGES)) --out data/real --segment-seconds 30
+data-hedgewars: $(STAMP)
+	scripts/fetch_debian.sh data/debian $(BIN)/python hedgewars-data
+	$(BIN)/musictok data import data/debian/hedgewars-data/usr/share/games/hedgewars/Data/Music \
+		--out data/hedgewars --split test --segment-seconds 10
+
+# Renders of every music21 work with >= 3 parts, each stem on a SoundFont drawn from the pool (the embedded
+# TimGM6mb + two Debian General MIDI SoundFonts, unpacked, not installed) and a programme from the wide
+# palette; drums on 30 % of the pieces. Resumable: rerun to continue. 1,981 works, ≈ 130 h of audio: about
+# 5 h on one busy core (measured ≈ 26x real time), ≈ 2.5-3 h on two free ones, ≈ 1.7 GB of FLAC per hour of
+# audio, so ≈ 200 GB (half with RENDER_ARGS=--no-musdb); see docs/results/corpus-renders.md.
+# Try `make data-renders RENDER_ARGS="--limit 3"` first.
+SOUNDFONT_PACKAGES := fluid-soundfont-gm musescore-general-soundfont-small
+RENDER_ARGS ?=
+data-renders: $(STAMP)
+	scripts/fetch_debian.sh data/debian $(BIN)/python $(SOUNDFONT_PACKAGES)
+	$(BIN)/musictok data build --corpus all --out data/renders --soundfont-pool auto --palette wide \
+		--drums-share 0.3 --level-stems $(RENDER_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

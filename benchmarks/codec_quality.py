@@ -4,7 +4,8 @@
         --real /tmp/realmusic/x/usr/share/games/hedgewars/Data/Music
 
 Writes docs/results/codecs.md and codecs.json: per codec and data source, Mel / STFT distance, SI-SDR,
-tokens/s, kbps, codebook utilization, inter-codebook mutual information and the MMD statistic; for
+tokens/s, kbps, codebook utilization, inter-codebook mutual information (minus the same estimate on shuffled
+pairs, with its 95 % interval; the raw plug-in value is kept in the JSON) and the MMD statistic; for
 PyramidCodec also every prefix of levels against its band-limited target, with the tokens/s that prefix
 needs. Speed is measured on a quiet machine by `musictok bench` (its speed table), not here.
 """
@@ -23,18 +24,23 @@ from musictok.tokenizers.base import Tokenizer
 
 
 def _tokens_summary(res: dict) -> dict:
-    util, mi, mmd = [], [], []
+    util, mi, ci, raw, mmd = [], [], [], [], []
     for st in res["streams"].values():
         cb, dep = st["codebook"], st["dependence"]
         util.append(cb["pooled"]["utilization"] if cb["pooled"] else cb["mean_utilization"])
         if dep.get("mutual_information") is not None:
             mi.append(dep["mutual_information"])
+            ci.append(dep["mutual_information_ci"])
+            raw.append(dep["mutual_information_raw"])
         if dep.get("mmd_joint_vs_product") is not None:
             mmd.append(dep["mmd_joint_vs_product"])
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     return {"utilization": mean(util), "inter_codebook_mi_bits": mean(mi), "mmd_joint_vs_product": mean(mmd),
+            "inter_codebook_mi_ci": [mean([c[0] for c in ci]), mean([c[1] for c in ci])] if ci else None,
+            "inter_codebook_mi_raw_bits": mean(raw),
             "per_stream": {k: {"utilization": (v["codebook"]["pooled"] or {}).get("utilization", v["codebook"]["mean_utilization"]),
                                "mi_bits": v["dependence"].get("mutual_information"),
+                               "mi_ci": v["dependence"].get("mutual_information_ci"),
                                "nmi": v["dependence"].get("normalized_mutual_information")}
                            for k, v in res["streams"].items()}}
 
@@ -74,6 +80,10 @@ def main() -> None:
     print((out / "codecs.md").read_text())
 
 
+def _interval(ci) -> str:
+    return "" if not ci or ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _markdown(result: dict, args) -> str:
     lines = [f"# Waveform codecs: quality, tokens and speed ({result['date']})", "",
              f"{args.clips} clips of {args.seconds:g} s per source; Mel distance as DAC / PyramidCodec define it "
@@ -81,7 +91,7 @@ def _markdown(result: dict, args) -> str:
              "`musictok bench` (docs/results/bench-*.md).", "",
              "Command (one codec at a time, or several; results accumulate in codecs.json): "
              f"`.venv/bin/python benchmarks/codec_quality.py --tokenizers NAME --real {args.real or 'DIR'}`", ""]
-    lines += ["| codec | data | tokens/s | kbps | Mel dist ↓ | STFT dist ↓ | SI-SDR dB | utilization | MI between codebooks (bits) | MMD |",
+    lines += ["| codec | data | tokens/s | kbps | Mel dist ↓ | STFT dist ↓ | SI-SDR dB | utilization | MI between codebooks (bits) − shuffled [95 % interval] | MMD |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, e in result["codecs"].items():
         for label in ("test split", "real music"):
@@ -91,7 +101,8 @@ def _markdown(result: dict, args) -> str:
             f = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"  # noqa: E731
             lines.append(f"| {name} | {label} | {e['tokens_per_second']:.1f} | {e['kbps']:.3f} | {r['mel_distance']:.3f} | "
                          f"{r['stft_distance']:.3f} | {r['si_sdr']:.1f} | {f(t['utilization'])} | "
-                         f"{f(t['inter_codebook_mi_bits'])} | {f(t['mmd_joint_vs_product'], 4)} |")
+                         f"{f(t['inter_codebook_mi_bits'])} {_interval(t.get('inter_codebook_mi_ci'))} | "
+                         f"{f(t['mmd_joint_vs_product'], 4)} |")
     for name, e in result["codecs"].items():
         paths = [p for p in e.get("test split", {}).get("reconstruction", {}) if p.startswith("levels")]
         if not paths:

@@ -132,3 +132,42 @@ def test_find_audio(tmp_path):
     audio.save(tmp_path / "a.wav", sine(), 16000)
     (tmp_path / "notes.txt").write_text("x")
     assert [p.name for p in audio.find_audio(tmp_path)] == ["a.wav", "b.flac"]
+
+
+def test_streaming_loudness_is_pyloudnorms(tmp_path):
+    """BS.1770 fed block by block (what `info` does, so a 3-hour file needs no 3-hour array)."""
+    import pyloudnorm
+
+    rng = np.random.default_rng(0)
+    for sr, n, c in ((16000, 16000 * 3 + 123, 1), (44100, 44100 * 2, 2), (48000, int(48000 * 0.45), 5)):
+        x = (rng.standard_normal((c, n)) * np.linspace(0, 0.3, n)).astype(np.float32)
+        meter = audio.LoudnessMeter(sr, c, n)
+        for i in range(0, n, 5000):
+            meter.add(x[:, i: i + 5000])
+        expected = pyloudnorm.Meter(sr).integrated_loudness(x.T.astype(np.float64))
+        assert meter.result() == pytest.approx(expected, abs=1e-9)
+    assert math.isnan(audio.loudness(np.zeros((8, 16000), np.float32) + 0.1, 16000))  # BS.1770 stops at 5
+
+
+def test_truncated_files_are_refused(tmp_path):
+    sf.write(tmp_path / "a.wav", sine(seconds=2.0), 16000, subtype="PCM_16")
+    whole = (tmp_path / "a.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[: len(whole) // 2])
+    _expect(tmp_path / "cut.wav", "header promises 2.00 s, the file holds 1.00 s")
+    sf.write(tmp_path / "a.ogg", sine(seconds=4.0), 16000, format="OGG", subtype="VORBIS")
+    ogg = (tmp_path / "a.ogg").read_bytes()
+    (tmp_path / "cut.ogg").write_bytes(ogg[: int(len(ogg) * 0.8)])
+    _expect(tmp_path / "cut.ogg", "end-of-stream")
+    assert audio.info(tmp_path / "a.ogg").duration == pytest.approx(4.0)
+
+
+def test_outputs_are_checked_before_any_work(tmp_path):
+    for bad, why in (("x.mp3xyz", "cannot write audio with extension"), ("noext", "no extension")):
+        with pytest.raises(AudioError, match=why):
+            audio.check_output(tmp_path / bad)
+    with pytest.raises(AudioError, match="is a folder"):
+        audio.check_output(tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(AudioError, match="is a file, not a folder"):
+        audio.check_output(tmp_path / "f" / "a.wav")
+    assert audio.check_output(tmp_path / "new" / "a.flac") == tmp_path / "new" / "a.flac"

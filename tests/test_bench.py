@@ -19,13 +19,27 @@ def _save(model, path):
     return str(path)
 
 
+def _real_folder(folder):
+    """Stand-in for the held-out recordings: two short files of noise-like music in a plain folder."""
+    import numpy as np
+
+    from musictok.audio import save
+
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        t = np.arange(3 * 16000) / 16000
+        x = 0.2 * np.sin(2 * np.pi * (200 + 100 * k) * t) + 0.02 * rng.standard_normal(t.size)
+        save(folder / f"track{k}.ogg", x.astype(np.float32), 16000)
+    return folder
+
+
 def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
     toks = [_save(BandTok(BandTokConfig.tiny(sample_rate=16000)), tmp_path / "band"),
             _save(RVQCodec(RVQCodecConfig.tiny()), tmp_path / "rvq"),
             _save(PyramidCodec(PyramidCodecConfig.tiny()), tmp_path / "pyr")]
     args = ["bench", "--quick", "--tokenizers", ",".join(toks), "--corpus", str(tiny_corpus), "--split", "train",
             "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
-            "--name", "bench-test", "--no-baselines"]
+            "--name", "bench-test", "--no-baselines", "--real", str(_real_folder(tmp_path / "real"))]
     r = subprocess.run([sys.executable, "-c", "from musictok.cli import main; main()", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "bench-test.json").read_text())
@@ -35,6 +49,7 @@ def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
     for r in result["rows"]:
         v = r["values"]
         assert v["bpt"] > 0 and 0 < v["cnbpt"] < 2 and v["mel_distance"] > 0 and v["generation_tokens_per_second"] > 0
+        assert v["real_mel_distance"] > 0 and 0 < v["real_utilization"] <= 1  # the real-music columns
     out = tmp_path / "out"
     for suffix in (".md", ".json", ".html", "-tradeoff.png", "-loss-by-position.png", "-usage.png"):
         assert (out / f"bench-test{suffix}").is_file(), suffix

@@ -52,3 +52,10 @@ def test_data_errors_are_one_line(tmp_path):
     assert r.returncode == 1 and "missing.sf2" in r.stderr and "not found" in r.stderr
     r = run("data", "stats", str(tmp_path / "nowhere"))
     assert r.returncode == 1 and "data build" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_composers_are_one_entry_per_person():
+    from musictok.cli import _composers
+
+    counts = _composers(["J.S. Bach", "bach", "bach", "Monteverdi, Claudio", "monteverdi", "Palestrina"])
+    assert counts == {"J.S. Bach": 3, "Monteverdi, Claudio": 2, "Palestrina": 1}

@@ -42,6 +42,7 @@ class BenchConfig:
 
     tokenizers: list[str]
     corpus: str = "data/chorales"
+    real: str | None = None  # a folder of real recordings (held out) for the real-music columns
     out: str = "docs/results"
     work: str = "runs/bench"
     cache_dir: str = "data/token-cache"  # corpus tokens per tokenizer fingerprint, shared with `train lm`
@@ -94,9 +95,12 @@ COLUMNS = [  # (key, header, format)
     ("frame_rate", "frames/s", "{:.2f}"), ("tokens_per_second", "tokens/s", "{:.1f}"), ("kbps", "kbps", "{:.3f}"),
     ("mel_distance", "Mel dist ↓", "{:.3f}"), ("stft_distance", "STFT dist ↓", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"),
     ("utilization", "util.", "{:.3f}"), ("normalized_entropy", "norm. H", "{:.3f}"),
-    ("inter_codebook_mi", "MI between slots (bits)", "{:.3f}"), ("neighbour_nmi", "neighbour NMI", "{:.3f}"),
+    ("inter_codebook_mi", "MI between slots (bits) − shuffled", "{:.3f}"), ("inter_codebook_mi_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
+    ("neighbour_nmi", "neighbour NMI − shuffled", "{:.3f}"), ("neighbour_nmi_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
     ("stability_noise", "stable: noise", "{:.2f}"), ("stability_gain", "stable: gain", "{:.2f}"),
     ("stability_shift", "stable: shift", "{:.2f}"),
+    ("real_mel_distance", "real: Mel dist ↓", "{:.3f}"), ("real_utilization", "real: util.", "{:.3f}"),
+    ("real_normalized_entropy", "real: norm. H", "{:.3f}"), ("real_stability_gain", "real: stable: gain", "{:.2f}"),
     ("bpt", "BPT ↓", "{:.3f}"), ("cnbpt", "cnBPT ↓", "{:.3f}"), ("enbpt", "enBPT ↓", "{:.3f}"), ("cnbps", "cnBPS ↓", "{:.1f}"),
     ("acc1", "Acc@1", "{:.3f}"), ("acc10", "Acc@10", "{:.3f}"), ("lm_steps_per_second", "LM steps / s audio", "{:.1f}"),
     ("generation_tokens_per_second", "gen. tokens/s", "{:.0f}"),
@@ -179,16 +183,20 @@ def _tokenizer_metrics(tok, cfg: BenchConfig) -> dict:
     rec = evaluate_reconstruction(tok, clips)["reconstruction"]["tokens"]
     tokres = evaluate_tokens(tok, clips, stability=cfg.stability)
     layout = tok.layout
-    util, nent, mi, nmi, usage = [], [], [], [], {}
+    util, nent, usage = [], [], {}
+    # the MI columns: plug-in estimate minus the same estimate on shuffled pairs (its bias at this n), with a
+    # half-sampling interval; the raw and shuffled means are kept beside them (metrics/dependence.py)
+    dep_keys = {"inter_codebook_mi": "mutual_information", "neighbour_nmi": "neighbour_normalized_mutual_information_time"}
+    dep_values: dict[str, list] = {f"{col}{sfx}": [] for col in dep_keys for sfx in ("", "_ci", "_raw", "_shuffled")}
     for name, st in tokres["streams"].items():
         cb, dep = st["codebook"], st["dependence"]
         pooled = cb["pooled"]
         util.append(pooled["utilization"] if pooled else cb["mean_utilization"])
         nent.append(pooled["normalized_entropy"] if pooled else cb["mean_normalized_entropy"])
-        if dep.get("mutual_information") is not None:
-            mi.append(dep["mutual_information"])
-        if dep.get("neighbour_mutual_information_time") is not None and dep.get("entropy"):
-            nmi.append(dep["neighbour_mutual_information_time"] / dep["entropy"])
+        for col, key in dep_keys.items():
+            if dep.get(key) is not None:
+                for sfx in ("", "_ci", "_raw", "_shuffled"):
+                    dep_values[col + sfx].append(dep[key + sfx])
     codes = [tok.encode(w).codes for w in clips.audio]
     for s, spec in enumerate(layout.streams):
         c = torch.cat([cc[s].reshape(-1, spec.num_slots) for cc in codes])
@@ -200,10 +208,31 @@ def _tokenizer_metrics(tok, cfg: BenchConfig) -> dict:
         "frame_rate": max(s.frame_rate for s in layout.streams), "tokens_per_second": layout.tokens_per_second,
         "kbps": layout.bitrate / 1000, "mel_distance": rec["mel_distance"], "stft_distance": rec["stft_distance"],
         "si_sdr": rec["si_sdr"], "utilization": float(np.mean(util)), "normalized_entropy": float(np.mean(nent)),
-        "inter_codebook_mi": float(np.mean(mi)) if mi else None, "neighbour_nmi": float(np.mean(nmi)) if nmi else None,
+        # several streams (PyramidCodec's levels): the mean of the values and of the interval bounds
+        **{k: (np.mean(v, axis=0).tolist() if v else None) for k, v in dep_values.items()},
         "stability_noise": pick.get("white"), "stability_gain": pick.get("gain"), "stability_shift": pick.get("shift"),
-        "usage": usage,
+        "usage": usage, **_real_music_metrics(tok, cfg),
     }
+
+
+def _real_music_metrics(tok, cfg: BenchConfig) -> dict:
+    """The same reconstruction and token statistics on real recordings (``cfg.real``: held out, never trained
+    on), so a tokenizer that only holds on renders shows it in the table."""
+    if not cfg.real:
+        return {}
+    from .evaluate import evaluate_reconstruction, evaluate_tokens, load_clips
+
+    clips = load_clips(tok.sample_rate, audio_dir=cfg.real, seconds=cfg.eval_seconds, max_clips=cfg.eval_clips)
+    rec = evaluate_reconstruction(tok, clips)["reconstruction"]["tokens"]
+    tokres = evaluate_tokens(tok, clips, stability=cfg.stability)
+    util, nent = [], []
+    for st in tokres["streams"].values():
+        pooled = st["codebook"]["pooled"]
+        util.append(pooled["utilization"] if pooled else st["codebook"]["mean_utilization"])
+        nent.append(pooled["normalized_entropy"] if pooled else st["codebook"]["mean_normalized_entropy"])
+    gain = {k.split("_")[0]: v for k, v in tokres.get("stability", {}).items()}.get("gain")
+    return {"real_mel_distance": rec["mel_distance"], "real_utilization": float(np.mean(util)),
+            "real_normalized_entropy": float(np.mean(nent)), "real_stability_gain": gain}
 
 
 def _train_lm(tok, short: str, pattern: str, options: dict, rope: str, cfg: BenchConfig, work: Path, log: Log) -> Path:
@@ -456,7 +485,7 @@ def _plots(result: dict, out: Path, stem: str) -> dict[str, Path]:
 def _fmt(v: Any, spec: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    return spec.format(v)
+    return spec.format(*v) if isinstance(v, (list, tuple)) else spec.format(v)
 
 
 def markdown_report(result: dict, plots: dict[str, Path]) -> str:

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,10 +25,15 @@ app.add_typer(data_app, name="data")
 eval_app = typer.Typer(help="Judge a tokenizer: reconstruction, codebook health, dependence, stability.",
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
-train_app = typer.Typer(help="Train tokenizers and vocoders (checkpoints, exact --resume, DDP).", no_args_is_help=True)
+train_app = typer.Typer(help="Train tokenizers, vocoders and token LMs (checkpoints, exact --resume, DDP).",
+                        no_args_is_help=True)
 app.add_typer(train_app, name="train")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
+
+
+# The held-out real-music test set (`make data-hedgewars`): 26 OGG tracks, never trained on.
+HEDGEWARS_MUSIC = Path("data/debian/hedgewars-data/usr/share/games/hedgewars/Data/Music")
 
 
 class UserError(Exception):
@@ -40,11 +46,34 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), console=console, transient=False)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         console.print(f"musictok {__version__}")
         raise typer.Exit()
+
+
+def _tally(progress: Progress, label: str, name_of):
+    """``(on_start, on_item)`` callbacks for a resumable folder job: a bar, a count per status, and one
+    line per failed item (its name and why)."""
+    task = progress.add_task(label, total=None, status="")
+    counts: Counter = Counter()
+
+    def on_start(n: int) -> None:
+        progress.update(task, total=n)
+
+    def on_item(r) -> None:
+        counts[r.status] += 1
+        if r.status == "failed":
+            progress.console.print(f"[yellow]skipped[/] {name_of(r)}: {r.reason}")
+        progress.update(task, advance=1, status=", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+    return on_start, on_item
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=_print_version)) -> None:
+    pass
 
 
 @data_app.command("build")
@@ -57,6 +86,16 @@ def data_build(
     sample_rate: int = typer.Option(24000, "--sample-rate", help="Output sample rate (Hz)."),
     workers: int = typer.Option(os.cpu_count() or 1, help="Parallel worker processes (default: all cores)."),
     soundfont: Optional[Path] = typer.Option(None, help="A .sf2/.sf3 SoundFont; default: Debian's if installed, else the embedded TimGM6mb."),
+    soundfont_pool: Optional[str] = typer.Option(
+        None, "--soundfont-pool", "--soundfonts",
+        help="SoundFonts each stem draws from: PATH[,PATH...] and/or auto (the embedded TimGM6mb + those under "
+             "data/debian/*/usr/share/sounds and /usr/share/sounds)."),
+    palette: str = typer.Option("classic", help="Programme pools: classic (orchestral) or wide (keyboards, organ, "
+                                "guitars, strings, brass, reeds, pipes, synth leads/pads)."),
+    drums_share: float = typer.Option(0.0, "--drums-share", help="Fraction of pieces whose parts group gets a "
+                                      "generated drum stem (mixed in), e.g. 0.3."),
+    level_stems: bool = typer.Option(False, help="Bring every stem to one loudness before mixing (SoundFonts "
+                                     "differ by up to 20 dB)."),
     tempo_jitter: float = typer.Option(0.0, help="Random tempo change per piece, ± this fraction (e.g. 0.1)."),
     transpose_jitter: int = typer.Option(0, help="Random transposition per piece, ± this many semitones."),
     musdb: bool = typer.Option(True, help="Also render the musdb group (voice patch, bass, other, drums)."),
@@ -68,21 +107,11 @@ def data_build(
 
     try:
         cfg = BuildConfig(out=out, corpus=corpus, limit=limit, split=split, seed=seed, sample_rate=sample_rate,
-                          workers=workers, soundfont=soundfont, tempo_jitter=tempo_jitter,
+                          workers=workers, soundfont=soundfont, soundfont_pool=soundfont_pool, palette=palette,
+                          drums_share=drums_share, level_stems=level_stems, tempo_jitter=tempo_jitter,
                           transpose_jitter=transpose_jitter, musdb=musdb, audio_format=audio_format)
         with _progress() as progress:
-            task = progress.add_task("rendering", total=None, status="")
-            counts: Counter = Counter()
-
-            def on_start(n: int) -> None:
-                progress.update(task, total=n)
-
-            def on_piece(r) -> None:
-                counts[r.status] += 1
-                if r.status == "failed":
-                    progress.console.print(f"[yellow]skipped[/] {r.id}: {r.reason}")
-                progress.update(task, advance=1, status=", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-
+            on_start, on_piece = _tally(progress, "rendering", lambda r: r.id)
             report = build_corpus(cfg, on_piece=on_piece, on_start=on_start)
     except (ValueError, SoundFontError) as e:
         raise UserError(str(e)) from None
@@ -93,12 +122,53 @@ def data_build(
     table.add_row("failed", str(len(report.failed)))
     table.add_row("hours of audio", f"{report.hours:.2f}")
     table.add_row("splits", ", ".join(f"{k} {v}" for k, v in sorted(report.splits.items())))
-    table.add_row("SoundFont", f"{Path(report.soundfont).name} ({report.soundfont_origin})")
+    if len(report.soundfonts) == 1:
+        table.add_row("SoundFont", f"{Path(report.soundfont).name} ({report.soundfont_origin})")
+    else:
+        for sf in report.soundfonts:
+            table.add_row(f"  {sf['name']}", f"{report.hours_by_soundfont.get(sf['name'], 0.0):.2f} h "
+                          f"({report.stem_hours_by_soundfont.get(sf['name'], 0.0):.2f} stem-h, {sf['origin']})")
     table.add_row("wall time", f"{report.wall_seconds:.1f} s")
     console.print(table)
     if report.failed:
         reasons = ", ".join(f"{n} × {why}" for why, n in report.failure_reasons().most_common())
         console.print(f"[yellow]{len(report.failed)} piece(s) failed:[/] {reasons}")
+
+
+@data_app.command("import")
+def data_import(
+    inputs: list[Path] = typer.Argument(..., help="Folders (searched recursively) or files of audio."),
+    out: Path = typer.Option(Path("data/real"), "--out", "-o", help="Output corpus folder."),
+    segment_seconds: float = typer.Option(30.0, "--segment-seconds", help="Length of each FLAC segment."),
+    sample_rate: int = typer.Option(24000, "--sample-rate", help="Output sample rate (Hz), mono."),
+    licence: Optional[str] = typer.Option(None, help="Licence of every file; default: read each file's Debian copyright file."),
+    split: Optional[str] = typer.Option(None, help="Put every file in this split (e.g. test for a held-out set); default: by content hash."),
+    exclude: list[str] = typer.Option([], help="Skip paths matching this glob (repeatable)."),
+) -> None:
+    """Import recordings: 24 kHz mono FLAC segments + metadata.jsonl, split by a hash of each file (resumable)."""
+    from .data.importer import ImportConfig, import_audio
+
+    try:
+        cfg = ImportConfig(inputs=list(inputs), out=out, segment_seconds=segment_seconds, sample_rate=sample_rate,
+                           licence=licence, split=split, exclude=list(exclude))
+        with _progress() as progress:
+            on_start, on_source = _tally(progress, "importing", lambda r: r.path)
+            report = import_audio(cfg, on_source=on_source, on_start=on_start)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not report.sources:
+        raise UserError(f"{', '.join(map(str, inputs))}: no audio files found")
+    table = Table(title=f"imported → {report.out}", show_header=False)
+    table.add_row("source files", str(report.sources))
+    table.add_row("imported now / already there", f"{report.imported} / {report.existing}")
+    table.add_row("duplicates (same bytes as another file)", str(report.duplicates))
+    table.add_row("failed", str(len(report.failed)))
+    table.add_row("hours of audio", f"{report.hours:.2f}")
+    table.add_row("segments per split", ", ".join(f"{k} {v}" for k, v in sorted(report.splits.items())))
+    for pkg, h in sorted(report.hours_by_package.items()):
+        table.add_row(f"  {pkg}", f"{h:.2f} h")
+    table.add_row("wall time", f"{report.wall_seconds:.1f} s")
+    console.print(table)
 
 
 @data_app.command("stats")
@@ -126,10 +196,13 @@ def data_stats(
     console.print(table)
     parts = Counter(len(r["parts"]) for r in rows)
     programs = Counter(p["program_name"] for r in rows for p in r["parts"])
-    composers = Counter(r["composer"] for r in rows)
+    composers = _composers(r["composer"] for r in rows)
     console.print("parts per piece: " + ", ".join(f"{k}: {v}" for k, v in sorted(parts.items())))
     console.print("composers: " + ", ".join(f"{k} ({v})" for k, v in composers.most_common(8)))
     console.print("instruments: " + ", ".join(f"{k} ({v})" for k, v in programs.most_common(12)))
+    fonts = Counter(p.get("soundfont", r.get("soundfont", "?")) for r in rows for p in r["parts"] if "stem" in p)
+    if fonts:
+        console.print("SoundFonts (stems): " + ", ".join(f"{k} ({v})" for k, v in fonts.most_common()))
     if verify:
         worst = 0.0
         with _progress() as progress:
@@ -141,37 +214,65 @@ def data_stats(
         console.print(f"max |mix − Σ stems| over {len(rows)} pieces: {worst:.3e}")
 
 
+def _composers(names) -> Counter:
+    """Pieces per composer, one entry per person: scores name "J.S. Bach" where a folder says "bach", so
+    names are grouped by surname (the last word, or what precedes a comma; case and punctuation ignored)
+    and shown in their longest form."""
+    import re
+
+    groups: dict[str, Counter] = {}
+    for name in names:
+        words = re.findall(r"[^\W\d_]+", name.lower().split(",")[0])  # "Monteverdi, Claudio": the surname
+        groups.setdefault(words[-1] if words else name, Counter())[name] += 1
+    return Counter({max(forms, key=lambda f: (len(f), forms[f])): sum(forms.values()) for forms in groups.values()})
+
+
 @app.command("info")
 def info_cmd(
     files: list[Path] = typer.Argument(..., help="Audio files (anything libsndfile reads)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
-    """Duration, sample rate, channels, peak and loudness of audio files."""
+    """Duration, sample rate, channels, peak and loudness of audio files (read a block at a time).
+
+    peak dBFS: the largest sample, in dB below full scale (above 0: the file clips in fixed point);
+    LUFS: integrated loudness (ITU-R BS.1770-4), defined for at most five channels."""
     from .audio import AudioError, info
 
     table = Table()
-    for col in ("file", "duration", "rate", "ch", "peak dBFS", "LUFS", "format"):
-        table.add_column(col)
-    failed = 0
+    table.add_column("file", overflow="fold", ratio=1)  # the name first, then its folder, wrapped
+    for col in ("duration", "rate", "ch", "peak dBFS", "LUFS", "format"):
+        table.add_column(col, no_wrap=True)
+    failed, notes = 0, set()
     for f in files:
         try:
             i = info(f)
         except AudioError as e:
-            err_console.print(f"[red]error:[/] {e}")
+            err_console.print(f"[red]error:[/] {escape(str(e))}")
             failed += 1
             continue
         if as_json:
-            print(json.dumps(i.to_dict()))
-        else:
-            table.add_row(str(f), f"{i.duration:.2f} s", str(i.sample_rate), str(i.channels),
-                          _fmt_db(i.peak_dbfs), _fmt_db(i.loudness_lufs), f"{i.format}/{i.subtype}")
+            print(json.dumps(_json_ready(i.to_dict())))  # silence (-inf dB) and undefined LUFS become null
+            continue
+        peak = _fmt_db(i.peak_dbfs)
+        if i.peak_dbfs > 0:
+            peak = f"[red]+{peak}[/]"
+            notes.add("peak above 0 dBFS: the file clips when stored as fixed point")
+        if math.isnan(i.loudness_lufs):
+            notes.add("LUFS –: BS.1770 loudness is defined for at most five channels")
+        folder = str(f.parent) if str(f.parent) != "." else ""
+        table.add_row(escape(f.name) + (f"\n[dim]{escape(folder)}[/]" if folder else ""), f"{i.duration:.2f} s",
+                      str(i.sample_rate), str(i.channels), peak, _fmt_db(i.loudness_lufs), f"{i.format}/{i.subtype}")
     if not as_json and table.row_count:
         console.print(table)
+        for note in sorted(notes):
+            console.print(note)
     if failed:
         raise typer.Exit(1)
 
 
 def _fmt_db(x: float) -> str:
+    if math.isnan(x):
+        return "–"
     return "-inf" if not math.isfinite(x) else f"{x:.1f}"
 
 
@@ -202,17 +303,34 @@ def encode_cmd(
     from .convert import MTOK, encode_files, plan
     from .tokenizers.base import Tokenizer, TokenizerError
 
+    _check_device(device)
     try:
         pairs = plan(inputs, out, AUDIO_EXTENSIONS, MTOK)
         model = Tokenizer.from_pretrained(tokenizer, map_location=device)
     except (FileNotFoundError, ValueError, TokenizerError) as e:
         raise UserError(str(e)) from None
     report = _run_files("encoding", pairs, lambda cb: encode_files(pairs, model, overwrite=overwrite, on_file=cb))
-    console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed; "
-                  f"{report.audio_seconds:.1f} s of audio at {report.realtime_factor:.0f}× real time "
-                  f"({model.layout.tokens_per_second:g} tokens/s, {model.layout.bitrate / 1000:.3g} kbps)")
+    console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed"
+                  f"{_speed(report)} ({model.layout.tokens_per_second:g} tokens/s, "
+                  f"{model.layout.bitrate / 1000:.3g} kbps)")
     if report.failed:
         raise typer.Exit(1)
+
+
+def _speed(report) -> str:
+    """The "; 12.0 s of audio at 85× real time" of a summary, or nothing when nothing was converted."""
+    if report.realtime_factor is None:
+        return ""
+    return f"; {report.audio_seconds:.1f} s of audio at {report.realtime_factor:.0f}× real time"
+
+
+def _check_device(device: str) -> None:
+    from .pretrained import PretrainedError, check_device
+
+    try:
+        check_device(device)
+    except PretrainedError as e:
+        raise UserError(f"--device {device}: {e.reason}") from None
 
 
 @app.command("decode")
@@ -220,17 +338,18 @@ def decode_cmd(
     inputs: list[Path] = typer.Argument(..., help=".mtok files or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for audio (WAV)."),
     tokenizer: Optional[str] = typer.Option(None, help="Tokenizer to decode with (default: the one named in each file)."),
-    overwrite: bool = typer.Option(False, help="Re-decode files whose output already exists."),
+    overwrite: bool = typer.Option(False, help="Re-decode files whose output already exists (only files musictok decoded are ever replaced)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 …"),
+    levels: Optional[int] = typer.Option(None, help="Decode with only the first N levels: RVQ codebooks, or PyramidCodec levels (coarsest first)."),
 ) -> None:
-    """Turn token files back into audio with the tokenizer that made them."""
+    """Turn token files back into audio with the tokenizer that made them (written as they are decoded)."""
     from .convert import MTOK, decode_files, plan
     from .tokenizers.base import Tokenizer, TokenizerError
 
     cache: dict[str, Tokenizer | TokenizerError] = {}  # failures too: a missing tokenizer is looked up once
 
     def load_for(tokens) -> Tokenizer:
-        source = tokenizer or tokens.extra.get("tokenizer_source")
+        source = tokenizer or (tokens.extra.get("tokenizer_source") if tokens is not None else None)
         if not source:
             raise TokenizerError(f"the file does not say which tokenizer made it ({tokens.fingerprint.short()}); "
                                  "pass --tokenizer")
@@ -243,13 +362,21 @@ def decode_cmd(
             raise cache[source]
         return cache[source]
 
+    _check_device(device)
+    if levels is not None and levels < 1:
+        raise UserError(f"--levels: must be >= 1, got {levels}")
     try:
         pairs = plan(inputs, out, (MTOK,), ".wav")
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
-    report = _run_files("decoding", pairs, lambda cb: decode_files(pairs, load_for, overwrite=overwrite, on_file=cb))
-    console.print(f"{len(report.written)} decoded, {len(report.skipped)} already there, {len(report.failed)} failed; "
-                  f"{report.audio_seconds:.1f} s of audio at {report.realtime_factor:.0f}× real time")
+    if tokenizer is not None:  # a tokenizer named on the command line must load, and take --levels, before any work
+        from .convert import check_levels
+
+        check_levels(load_for(None), levels)
+    report = _run_files("decoding", pairs, lambda cb: decode_files(pairs, load_for, overwrite=overwrite, on_file=cb,
+                                                                   levels=levels))
+    console.print(f"{len(report.written)} decoded, {len(report.skipped)} already there, {len(report.failed)} failed"
+                  f"{_speed(report)}")
     if report.failed:
         raise typer.Exit(1)
 
@@ -262,23 +389,40 @@ def _run_files(label: str, pairs: list, work):
             progress.update(task, advance=1, status=src.name)
 
         report = work(on_file)
+    for src, why in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(f'{src}: {why}')}")
     for src, why in report.failed:
-        err_console.print(f"[red]error:[/] {src}: {why}")
+        err_console.print(f"[red]error:[/] {escape(f'{src}: {why}')}")
     return report
 
 
 def _eval_setup(tokenizer: str, audio: Optional[Path], corpus: Optional[Path], split: str, seconds: float,
                 max_clips: Optional[int], device: str):
+    """The tokenizer and the clips. Unreadable files of --audio are printed as errors and left out (the
+    command then exits 1 after scoring the rest, as encode does); files too short to score, as warnings."""
     from .evaluate import load_clips
     from .tokenizers.base import Tokenizer, TokenizerError
 
+    _check_device(device)
+    skipped: list[tuple[Path, str, bool]] = []
     try:
         model = Tokenizer.from_pretrained(tokenizer, map_location=device)
         clips = load_clips(model.sample_rate, audio_dir=audio, corpus=corpus, split=split, seconds=seconds,
-                           max_clips=max_clips)
+                           max_clips=max_clips, on_skip=lambda p, why, bad: skipped.append((p, why, bad)))
     except (TokenizerError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
+    finally:
+        for p, why, bad in skipped:
+            label = "[red]error:[/]" if bad else "[yellow]warning:[/]"
+            err_console.print(f"{label} {escape(f'{p}: {why}')}")
+    clips.skipped = skipped
     return model, clips
+
+
+def _exit_if_skipped(clips) -> None:
+    """Exit 1 after the results when unreadable files were left out (the rule encode and decode follow)."""
+    if any(bad for _, _, bad in clips.skipped):
+        raise typer.Exit(1)
 
 
 def _write_json(path: Optional[Path], result: dict) -> None:
@@ -286,8 +430,19 @@ def _write_json(path: Optional[Path], result: dict) -> None:
         return
     from .atomic import write_json
 
-    write_json(path, result)
+    write_json(path, _json_ready(result))
     console.print(f"wrote {path}")
+
+
+def _json_ready(x):
+    """NaN / ±inf (undefined metrics) become null: JSON has no such numbers, and other tools reject them."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_ready(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_ready(v) for v in x]
+    return x
 
 
 def _with_progress(label: str, total: int, work):
@@ -307,7 +462,16 @@ def eval_recon(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON."),
     device: str = typer.Option("cpu"),
 ) -> None:
-    """Reconstruction quality: Mel / STFT distance, waveform L1, SI-SDR, SDR (+ speed)."""
+    """Reconstruction quality of encode → decode (and the tokenizer's other paths) on fixed clips, + speed.
+
+    \b
+    Mel dist ↓    log10-Mel L1 over 7 resolutions (DAC's); the main figure
+    STFT dist ↓   log-magnitude STFT L1, windows 2048 and 512
+    wave L1 ↓     mean absolute sample difference
+    SI-SDR dB ↑   scale-invariant signal-to-distortion ratio; – if silent
+    SDR dB ↑      signal-to-distortion ratio; gain errors count too
+    †             compares phase, which a spectra-trained decoder makes up
+    """
     from .evaluate import evaluate_reconstruction, fmt
 
     model, clips = _eval_setup(tokenizer, audio, corpus, split, seconds, max_clips, device)
@@ -315,16 +479,23 @@ def eval_recon(
                             lambda tick: evaluate_reconstruction(model, clips, on_clip=tick))
     table = Table(title=f"{model.fingerprint().short()} on {clips.source.get('audio') or clips.source['corpus']} "
                         f"({len(clips.audio)} × {seconds:g} s)")
-    for col in ("path", "Mel dist ↓", "STFT dist ↓", "wave L1 ↓", "SI-SDR dB ↑", "SDR dB ↑"):
+    mark = " †" if result["phase_free"] else ""
+    for col in ("path", "Mel dist ↓", "STFT dist ↓", f"wave L1 ↓{mark}", f"SI-SDR dB ↑{mark}", f"SDR dB ↑{mark}"):
         table.add_column(col, justify="right" if col != "path" else "left")
     for name, r in result["reconstruction"].items():
         table.add_row(name, fmt(r["mel_distance"]), fmt(r["stft_distance"]), fmt(r["waveform_l1"], 4),
                       fmt(r["si_sdr"], 2), fmt(r["sdr"], 2))
     console.print(table)
+    if mark:
+        console.print("† phase-sensitive: this tokenizer's decoders are trained on spectra and pick their own "
+                      "phase, so these figures say little (−40 dB SI-SDR is normal); judge by Mel / STFT distance")
+    if any(r["si_sdr"] is None for r in result["reconstruction"].values()):
+        console.print("–: undefined (every reference clip is silent)")
     sp, lay = result["speed"], result["layout"]
     console.print(f"{lay['tokens_per_second']:g} tokens/s, {lay['kbps']:.3g} kbps; encode "
                   f"{sp['encode_realtime_factor']:.0f}× and decode {sp['decode_realtime_factor']:.0f}× real time")
     _write_json(json_out, result)
+    _exit_if_skipped(clips)
 
 
 @eval_app.command("tokens")
@@ -369,6 +540,7 @@ def eval_tokens(
         table.add_row("all", f"unchanged tokens: {k.replace('_', ' ')}", fmt(v, 4))
     console.print(table)
     _write_json(json_out, result)
+    _exit_if_skipped(clips)
 
 
 @eval_app.command("lm")
@@ -386,8 +558,13 @@ def eval_lm(
     from .tokenizers.base import TokenizerError
 
     try:
-        result = _with_progress("scoring", max_windows // 8 + 1, lambda tick: evaluate_lm(
-            lm, corpus, split, max_windows=max_windows, cache_dir=cache_dir, on_batch=tick))
+        if max_windows < 1:
+            raise UserError(f"--max-windows: must be >= 1, got {max_windows}")
+        with _progress() as progress:  # the number of batches is known once the windows are cut
+            task = progress.add_task("scoring", total=None, status="")
+            result = evaluate_lm(lm, corpus, split, max_windows=max_windows, cache_dir=cache_dir,
+                                 on_start=lambda n: progress.update(task, total=n),
+                                 on_batch=lambda: progress.update(task, advance=1))
     except (TokenizerError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     table = Table(title=f"{lm} on {corpus} ({split}, {result['windows']} windows of {result['context_frames']} frames)")
@@ -409,28 +586,45 @@ def eval_lm(
 @app.command("generate")
 def generate_cmd(
     lm: Path = typer.Option(..., help="A trained token LM folder."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output WAV; its .mtok and .png are written beside it."),
-    prompt: Optional[Path] = typer.Option(None, help="Audio to continue (omit for unconditional generation)."),
-    prompt_seconds: float = typer.Option(10.0, help="How much of the prompt to keep."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output audio file (.wav, .flac …); its .mtok and .png are written beside it."),
+    prompt: Optional[Path] = typer.Option(None, help="Audio to continue (omit for unconditional generation); only its first --prompt-seconds are read."),
+    prompt_seconds: float = typer.Option(10.0, help="How much of the prompt to keep (less than --seconds)."),
     seconds: float = typer.Option(30.0, help="Total length, prompt included."),
     greedy: bool = typer.Option(False, help="Always take the most likely token."),
-    temperature: float = typer.Option(1.0),
-    top_k: Optional[int] = typer.Option(None),
-    top_p: Optional[float] = typer.Option(None),
+    temperature: float = typer.Option(1.0, help="Sampling temperature (>= 0)."),
+    top_k: Optional[int] = typer.Option(None, help="Sample among the k most likely tokens."),
+    top_p: Optional[float] = typer.Option(None, help="Sample from the smallest set of tokens with probability >= p."),
     seed: int = typer.Option(0),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the whole context every step (slow; for comparison)."),
 ) -> None:
     """Continue a prompt with a token LM (or generate from nothing) and decode the result."""
+    import numpy as np
     import torch
 
-    from .audio import load, save
-    from .generate import generate
-    from .plots import plot_reconstruction
+    from .audio import AudioError, check_output, load, save
+    from .generate import GenerateError, check_settings, generate
+    from .plots import mel_power, plot_reconstruction
     from .pretrained import PretrainedError
     from .tokenizers.base import TokenizerError
 
+    try:  # every setting and output is checked before the model is loaded or a token is sampled
+        check_settings(seconds=seconds, prompt_seconds=prompt_seconds, has_prompt=prompt is not None,
+                       temperature=temperature, top_k=top_k, top_p=top_p)
+    except GenerateError as e:
+        raise UserError(f"--{e.path.replace('_', '-')}: {e.reason}") from None
+    outputs = [out, out.with_suffix(".mtok"), out.with_suffix(".png")]
     try:
-        wav, sr = (None, None) if prompt is None else load(prompt)
+        check_output(out)
+    except AudioError as e:
+        raise UserError(f"--out {e}") from None
+    if prompt is not None:
+        for o in outputs:
+            if o.exists() and prompt.exists() and o.samefile(prompt) or o.resolve() == prompt.resolve():
+                raise UserError(f"--out {o}: is the prompt (--prompt {prompt}); writing it would destroy the prompt, "
+                                "choose another output name")
+    try:
+        # a second past the kept part lets the resampler see beyond the cut, as if the whole file were read
+        wav, sr = (None, None) if prompt is None else load(prompt, duration=prompt_seconds + 1.0)
         with _progress() as progress:
             task = progress.add_task("generating", total=None, status="")
             result = generate(lm, prompt=None if wav is None else torch.from_numpy(wav), prompt_sample_rate=sr,
@@ -438,19 +632,22 @@ def generate_cmd(
                               temperature=0.0 if greedy else temperature, top_k=top_k, top_p=top_p, seed=seed,
                               use_cache=not no_cache,
                               on_frames=lambda k, n: progress.update(task, total=n, completed=k, status="frames"))
+    except GenerateError as e:
+        raise UserError(f"--{e.path.replace('_', '-')}: {e.reason}") from None
     except (TokenizerError, PretrainedError, ValueError) as e:
         raise UserError(str(e)) from None
     tok = result.tokenizer
-    save(out, result.wav.numpy(), tok.sample_rate)
-    result.tokens.save(out.with_suffix(".mtok"))
-    padded = torch.nn.functional.pad(result.wav, (0, -len(result.wav) % tok.hop_samples))[None]
-    mel = tok.denormalize(tok.mel(padded))[0].numpy()
-    png = plot_reconstruction(mel, None, result.tokens.codes[0][0].numpy(), tok.layout.streams[0].frame_rate,
-                              tok.config.hop_length / tok.sample_rate, out.with_suffix(".png"),
+    wav_out = result.wav.numpy()
+    hop = 256
+    log_mel = np.log(np.maximum(mel_power(wav_out, tok.sample_rate, hop=hop), 1e-10))
+    png = plot_reconstruction(log_mel, None, result.tokens.codes[0][0].numpy(), tok.layout.streams[0].frame_rate,
+                              hop / tok.sample_rate, outputs[2],
                               title=f"{out.name}: {result.prompt_seconds:.1f} s prompt + continuation",
                               marks=(result.prompt_seconds,) if result.prompt_seconds else (), mel_label="Mel")
+    result.tokens.save(outputs[1])
+    save(out, wav_out, tok.sample_rate)
     console.print(f"{result.generated_tokens} tokens sampled at {result.tokens_per_second_generated:.0f} tokens/s "
-                  f"({'no cache' if no_cache else 'KV cache'}); wrote {out}, {out.with_suffix('.mtok')}, {png}")
+                  f"({'no cache' if no_cache else 'KV cache'}); wrote {out}, {outputs[1]}, {png}")
 
 
 @app.command("bench")
@@ -462,6 +659,8 @@ def bench_cmd(
     work: Path = typer.Option(Path("runs/bench"), help="Token caches and LM runs (a rerun reuses them)."),
     corpus: Path = typer.Option(Path("data/chorales"), help="A rendered corpus folder."),
     split: str = typer.Option("test", help="Corpus split the clips and LM scores come from."),
+    real: Optional[Path] = typer.Option(None, help="A folder of real recordings for the real-music columns "
+                                        "(default: hedgewars' music when `make data-hedgewars` unpacked it)."),
     cache_dir: Path = typer.Option(Path("data/token-cache"), help="Corpus tokens per tokenizer fingerprint."),
     lm_steps: Optional[int] = typer.Option(None, help="Override the LM steps (same for every row)."),
     name: Optional[str] = typer.Option(None, help="File stem of the outputs (default bench-<date>)."),
@@ -475,8 +674,12 @@ def bench_cmd(
         raise UserError("--tokenizers is empty")
     if not (corpus / "metadata.jsonl").is_file():
         raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
+    if real is None and HEDGEWARS_MUSIC.is_dir():
+        real = HEDGEWARS_MUSIC
+    if real is not None and not real.exists():
+        raise UserError(f"{real}: --real folder not found")
     kw = {"corpus": str(corpus), "out": str(out), "work": str(work), "baselines": baselines,
-          "eval_split": split, "cache_dir": str(cache_dir)}
+          "eval_split": split, "cache_dir": str(cache_dir), "real": str(real) if real else None}
     if lm_steps is not None:
         kw["lm_steps"] = lm_steps
     if name:
@@ -508,6 +711,7 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         raise UserError(str(e)) from None
     from .nn.vocoder import VocoderConfig
     from .tokenizers.bandtok import BandTokConfig
+    from .settings import build_checked, check_types
     from .train.config import build_model_config
 
     try:  # check the model section now, not after the data loader has started
@@ -515,9 +719,11 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
             from .lm.model import TokenLMConfig
             from .train.lm import LMSection
 
-            LMSection(**run.lm)
+            build_checked(LMSection, run.lm, "lm")
             model = dict(run.model)
-            TokenLMConfig.preset(model.pop("preset", "small"), **model)
+            preset = model.pop("preset", "small")
+            check_types(TokenLMConfig, model, "model")
+            TokenLMConfig.preset(preset, **model)
         elif run.kind == "codec":
             from .train.codec import codec_model_config
 
@@ -525,13 +731,17 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         else:
             build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
     except (TypeError, ValueError) as e:
-        raise UserError(f"{config}: model or lm section: {e}") from None
+        where = "" if str(e).startswith(("model.", "lm.", "unknown lm keys")) else "model or lm section: "
+        raise UserError(f"{config}: {where}{e}") from None
     if run.kind not in kind.split("|"):
         command = {"vocoder": "vocoder", "lm": "lm"}.get(run.kind, "tokenizer")
         raise UserError(f"{config}: is a {run.kind} config; use `musictok train {command}`")
-    corpus = Path(run.data.corpus)
-    if not (corpus / "metadata.jsonl").is_file():
-        raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
+    for spec in run.data.source_specs:
+        src = Path(spec.path)
+        if not src.exists() or (not run.data.sources and not spec.is_corpus):
+            hint = ("`make data-real` (or `musictok data import DIR --out ...`)" if "real" in src.name
+                    else f"`musictok data build --out {src}`")
+            raise UserError(f"{src}: no corpus here (data source of {config}); run {hint} first")
     if run.kind == "vocoder":
         from .train.vocoder import VocoderTask
 
@@ -606,8 +816,9 @@ def main() -> None:
     try:
         app()
     except (UserError, MusictokError) as e:
-        err_console.print(f"[red]error:[/] {e}")
+        err_console.print(f"[red]error:[/] {escape(str(e))}")
         sys.exit(1)
     except OSError as e:  # permissions, full disk …: the system's own words are the best one-liner
-        err_console.print(f"[red]error:[/] {e.filename or ''}: {e.strerror or e}")
+        why = f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e)
+        err_console.print(f"[red]error:[/] {escape(why)}")
         sys.exit(1)

@@ -2,23 +2,36 @@
 
 Inputs may be files or folders; a folder's tree is mirrored under the output folder. Every output is
 written atomically, so an interrupted run leaves whole files only, and a rerun skips finished outputs
-unless asked to overwrite.
+unless asked to overwrite. Nothing is ever written over an input, nor over audio musictok did not decode.
+
+Long files stream: encoding reads, downmixes and resamples a block at a time and encodes the tokenizer's
+overlapping chunks as the samples arrive (the same chunks, hence the same tokens, as
+``Tokenizer.encode`` of the whole file); decoding writes each decoded chunk to the output as it goes. So
+memory stays flat in the length of the file.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
+from torch import Tensor
 
-from .audio import AUDIO_EXTENSIONS, find_audio, load, save
+from .audio import AUDIO_EXTENSIONS, AudioStream, find_audio, open_output
 from .errors import MusictokError
 from .tokens import Tokens
 
 MTOK = ".mtok"
+DECODED_BY = "musictok decode"  # written into every decoded file, so a rerun knows it may replace it
+
+
+class ConvertError(MusictokError):
+    """Inputs that cannot be converted as asked (nothing to convert, an output that would replace an input)."""
 
 
 @dataclass
@@ -26,21 +39,27 @@ class ConvertReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # outputs that already existed
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[tuple[Path, str]] = field(default_factory=list)  # converted, but the user should know
     audio_seconds: float = 0.0
     compute_seconds: float = 0.0
 
     @property
-    def realtime_factor(self) -> float:
-        return self.audio_seconds / self.compute_seconds if self.compute_seconds else float("inf")
+    def realtime_factor(self) -> float | None:
+        """Seconds of audio per second of compute; ``None`` when nothing was converted."""
+        return self.audio_seconds / self.compute_seconds if self.compute_seconds > 0 else None
 
 
 def plan(inputs: Iterable[str | Path], out_dir: str | Path, suffixes: tuple[str, ...], new_suffix: str
          ) -> list[tuple[Path, Path]]:
-    """``(input file, output file)`` pairs; folders are searched recursively and mirrored."""
+    """``(input file, output file)`` pairs; folders are searched recursively and mirrored.
+
+    Refuses (before any work) inputs that hold nothing to convert and outputs that would land on an input."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConvertError(out, "is a file; --out must be a folder")
     pairs: list[tuple[Path, Path]] = []
-    for item in inputs:
-        p = Path(item)
+    items = [Path(i) for i in inputs]
+    for p in items:
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file or folder")
         if p.is_dir():
@@ -49,35 +68,136 @@ def plan(inputs: Iterable[str | Path], out_dir: str | Path, suffixes: tuple[str,
             pairs += [(f, (out / f.relative_to(p)).with_suffix(new_suffix)) for f in files]
         else:
             pairs.append((p, (out / p.name).with_suffix(new_suffix)))
+    if not pairs:
+        kinds = "audio files" if suffixes == AUDIO_EXTENSIONS else " or ".join(f"{s} files" for s in suffixes)
+        raise ConvertError(", ".join(map(str, items)), f"no {kinds} found")
     targets = [t for _, t in pairs]
     dupes = {t for t in targets if targets.count(t) > 1}
     if dupes:
-        raise ValueError(f"two inputs would write the same output {sorted(dupes)[0]}; encode them separately")
+        raise ConvertError(f"two inputs would write the same output {sorted(dupes)[0]}; convert them separately")
+    sources = {src.resolve(): src for src, _ in pairs}
+    for src, dst in pairs:
+        if dst.resolve() in sources:
+            raise ConvertError(src, f"its output {dst} would replace the input {sources[dst.resolve()]}; "
+                                    "choose another --out")
     return pairs
 
 
 def _convert(pairs: list[tuple[Path, Path]], work: Callable[[Path, Path, ConvertReport], None], *,
-             overwrite: bool, on_file: Callable[[Path, str], None] | None) -> ConvertReport:
+             overwrite: bool, on_file: Callable[[Path, str], None] | None,
+             replaceable: Callable[[Path, Path], None] | None = None) -> ConvertReport:
     """The bookkeeping both directions share: skip finished outputs, record failures, report progress.
 
     ``work(src, dst, report)`` converts one file and adds its written files and timings to ``report``;
     a :class:`MusictokError` (bad audio, damaged tokens, a tokenizer that must refuse them) fails that file
-    only."""
+    only, and the others go on. ``replaceable(src, dst)`` raises when an existing ``dst`` must be kept."""
     report = ConvertReport()
     for src, dst in pairs:
-        if dst.exists() and not overwrite:
-            report.skipped.append(dst)
-            status = "skipped"
-        else:
-            try:
+        try:
+            if dst.exists() and replaceable:
+                replaceable(src, dst)
+            if dst.exists() and not overwrite:
+                report.skipped.append(dst)
+                status = "skipped"
+            else:
                 work(src, dst, report)
                 status = "written"
-            except MusictokError as e:
-                report.failed.append((src, str(e).removeprefix(f"{src}: ")))
-                status = "failed"
+        except MusictokError as e:
+            report.failed.append((src, str(e).removeprefix(f"{src}: ")))
+            status = "failed"
         if on_file:
             on_file(src, status)
     return report
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _peak_warning(peak: float) -> str | None:
+    if peak <= 1.0:
+        return None
+    return (f"peak {20 * math.log10(peak):+.1f} dBFS is above full scale: the tokenizer was trained on audio "
+            "within ±1, so expect distortion; lower the gain first")
+
+
+def encode_file(path: str | Path, tokenizer, *, chunk_units: int | None = None) -> tuple[Tokens, float]:
+    """Encode one audio file (resampled to the tokenizer's rate, mono): ``(tokens, peak)`` where ``peak``
+    is the largest absolute input sample.
+
+    A file longer than two chunks streams (see the module docstring); a level-normalising tokenizer
+    (``level_dbfs``) then gets its scale from a first, cheap pass over the file: the RMS of the mono
+    downmix at the file's own rate."""
+    chunk = chunk_units or tokenizer.chunk_units
+    stream = AudioStream(path, tokenizer.sample_rate)
+    samples = stream.read_frames * tokenizer.sample_rate / stream.source_rate
+    if samples <= 2 * (chunk + 2 * tokenizer.context_units + 1) * tokenizer.hop_samples:
+        wav = np.concatenate(list(stream))
+        return tokenizer.encode(torch.from_numpy(wav), chunk_units=chunk), stream.peak
+    scale = None
+    if tokenizer.level_dbfs is not None:
+        from .tokenizers.base import SILENCE_RMS
+
+        sumsq, n = 0.0, 0
+        for block in AudioStream(path, None):
+            sumsq += float(np.dot(block.astype(np.float64), block.astype(np.float64)))
+            n += len(block)
+        rms = math.sqrt(sumsq / max(n, 1))
+        scale = rms / 10 ** (tokenizer.level_dbfs / 20) if rms > SILENCE_RMS else 1.0
+    codes, length = encode_stream(tokenizer, stream, chunk, scale)
+    extra = {"tokenizer_source": tokenizer.source} if tokenizer.source else {}
+    tokens = Tokens(codes, tokenizer.layout, tokenizer.fingerprint(), tokenizer.sample_rate, [length], extra,
+                    None if scale is None else [scale])
+    return tokens, stream.peak
+
+
+@torch.no_grad()
+def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, scale: float | None = None
+                  ) -> tuple[list[Tensor], int]:
+    """Per stream ``(1, frames, slots)`` codes of mono audio given as consecutive blocks, and its length.
+
+    The chunks are those of ``Tokenizer._encode_long`` (``chunk_units`` units, ``context_units`` of context
+    each side, zero padding at the end), so the codes equal whole-file encoding; only one chunk of
+    samples is held at a time. ``scale`` divides every sample (a level-normalising tokenizer's gain)."""
+    hop, ctx = tokenizer.hop_samples, tokenizer.context_units
+    fpu = tokenizer._frames_per_unit()
+    it = iter(blocks)
+    buf, buf_start, total = np.zeros(0, np.float32), 0, None  # buf holds samples [buf_start, ...)
+    pieces: list[list[Tensor]] = [[] for _ in fpu]
+    was_training = tokenizer.training
+    tokenizer.eval()
+    try:
+        start = 0
+        while True:
+            want = (start + chunk_units + ctx) * hop
+            parts, have = [buf], buf_start + len(buf)
+            while total is None and have < want:
+                block = next(it, None)
+                if block is None:
+                    total = have
+                else:
+                    parts.append(block)
+                    have += len(block)
+            buf = np.concatenate(parts) if len(parts) > 1 else buf
+            units = -(-total // hop) if total is not None else None
+            if units is not None and start >= units:
+                break
+            stop = start + chunk_units if units is None else min(start + chunk_units, units)
+            lo, hi = max(start - ctx, 0), stop + ctx if units is None else min(stop + ctx, units)
+            seg = buf[lo * hop - buf_start: hi * hop - buf_start]
+            x = torch.from_numpy(np.pad(seg, (0, (hi - lo) * hop - len(seg))))[None]
+            if scale is not None:
+                x = x / scale
+            codes = tokenizer._encode_codes(x.to(tokenizer.device))
+            for s, f in enumerate(fpu):
+                pieces[s].append(codes[s][:, (start - lo) * f: (stop - lo) * f].cpu())
+            start = stop
+            drop = max(start - ctx, 0) * hop - buf_start  # the next chunk's context starts here
+            buf, buf_start = buf[drop:], buf_start + drop
+    finally:
+        tokenizer.train(was_training)
+    if total == 0:
+        raise ConvertError("the audio stream is empty")
+    return [torch.cat(p, dim=1) for p in pieces], total
 
 
 def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
@@ -85,30 +205,131 @@ def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool =
     """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file."""
 
     def work(src: Path, dst: Path, report: ConvertReport) -> None:
-        wav, sr = load(src, tokenizer.sample_rate)
         t0 = time.perf_counter()
-        tokens = tokenizer.encode(torch.from_numpy(wav))
+        tokens, peak = encode_file(src, tokenizer)
         report.compute_seconds += time.perf_counter() - t0
-        report.audio_seconds += len(wav) / sr
+        report.audio_seconds += tokens.lengths[0] / tokens.sample_rate
         tokens.extra["source_file"] = src.name
         report.written.append(tokens.save(dst))
+        warning = _peak_warning(peak)
+        if warning:
+            report.warnings.append((src, warning))
 
     return _convert(pairs, work, overwrite=overwrite, on_file=on_file)
 
 
+# ---------------------------------------------------------------- decoding
+
+
+def decoded_by_musictok(path: Path) -> bool:
+    """Whether an existing audio file was written by `musictok decode` (and so may be replaced)."""
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            return f.software.startswith(DECODED_BY)
+    except Exception:  # not audio at all: certainly not ours
+        return False
+
+
+def check_levels(tokenizer, levels: int | None) -> None:
+    """Refuse, before any work, a ``levels`` the tokenizer cannot decode with."""
+    if levels is None:
+        return
+    most = tokenizer.num_decode_levels
+    if most is None:
+        raise ConvertError(f"--levels: a {tokenizer.name} tokenizer decodes all its codes at once; it has no levels")
+    if not 1 <= levels <= most:
+        raise ConvertError(f"--levels: {tokenizer.name} has levels 1..{most}, not {levels}")
+
+
+@torch.no_grad()
+def decode_chunks(tokenizer, codes: list[Tensor], chunk_units: int, options: dict | None = None
+                  ) -> Iterator[Tensor]:
+    """``(B, T_i)`` waveform pieces of ``Tokenizer._decode_long``, one chunk at a time (concatenated, the
+    same samples)."""
+    fpu = tokenizer._frames_per_unit()
+    options = options or {}
+    units = -(-codes[0].shape[1] // fpu[0])
+    was_training = tokenizer.training
+    tokenizer.eval()
+    try:
+        if units <= chunk_units + 2 * tokenizer.context_units:
+            yield tokenizer._decode_codes([c.to(tokenizer.device) for c in codes], **options)
+            return
+        hop, ctx = tokenizer.hop_samples, tokenizer.context_units
+        for start in range(0, units, chunk_units):
+            stop = min(start + chunk_units, units)
+            lo, hi = max(start - ctx, 0), min(stop + ctx, units)
+            wav = tokenizer._decode_codes([c[:, lo * f: hi * f].to(tokenizer.device) for c, f in zip(codes, fpu)],
+                                          **options)
+            yield wav[:, (start - lo) * hop: (stop - lo) * hop]
+    finally:
+        tokenizer.train(was_training)
+
+
+def decode_to_file(tokens: Tokens, tokenizer, path: str | Path, *, chunk_units: int | None = None,
+                   **options) -> tuple[Path, float]:
+    """Decode one clip straight into an audio file, chunk by chunk: ``(path, peak)``. The samples are those
+    of ``tokenizer.decode(tokens)[0]`` (trimmed to the original length, the clip's scale applied)."""
+    tokenizer.check_tokens(tokens)
+    if tokens.batch_size != 1:
+        raise ValueError("decode_to_file takes one clip; use tokens.item(i)")
+    n, scale = tokens.lengths[0], 1.0 if tokens.scales is None else tokens.scales[0]
+    written, peak = 0, 0.0
+    with open_output(path, tokens.sample_rate, 1, software=DECODED_BY) as f:
+        for wav in decode_chunks(tokenizer, tokens.codes, chunk_units or tokenizer.chunk_units, options):
+            piece = (wav[0, : n - written] * scale).cpu().numpy()
+            if not np.all(np.isfinite(piece)):
+                raise ConvertError(path, "the decoder produced NaN/Inf samples")
+            f.write(piece)
+            written += len(piece)
+            peak = max(peak, float(np.max(np.abs(piece)))) if len(piece) else peak
+            if written >= n:
+                break
+        if written < n:  # decode() pads a short decoder output with zeros
+            f.write(np.zeros(n - written, np.float32))
+    return Path(path), peak
+
+
 def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Tokens], object], *,
-                 overwrite: bool = False, on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
-    """Decode each ``.mtok`` file to audio with the tokenizer that made it (see ``load_tokenizer``)."""
+                 overwrite: bool = False, on_file: Callable[[Path, str], None] | None = None,
+                 levels: int | None = None) -> ConvertReport:
+    """Decode each ``.mtok`` file to audio with the tokenizer that made it (see ``load_tokenizer``);
+    ``levels`` decodes with a prefix of RVQ codebooks / pyramid levels."""
+
+    def refuse_foreign(src: Path, dst: Path) -> None:
+        """An existing output is replaced (or kept as finished) only if `musictok decode` wrote it."""
+        if decoded_by_musictok(dst):
+            return
+        original = ""
+        try:
+            if Tokens.load(src).extra.get("source_file") == dst.name:
+                original = ", the audio these tokens were made from"
+        except MusictokError:
+            pass
+        raise ConvertError(src, f"would write over {dst}, which musictok did not write{original}; "
+                                "choose another --out")
 
     def work(src: Path, dst: Path, report: ConvertReport) -> None:
         tokens = Tokens.load(src)
         tokenizer = load_tokenizer(tokens)
-        t0 = time.perf_counter()
-        wavs = tokenizer.decode(tokens).cpu().numpy()
-        report.compute_seconds += time.perf_counter() - t0
-        for i, n in enumerate(tokens.lengths):  # a file holding several clips gives name-0.wav, name-1.wav …
-            target = dst if tokens.batch_size == 1 else dst.with_name(f"{dst.stem}-{i}{dst.suffix}")
-            report.written.append(save(target, wavs[i, :n], tokens.sample_rate))
-            report.audio_seconds += n / tokens.sample_rate
+        check_levels(tokenizer, levels)
+        options = {} if levels is None else {"levels": levels}
+        targets = [dst if tokens.batch_size == 1 else dst.with_name(f"{dst.stem}-{i}{dst.suffix}")
+                   for i in range(tokens.batch_size)]  # a file holding several clips gives name-0.wav …
+        for target in targets:
+            if target != dst and target.exists():
+                refuse_foreign(src, target)
+        for i, target in enumerate(targets):
+            t0 = time.perf_counter()
+            path, peak = decode_to_file(tokens.item(i) if tokens.batch_size > 1 else tokens, tokenizer, target,
+                                        **options)
+            report.compute_seconds += time.perf_counter() - t0
+            report.written.append(path)
+            report.audio_seconds += tokens.lengths[i] / tokens.sample_rate
+            if peak > 1.0:
+                report.warnings.append((src, f"decoded peak {20 * math.log10(peak):+.1f} dBFS is above full scale "
+                                             f"in {path.name} (kept in the float WAV; players will clip it)"))
 
-    return _convert(pairs, work, overwrite=overwrite, on_file=on_file)
+    return _convert(pairs, work, overwrite=overwrite, on_file=on_file, replaceable=refuse_foreign)

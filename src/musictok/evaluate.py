@@ -30,17 +30,28 @@ class EvalClips:
     sample_rate: int
     source: dict
     names: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str, bool]] = field(default_factory=list)  # files left out, why, unreadable?
 
 
 def load_clips(sample_rate: int, *, audio_dir: str | Path | None = None, corpus: str | Path | None = None,
-               split: str = "test", seconds: float = 10.0, max_clips: int | None = None) -> EvalClips:
-    """The fixed evaluation grid: non-overlapping ``seconds``-long clips, round-robin over files."""
+               split: str = "test", seconds: float = 10.0, max_clips: int | None = None,
+               on_skip: Callable[[Path, str, bool], None] | None = None) -> EvalClips:
+    """The fixed evaluation grid: non-overlapping ``seconds``-long clips, round-robin over files (a file
+    shorter than a clip gives one zero-padded clip).
+
+    With ``on_skip(path, reason, unreadable)``, files of an audio folder that are unreadable, or shorter
+    than half a clip, are reported there and left out (as `encode` skips bad files); without it an
+    unreadable file raises."""
     from .data.datasets import AudioFolderClips, MixClips
 
     if (audio_dir is None) == (corpus is None):
         raise ValueError("give exactly one of --audio DIR or --corpus DIR")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"--seconds: must be a clip length > 0, got {seconds}")
+    if max_clips is not None and max_clips < 1:
+        raise ValueError(f"--max-clips: must be >= 1, got {max_clips}")
     if audio_dir is not None:
-        ds = AudioFolderClips(audio_dir, seconds, sample_rate, random=False, max_clips=max_clips)
+        ds = AudioFolderClips(audio_dir, seconds, sample_rate, random=False, max_clips=max_clips, on_bad=on_skip)
         source = {"audio": str(audio_dir), "files": len(ds.files)}
     else:
         ds = MixClips(corpus, split, seconds, sample_rate, random=False, max_clips=max_clips)
@@ -64,6 +75,7 @@ def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[]
 
     paths = tokenizer.reconstruction_paths()
     sums: dict[str, dict[str, float]] = {name: {} for name in paths}
+    counts: dict[str, dict[str, int]] = {name: {} for name in paths}  # clips where each metric is defined
     timing = {"encode_seconds": 0.0, "decode_seconds": 0.0}
     for wav in clips.audio:
         x = wav[None].to(tokenizer.device)
@@ -82,20 +94,36 @@ def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[]
             if isinstance(y, tuple):  # a path with its own reference (e.g. a band-limited target)
                 ref, y = y
             res = reconstruction_metrics(ref.cpu(), y.cpu(), clips.sample_rate).to_dict()
+            res["level_error_db"] = _level_error_db(ref.cpu(), y.cpu())
             for k, v in res.items():
-                sums[name][k] = sums[name].get(k, 0.0) + v
+                sums[name].setdefault(k, 0.0)
+                counts[name].setdefault(k, 0)
+                if not math.isnan(v):  # e.g. SI-SDR of a silent clip: undefined, not a number to average
+                    sums[name][k] += v
+                    counts[name][k] += 1
         if on_clip:
             on_clip()
     n = len(clips.audio)
     audio_seconds = n * clips.audio.shape[-1] / clips.sample_rate
     return {
-        "reconstruction": {name: {k: v / n for k, v in d.items()} for name, d in sums.items()},
+        "reconstruction": {name: {k: v / counts[name][k] if counts[name][k] else None for k, v in d.items()}
+                           for name, d in sums.items()},
+        # decoders trained on spectra alone choose their own phase: SI-SDR, SDR and waveform L1 then say little
+        "phase_free": bool(getattr(tokenizer, "phase_free", False)),
         "speed": {"encode_realtime_factor": audio_seconds / max(timing["encode_seconds"], 1e-9),
                   "decode_realtime_factor": audio_seconds / max(timing["decode_seconds"], 1e-9)},
         "layout": {"tokens_per_second": tokenizer.layout.tokens_per_second,
                    "kbps": tokenizer.layout.bitrate / 1000},
         **_provenance(tokenizer, clips),
     }
+
+
+def _level_error_db(ref: torch.Tensor, est: torch.Tensor) -> float:
+    """|RMS level of ``est`` − RMS level of ``ref``| in dB: does decoding give the input's level back?"""
+    n = min(ref.shape[-1], est.shape[-1])
+    r = ref[..., :n].double().pow(2).mean().clamp_min(1e-20)
+    e = est[..., :n].double().pow(2).mean().clamp_min(1e-20)
+    return float((10 * torch.log10(e / r)).abs())
 
 
 def token_stability(tokenizer, clips: EvalClips, *, snr_db: float = 40.0, gain_db: float = -6.0,
@@ -130,7 +158,7 @@ def evaluate_tokens(tokenizer, clips: EvalClips, *, stability: bool = True,
         tokens = tokenizer.encode(wav)
         for s, (c, e) in enumerate(zip(tokens.codes, tokenizer.code_embeddings(tokens))):
             per_stream[s].append(c.cpu())
-            embeds[s].append(e.reshape(-1, e.shape[-2], e.shape[-1]).float().cpu())
+            embeds[s].append(e.float().cpu())  # (1, frames, slots, D): clips stay apart for the MMD
         if on_clip:
             on_clip()
     streams = {}
@@ -138,8 +166,11 @@ def evaluate_tokens(tokenizer, clips: EvalClips, *, stability: bool = True,
         codes_t = torch.cat(codes)
         sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
         health = codebook_health(codes_t, sizes, slot_names=spec.slot_axis)
-        # the MMD between slots needs two slots at least (a one-codebook stream has no partner)
-        dep = dependence_metrics(codes_t, sizes, embeddings=torch.cat(emb) if spec.num_slots > 1 else None)
+        # the MMD between slots needs two slots at least (a one-codebook stream has no partner); the MI
+        # columns are shuffle-corrected with intervals (metrics/dependence.py: shuffle_corrected_mi)
+        frames = min(e.shape[1] for e in emb)
+        emb_t = torch.cat([e[:, :frames] for e in emb]) if spec.num_slots > 1 else None
+        dep = dependence_metrics(codes_t, sizes, embeddings=emb_t)
         streams[spec.name] = {"codebook": health.to_dict(), "dependence": dep.to_dict(),
                               "frame_rate": spec.frame_rate, "tokens_per_second": spec.tokens_per_second}
     out = {"streams": streams, **_provenance(tokenizer, clips)}
@@ -156,7 +187,8 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, max_windows: int | None = 64,
                 cache_dir: str | Path = "data/token-cache", batch_size: int = 8,
-                on_batch: Callable[[], None] | None = None, train_pieces: int | None = None) -> dict:
+                on_batch: Callable[[], None] | None = None, train_pieces: int | None = None,
+                on_start: Callable[[int], None] | None = None) -> dict:
     """Teacher-forced predictability of a token LM on a corpus split: BPT, cnBPT, enBPT, cnBPS, Acc@k,
     against a unigram baseline fitted on the training split, plus the loss at every context position."""
     from .metrics.predictability import StreamPrediction, predictability_metrics
@@ -171,6 +203,8 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
     layout = tokenizer.layout
     windows = TokenWindows(token_cache(tokenizer, corpus, split, cache_dir), meta["context_frames"], random=False,
                            max_windows=max_windows)
+    if on_start:
+        on_start(-(-len(windows) // batch_size))  # the number of on_batch calls to come
     stream_of, _, slot_of = pattern.cell_table()  # (steps, K): stream and slot of each target
     nll, masks, logits_all, targets_all, codes_all = [], [], [], [], []
     with torch.no_grad():

@@ -17,9 +17,16 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .errors import MusictokError
 from .lm.patterns import IGNORE_INDEX
 from .tokens import Tokens
 from .train.lm import LoadedLM, context_pattern, load_lm, window_frames
+
+MAX_SECONDS = 24 * 3600.0  # longer asks are typos (or would fill the memory with codes)
+
+
+class GenerateError(MusictokError):
+    """A generation setting out of range; ``path`` is the setting's name (``seconds``, ``top_p`` …)."""
 
 
 @dataclass
@@ -32,6 +39,29 @@ class Generation:
     tokens_per_second_generated: float  # generation speed (tokens sampled per wall-clock second)
 
 
+def check_settings(*, seconds: float, prompt_seconds: float = 0.0, has_prompt: bool = False,
+                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> None:
+    """Refuse settings that would fail late or give an empty result, naming the setting: checked before
+    any model is loaded."""
+    def bad(name: str, value, should: str) -> GenerateError:
+        return GenerateError(name, f"must be {should}, got {value!r}")
+
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise bad("seconds", seconds, f"a number of seconds in (0, {MAX_SECONDS:g}]")
+    if has_prompt:
+        if not (math.isfinite(prompt_seconds) and prompt_seconds > 0):
+            raise bad("prompt_seconds", prompt_seconds, "a number of seconds > 0")
+        if prompt_seconds >= seconds:
+            raise GenerateError("prompt_seconds", f"{prompt_seconds:g} s of prompt leave nothing to generate in a "
+                                                  f"total of {seconds:g} s; keep less prompt or ask for more seconds")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise bad("temperature", temperature, "a number >= 0 (0 is greedy)")
+    if top_k is not None and top_k < 1:
+        raise bad("top_k", top_k, ">= 1")
+    if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise bad("top_p", top_p, "in (0, 1]")
+
+
 def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_sample_rate: int | None = None,
              prompt_seconds: float = 0.0, seconds: float = 10.0, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, seed: int = 0, use_cache: bool = True,
@@ -41,6 +71,8 @@ def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_
     from .audio import resample
     from .tokenizers.base import Tokenizer
 
+    check_settings(seconds=seconds, prompt_seconds=prompt_seconds, has_prompt=prompt is not None and prompt_seconds > 0,
+                   temperature=temperature, top_k=top_k, top_p=top_p)
     loaded = lm if isinstance(lm, LoadedLM) else load_lm(lm)
     model, meta = loaded.model, loaded.meta
     tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])

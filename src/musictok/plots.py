@@ -115,18 +115,21 @@ def plot_curve(values, path: str | Path, *, xlabel: str, ylabel: str, title: str
 
 def plot_bench_tradeoff(points: list[tuple[str, float, float]], path: str | Path) -> Path:
     """The predictability–fidelity trade-off: cnBPT (lower = easier to predict) against Mel distance
-    (lower = more faithful), one labelled point per (tokenizer, pattern)."""
+    (lower = more faithful), one point per (tokenizer, pattern). Points of one tokenizer sit close together,
+    so each gets a number beside it and its name in a legend outside the axes: labels never overlap."""
     plt = _figure_backend()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, mel, cn in points:
-        if mel is None or cn is None:
-            continue
-        ax.scatter([mel], [cn], s=40)
-        ax.annotate(label, (mel, cn), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    markers = "osD^v<>Pp*hX"
+    shown = [(label, mel, cn) for label, mel, cn in points if mel is not None and cn is not None]
+    for i, (label, mel, cn) in enumerate(shown):
+        ax.scatter([mel], [cn], s=40, marker=markers[i % len(markers)], color=f"C{i % 10}", label=f"{i + 1}  {label}")
+        ax.annotate(str(i + 1), (mel, cn), textcoords="offset points", xytext=(4, 3), fontsize=7)
     ax.set_xlabel("Mel distance (test clips) ↓")
     ax.set_ylabel("cnBPT of the held-constant LM ↓")
     ax.set_title("Predictability against fidelity")
     ax.grid(alpha=0.3)
+    if shown:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     try:
         return save_figure(fig, path)
     finally:
@@ -148,7 +151,7 @@ def plot_bench_losses(curves: dict[str, tuple[list[float], float]], path: str | 
     ax.set_yscale("log")
     ax.set_title("Loss by position in the context")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)  # beside, not over, the curves
     try:
         return save_figure(fig, path)
     finally:

@@ -48,6 +48,26 @@ def resolve(name_or_dir: str | os.PathLike) -> Path:
                           f"(bundled: {', '.join(known) or 'none'})")
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device called ``device``; a :class:`PretrainedError` (naming it) when the name is not a
+    device or this machine has no such device, instead of an error from deep inside weight loading."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise PretrainedError(str(device), "not a device name (cpu, cuda, cuda:1, mps …)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PretrainedError(str(device), "CUDA is not available on this machine (no GPU, or a CPU-only "
+                                               "torch); use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise PretrainedError(str(device), f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise PretrainedError(str(device), "MPS is not available on this machine; use cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise PretrainedError(str(device), f"{dev.type} devices are not supported; use cpu or cuda")
+    return dev
+
+
 def write(directory: str | os.PathLike, state: dict[str, Tensor], meta: dict) -> Path:
     """Write weights and config into a temporary folder, then swap it into place."""
     from safetensors.torch import save_file
@@ -76,6 +96,7 @@ def read(name_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu
     """``(folder, config dict, state dict)`` of a saved model folder."""
     from safetensors.torch import load_file
 
+    check_device(map_location)
     d = resolve(name_or_dir)
     try:
         meta = json.loads((d / CONFIG_FILE).read_text())

@@ -157,6 +157,10 @@ class Tokens:
     sample_rate: int
     lengths: list[int]
     extra: dict = field(default_factory=dict)  # tokenizer-specific facts (e.g. chunking), JSON-ready
+    # Per clip, the gain that decoding multiplies back in: tokenizers that normalise the level before
+    # encoding (gain-invariant tokens) store the removed scale here, as EnCodec's normalised mode does.
+    # ``None``: no level was removed.
+    scales: list[float] | None = None
 
     def __post_init__(self) -> None:
         if len(self.codes) != len(self.layout.streams):
@@ -167,6 +171,10 @@ class Tokens:
                                  f"got {tuple(c.shape)}")
             if c.shape[0] != len(self.lengths):
                 raise ValueError(f"{c.shape[0]} clips of codes but {len(self.lengths)} lengths")
+        if self.scales is not None:
+            self.scales = [float(x) for x in self.scales]
+            if len(self.scales) != len(self.lengths) or not all(math.isfinite(x) and x > 0 for x in self.scales):
+                raise ValueError(f"scales must be one finite positive number per clip, got {self.scales}")
 
     @property
     def batch_size(self) -> int:
@@ -182,11 +190,11 @@ class Tokens:
         """One clip, padding removed."""
         codes = [c[index: index + 1, : self.frames(index, s)] for s, c in enumerate(self.codes)]
         return Tokens(codes, self.layout, self.fingerprint, self.sample_rate, [self.lengths[index]],
-                      dict(self.extra))
+                      dict(self.extra), None if self.scales is None else [self.scales[index]])
 
     def to(self, device: torch.device | str) -> Tokens:
         return Tokens([c.to(device) for c in self.codes], self.layout, self.fingerprint, self.sample_rate,
-                      list(self.lengths), dict(self.extra))
+                      list(self.lengths), dict(self.extra), None if self.scales is None else list(self.scales))
 
     @property
     def duration(self) -> float:
@@ -203,7 +211,7 @@ class Tokens:
             "sample_rate": self.sample_rate,
             "lengths": list(self.lengths),
             "extra": self.extra,
-        }
+        } | ({} if self.scales is None else {"scales": list(self.scales)})
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a ``.mtok`` file atomically (temp file, then rename)."""
@@ -235,7 +243,7 @@ class Tokens:
                 meta = f.metadata() or {}
                 arrays = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:
-            raise TokenFileError(p, f"not a readable token file ({type(e).__name__})") from None
+            raise TokenFileError(p, _unreadable(p, e)) from None
         try:
             header = json.loads(meta["musictok"])
             if header.get("format") != MTOK_FORMAT:
@@ -254,9 +262,36 @@ class Tokens:
                 if c.numel() and int(c.max()) >= max(s.codebook_sizes):
                     raise TokenFileError(p, f"stream {s.name!r} holds codes beyond its codebook size")
             return cls(codes, layout, Fingerprint(**header["tokenizer"]), int(header["sample_rate"]),
-                       [int(n) for n in header["lengths"]], header.get("extra", {}))
+                       [int(n) for n in header["lengths"]], header.get("extra", {}), header.get("scales"))
         except (KeyError, TypeError, ValueError) as e:
             raise TokenFileError(p, f"inconsistent token file ({type(e).__name__}: {e})") from None
+
+
+def _unreadable(p: Path, e: Exception) -> str:
+    """Why safetensors could not open a file, in terms of the file: cut short, or not a token file.
+
+    A safetensors file starts with the length of its JSON header (8 bytes, little-endian), then the header,
+    which gives every tensor's byte range."""
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        text = f.read(n) if 0 < n <= min(size - 8, 100_000_000) else b""
+    if n < 0:
+        return f"not a token file: {size} bytes is too short to hold even a header"
+    if not text.startswith(b"{"):
+        if 0 < n < 100_000_000 and n > size - 8:
+            return f"truncated or damaged: its header should be {n} bytes long, but the file ends at byte {size}"
+        return "not a token file (no safetensors header at the start), or its first bytes are damaged"
+    try:
+        tensors = json.loads(text)
+        end = max((t["data_offsets"][1] for k, t in tensors.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return "damaged: its header is not valid JSON"
+    if 8 + n + end > size:
+        return f"truncated: the codes end at byte {8 + n + end}, the file at byte {size}"
+    reason = str(e).splitlines()[0].strip() if str(e).strip() else type(e).__name__
+    return f"damaged: the codes do not match their header ({reason})"
 
 
 def _checksum(arrays: dict[str, np.ndarray], header: dict) -> str:

@@ -15,10 +15,12 @@ from musictok.nn import (
     MultiResolutionMelLoss,
     Vocoder,
     VocoderConfig,
+    VocoderLossWeights,
     vocoder_discriminator_loss,
     vocoder_generator_losses,
 )
-from musictok.spectral import MelConfig
+from musictok.metrics.reconstruction import mel_distance
+from musictok.spectral import MelConfig, multi_resolution_mel
 
 
 def _tone(num_samples: int, sample_rate: int = 24000) -> torch.Tensor:
@@ -151,13 +153,31 @@ def test_bf16_autocast_runs_and_returns_float32() -> None:
 def test_multi_resolution_mel_loss() -> None:
     torch.manual_seed(0)
     wav = _tone(4800)
-    loss_fn = MultiResolutionMelLoss(resolutions=((512, 128, 40), (256, 64, 20)))
+    loss_fn = MultiResolutionMelLoss(windows=(512, 256))
     assert loss_fn(wav, wav).item() == 0.0
     noisy = wav + 0.05 * torch.randn_like(wav)
     assert loss_fn(wav, noisy).item() > 0.1
     assert loss_fn(wav[:, None], noisy[:, None]) == loss_fn(wav, noisy)  # (B, 1, T) accepted
     with pytest.raises(ValueError, match="differ"):
         loss_fn(wav, wav[:, :-1])
+    with pytest.raises(ValueError, match="subset"):
+        MultiResolutionMelLoss(windows=(500,))
+
+
+def test_mel_loss_is_the_metric() -> None:
+    """One Mel distance: the training loss over all 7 resolutions is the evaluation metric's batch mean,
+    and the old natural-log mean over resolutions is the same quantity times ln(10) / 7."""
+    torch.manual_seed(0)
+    wav = torch.stack([_tone(9600)[0], 0.3 * torch.randn(9600)])
+    fake = (wav + 0.05 * torch.randn_like(wav)).requires_grad_()
+    loss = MultiResolutionMelLoss(24000)(wav, fake)
+    metric = mel_distance(wav, fake.detach(), 24000)
+    torch.testing.assert_close(loss.detach(), metric.mean().float())
+    old = torch.stack([(f - r).abs().mean() for r, f in zip(multi_resolution_mel(wav), multi_resolution_mel(fake))]).mean()
+    torch.testing.assert_close(loss.detach() * math.log(10) / 7, old.detach(), rtol=1e-4, atol=1e-6)
+    loss.backward()
+    assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
+    assert VocoderLossWeights().mel == pytest.approx(45 * math.log(10) / 7)  # the old weighting, kept
 
 
 def test_gan_loss_helpers() -> None:
@@ -165,14 +185,14 @@ def test_gan_loss_helpers() -> None:
     vocoder = Vocoder(VocoderConfig.tiny())
     mpd = MultiPeriodDiscriminator(periods=(2, 3), channels=(8, 16))
     mrd = MultiResolutionDiscriminator(resolutions=((512, 128, 512),), channels=8)
-    mel_loss = MultiResolutionMelLoss(resolutions=((512, 128, 40),))
+    mel_loss = MultiResolutionMelLoss(windows=(512,))
     real = _tone(4800)
     fake = vocoder.resynthesize(real)
 
     losses = vocoder_generator_losses(real, fake, [mpd, mrd], mel_loss)
     assert set(losses) == {"mel", "adv", "fm", "total"}
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
-    torch.testing.assert_close(losses["total"], 45 * losses["mel"] + losses["adv"] + 2 * losses["fm"])
+    torch.testing.assert_close(losses["total"], VocoderLossWeights().mel * losses["mel"] + losses["adv"] + 2 * losses["fm"])
     losses["total"].backward()
     assert all(p.grad is not None for p in vocoder.parameters())
 

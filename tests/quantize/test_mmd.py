@@ -1,69 +1,164 @@
-"""The independence-promoting MMD statistic: ≈ 0 for independent streams, clearly > 0 for dependent ones."""
+"""The independence-promoting MMD at the trained setting (rvq-small: 8 levels × 64 dims, batches of 8 clips of
+23 frames): ≈ 0 with no sign bias for independent streams, a planted dependence detected at that batch size,
+gradient for every level through the pre-quantisation residual streams."""
+
+import math
 
 import pytest
 import torch
 
-from musictok.quantize.mmd import MMDConfig, independence_mmd, joint_and_product, mmd_squared
+from musictok.quantize.mmd import (
+    AUDIOCRAFT_BANDWIDTHS,
+    MMDConfig,
+    align_delays,
+    independence_mmd,
+    joint_and_product,
+    mmd_squared,
+)
+from musictok.quantize.rvq import ResidualVQ, RVQConfig
+from musictok.quantize.vq import VQConfig
+from musictok.tokenizers.rvq_codec import RVQCodecConfig
+
+CFG = RVQCodecConfig.small()
+LEVELS, DIM = CFG.num_quantizers, CFG.latent_dim  # 8 × 64
+BATCH, FRAMES = 8, round(CFG.frame_rate)  # configs/rvq-small.yaml: batch 8 × 1 s clips = 23 frames
 
 
-def _levels(dependent: bool, seed: int = 0, b: int = 8, t: int = 64, d: int = 4) -> torch.Tensor:
+def _independent(seed: int, ar: float = 0.0, b: int = BATCH) -> torch.Tensor:
+    """``(b, FRAMES, LEVELS, DIM)`` streams independent across levels; AR(1) in time with coefficient ``ar``."""
     g = torch.Generator().manual_seed(seed)
-    a = torch.randn(b, t, d, generator=g)
-    other = torch.randn(b, t, d, generator=g)
-    second = a + 0.1 * other if dependent else other
-    return torch.stack([a, second], dim=2)  # (B, T, 2, D)
+    s = torch.randn(b, FRAMES, LEVELS, DIM, generator=g)
+    for t in range(1, FRAMES):
+        s[:, t] = ar * s[:, t - 1] + math.sqrt(1 - ar * ar) * s[:, t]
+    return s
 
 
-def test_independent_streams_give_about_zero():
-    values = [float(independence_mmd(_levels(False, seed=s))) for s in range(5)]
-    assert max(abs(v) for v in values) < 0.01
+def _planted(seed: int, rho: float, b: int = BATCH) -> torch.Tensor:
+    """Every level shares a component of variance ``rho`` with the others, in the tuples the delay pattern
+    predicts together (level ``l`` at frame ``t - l`` with level 0 at ``t``)."""
+    s = _independent(seed, b=b)
+    common = torch.randn(b, FRAMES - LEVELS + 1, 1, DIM, generator=torch.Generator().manual_seed(10_000 + seed))
+    for lv in range(LEVELS):
+        part = s[:, LEVELS - 1 - lv: FRAMES - lv, lv]
+        s[:, LEVELS - 1 - lv: FRAMES - lv, lv] = math.sqrt(1 - rho) * part + math.sqrt(rho) * common[:, :, 0]
+    return s
 
 
-def test_dependent_streams_give_clearly_more():
-    independent = max(abs(float(independence_mmd(_levels(False, seed=s)))) for s in range(5))
-    dependent = min(float(independence_mmd(_levels(True, seed=s))) for s in range(5))
-    assert dependent > 0.008 and dependent > 5 * independent
+def _mmd(streams: torch.Tensor, seed: int, **kw) -> float:
+    return float(independence_mmd(streams, MMDConfig(**kw), torch.Generator().manual_seed(seed)))
+
+
+def test_defaults_are_audiocrafts():
+    cfg = MMDConfig()
+    assert cfg.bandwidths == AUDIOCRAFT_BANDWIDTHS == (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)
+    assert cfg.delay and cfg.pool_batches == 32 and cfg.streams == "inputs"
+
+
+def test_independent_streams_give_zero_with_no_sign_bias():
+    values = torch.tensor([_mmd(_independent(s), seed=100 + s) for s in range(40)])
+    se = float(values.std()) / math.sqrt(len(values))
+    assert abs(float(values.mean())) < 3 * se  # unbiased: the mean is 0 within its standard error
+    assert 12 <= int((values > 0).sum()) <= 28  # and either sign is as likely
+    assert float(values.abs().max()) < 1e-5
+
+
+def test_clip_coherence_is_not_read_as_dependence():
+    """Frames of one clip are alike in every level at once (AR(1), 0.9); levels are still independent.
+    Joint and product from disjoint clips, same-clip pairs left out: 0 on average. Every frame its own unit
+    (AudioCraft's frame shuffles): a bias of many standard deviations."""
+    clip_level = torch.tensor([_mmd(_independent(s, ar=0.9), seed=s) for s in range(30)])
+    frame_level = torch.tensor([
+        _mmd(align_delays(_independent(s, ar=0.9)).reshape(-1, 1, LEVELS, DIM), seed=s, delay=False)
+        for s in range(30)])
+    se = float(clip_level.std()) / math.sqrt(len(clip_level))
+    assert abs(float(clip_level.mean())) < 3 * se
+    assert float(frame_level.mean()) > 1e-3 > 100 * float(clip_level.std())
+
+
+def test_planted_dependence_is_detected_at_the_training_batch_size():
+    independent = [_mmd(_independent(s), seed=s) for s in range(20)]
+    planted = [_mmd(_planted(s, rho=0.6), seed=s) for s in range(20)]
+    assert min(planted) > max(independent)
+    # the same planted dependence at other alignments: delay off reads other tuples and sees nothing
+    off = torch.tensor([_mmd(_planted(s, rho=0.6), seed=s, delay=False) for s in range(20)])
+    assert float(off.mean()) < 3 * float(off.std()) / math.sqrt(len(off))
+
+
+def test_pooling_batches_detects_a_weaker_dependence():
+    """A weak dependence is lost in one batch's spread and found when 8 batches are pooled, which is why the
+    statistic is computed on ``pool_batches`` batches at once (AudioCraft: 32)."""
+    one_dep = [_mmd(_planted(s, rho=0.2), seed=s) for s in range(20)]
+    one_ind = [_mmd(_independent(100 + s), seed=s) for s in range(20)]
+    pooled_dep = [_mmd(_planted(s, rho=0.2, b=8 * BATCH), seed=s) for s in range(5)]
+    pooled_ind = [_mmd(_independent(200 + s, b=8 * BATCH), seed=s) for s in range(5)]
+    assert min(one_dep) < max(one_ind)  # one batch: the two overlap
+    assert min(pooled_dep) > 3 * max(abs(v) for v in pooled_ind)
+
+
+def test_every_level_gets_gradient_through_the_residual_streams():
+    torch.manual_seed(0)
+    rvq = ResidualVQ(RVQConfig(VQConfig(dim=DIM, codebook_size=CFG.codebook_size), num_quantizers=LEVELS))
+    latents = torch.randn(BATCH, FRAMES, DIM)
+    rvq.train()(latents)  # k-means init
+    rvq.eval()
+    x = latents.clone().requires_grad_()
+    streams = rvq.residual_streams(x)
+    streams.retain_grad()
+    independence_mmd(streams, MMDConfig()).backward()
+    per_level = streams.grad.abs().sum(dim=(0, 1, 3))
+    assert per_level.shape == (LEVELS,) and bool((per_level > 0).all())
+    assert float(x.grad.abs().sum()) > 0
+    # the straight-through quantized levels the loss used to read: levels 2..8 pass no gradient to x
+    levels = rvq(x).levels
+    for lv in range(1, LEVELS):
+        (g,) = torch.autograd.grad(levels[..., lv, :].sum(), x, retain_graph=True)
+        assert float(g.abs().sum()) == 0.0
 
 
 def test_scale_of_a_level_does_not_matter():
-    lv = _levels(True)
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    scaled = lv.clone()
-    scaled[:, :, 1] *= 100.0
-    assert float(independence_mmd(lv, generator=g1)) == pytest.approx(float(independence_mmd(scaled, generator=g2)), rel=1e-3)
+    s = _planted(0, rho=0.6)
+    scaled = s.clone()
+    scaled[:, :, 3] *= 100.0
+    assert _mmd(s, seed=3) == pytest.approx(_mmd(scaled, seed=3), rel=1e-3)
 
 
-def test_mmd_of_identical_samples_is_about_zero_and_shift_is_positive():
+def test_delay_alignment_pairs_level_l_with_frame_t_minus_l():
+    frames = torch.arange(10.0).view(1, 10, 1, 1).expand(2, 10, 4, 3)
+    aligned = align_delays(frames)
+    assert aligned.shape == (2, 7, 4, 3)
+    for lv in range(4):  # tuple t: level 0 at frame t + 3, level l at frame t + 3 - l
+        assert torch.equal(aligned[0, :, lv, 0], torch.arange(7.0) + 3 - lv)
+
+
+def test_joint_and_product_are_disjoint_and_keep_the_marginals():
+    s = torch.arange(8 * 5 * 3, dtype=torch.float32).view(8, 5, 3, 1)  # every value unique
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(200, 3, generator=g), torch.randn(200, 3, generator=g)
-    assert abs(float(mmd_squared(x, y))) < 0.02
-    assert float(mmd_squared(x, y + 1.0)) > 0.1
+    joint, product, clips = joint_and_product(s, generator=g)
+    assert clips == 4 and joint.shape == product.shape == (20, 3)
+    z = (s - s.reshape(-1, 3, 1).mean(0)) / s.reshape(-1, 3, 1).var(0).sqrt()
+    jrows = {tuple(r.tolist()) for r in joint}
+    assert all(tuple(r.tolist()) not in jrows for r in product)
+    for lv in range(3):  # each level of the product: the values of 4 whole clips of that level
+        used = set(product[:, lv].tolist())
+        assert len(used) == 20 and not used & set(joint[:, lv].tolist())
+        assert used <= set(z[:, :, lv].reshape(-1).tolist())
 
 
-def test_delay_alignment_finds_a_lagged_dependence():
+def test_mmd_squared_of_one_distribution_is_about_zero_and_a_shift_is_positive():
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(4, 128, 4, generator=g)
-    lagged = torch.roll(a, shifts=1, dims=1) + 0.05 * torch.randn(4, 128, 4, generator=g)  # level 1 at t = level 0 at t-1
-    lv = torch.stack([a, lagged], dim=2)
-    plain = float(independence_mmd(lv, MMDConfig(delay=False)))
-    # with delays (0, 1) tuple t holds (q0[t], q1[t-1]) = (a[t], a[t-2]): independent again
-    delayed = float(independence_mmd(lv, MMDConfig(delay=True)))
-    assert abs(plain) < 0.02 and abs(delayed) < 0.02
-    # the statistic with the opposite alignment (q1 shifted forward) sees the copy
-    joint, product = joint_and_product(torch.stack([lagged, a], dim=2), delays=[0, 1])
-    assert float(mmd_squared(joint, product)) > 0.008
+    x, y = torch.randn(300, 3, generator=g), torch.randn(300, 3, generator=g)
+    assert abs(float(mmd_squared(x, y))) < 0.05
+    assert float(mmd_squared(x, y + 1.0)) > 0.3
 
 
-def test_gradients_flow_to_the_levels():
-    lv = _levels(True).requires_grad_()
-    independence_mmd(lv).backward()
-    assert lv.grad is not None and lv.grad.abs().sum() > 0
-
-
-def test_bad_shapes_are_refused():
+def test_bad_inputs_are_refused():
     with pytest.raises(ValueError):
         independence_mmd(torch.zeros(2, 3, 4))
-    with pytest.raises(ValueError):
-        joint_and_product(torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="delay-aligned"):
+        independence_mmd(torch.zeros(4, 3, 8, 2))
     with pytest.raises(ValueError):
         MMDConfig(weight=-1)
+    with pytest.raises(ValueError, match="streams"):
+        MMDConfig(streams="outputs")
+    with pytest.raises(ValueError, match="pool_batches"):
+        MMDConfig(pool_batches=0)

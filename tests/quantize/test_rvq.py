@@ -54,6 +54,28 @@ def test_levels_are_exposed() -> None:
     assert result.stats["perplexity"].shape == (3,) and result.stats["utilization"].shape == (3,)
 
 
+def test_residual_streams_are_what_each_level_quantizes() -> None:
+    rvq, x = _fitted_rvq(levels=4, dropout=0.5, codebook_dim=4)
+    rvq.train()  # no dropout and no codebook update in the streams, even in training mode
+    before = copy.deepcopy(rvq.state_dict())
+    x = x.clone().requires_grad_()
+    inputs = rvq.residual_streams(x)
+    remainders = rvq.residual_streams(x, remainders=True)
+    assert inputs.shape == remainders.shape == (4, 128, 4, 8)
+    assert all(torch.equal(before[k], v) for k, v in rvq.state_dict().items())
+    rvq.eval()
+    levels = rvq(x.detach()).levels
+    torch.testing.assert_close(inputs[..., 0, :], x.detach())  # r_1 = x
+    torch.testing.assert_close(inputs[..., :-1, :] - inputs[..., 1:, :], levels[..., :-1, :].detach())
+    torch.testing.assert_close(remainders[..., :-1, :], inputs[..., 1:, :])  # AudioCraft's: x - sum_{j<=k} q_j
+    torch.testing.assert_close(remainders[..., -1, :], x.detach() - levels.sum(-2))
+    codes = rvq.encode(x.detach())  # the code of level k is the nearest codeword to r_k
+    for k, layer in enumerate(rvq.layers):
+        assert torch.equal(layer.encode(inputs[..., k, :].detach()), codes[..., k])
+    (g,) = torch.autograd.grad(inputs[..., 3, :].sum(), x)  # the quantized vectors are detached
+    torch.testing.assert_close(g, torch.ones_like(x))
+
+
 def test_straight_through_gradient_is_identity() -> None:
     rvq, x = _fitted_rvq(levels=3)
     rvq.train()

@@ -162,3 +162,25 @@ def test_damaged_weights_are_refused(model, tmp_path):
     save_file(state, str(tmp_path / "tok" / "model.safetensors"))
     with pytest.raises(TokenizerError, match="damaged"):
         Tokenizer.from_pretrained(tmp_path / "tok")
+
+
+def test_level_normalised_tokens_are_gain_invariant(model, tmp_path):
+    leveled = BandTok(BandTokConfig.tiny(sample_rate=SR, level_dbfs=-20.0))
+    leveled.load_state_dict(model.state_dict())
+    leveled.eval()
+    wav = _music(3.0, seed=4)
+    a = leveled.encode(wav)
+    b = leveled.encode(wav * 10 ** (-6 / 20))
+    assert torch.equal(a.codes[0], b.codes[0])  # the level is removed before the Mel, not learned around
+    assert b.scales[0] == pytest.approx(a.scales[0] * 10 ** (-6 / 20), rel=1e-6)
+    # decoding puts the removed gain back: the decoded level follows the input's exactly
+    da, db = leveled.decode(a), leveled.decode(b)
+    assert torch.allclose(db, da * 10 ** (-6 / 20), atol=1e-6)
+    # the scale travels in .mtok files and with single items
+    path = b.save(tmp_path / "b.mtok")
+    assert Tokens.load(path).scales == pytest.approx(b.scales)
+    batch = leveled.encode([wav, 0.5 * wav[: len(wav) // 2]])
+    assert batch.item(1).scales == [pytest.approx(batch.scales[1])]
+    # digital silence keeps scale 1 (nothing to normalise) and the model without a level stores none
+    assert leveled.encode(torch.zeros(SR)).scales == [1.0]
+    assert model.encode(wav).scales is None

@@ -122,23 +122,30 @@ def test_chunked_encoding_matches_whole_file(make):
     assert torch.allclose(model.decode(tokens), model.decode(tokens, chunk_units=8), atol=1e-4)
 
 
-def test_mmd_gradients_reach_the_encoder():
-    model = RVQCodec(RVQCodecConfig.tiny(mmd={"weight": 1.0}, quantizer_dropout=0.0)).train()
+@pytest.mark.parametrize("make", [RVQCodec, PyramidCodec])
+def test_mmd_gradients_reach_the_encoder(make):
+    config = make.config_class.tiny(mmd={"weight": 1.0}, quantizer_dropout=0.5)
+    model = make(config).train()
     wav = torch.stack([_music(1.0, seed=s) for s in range(4)])
     model.forward_train(wav)  # initialise codebooks
+    assert "mmd" not in model.forward_train(wav).stats  # no pool passed: no MMD term
     model.zero_grad()
-    out = model.forward_train(wav)
+    out = model.forward_train(wav, mmd_pool=[wav[:2], wav[2:]])  # two pooled batches of 2 clips
     assert "mmd" in out.losses and float(out.stats["mmd"]) == pytest.approx(float(out.losses["mmd"].detach()))
     out.losses["mmd"].backward()
     grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.decoder.parameters())
+    streams = model.mmd_streams(wav)  # every level of the MMD's quantizer, whatever the dropout
+    levels = config.num_quantizers if make is RVQCodec else config.level_quantizers[-1]
+    assert streams.shape[2:] == (levels, config.latent_dim)
 
 
 def test_mmd_weight_zero_logs_but_adds_nothing():
     model = RVQCodec(RVQCodecConfig.tiny(quantizer_dropout=0.0)).train()
-    out = model.forward_train(torch.stack([_music(1.0, seed=s) for s in range(2)]))
-    assert "mmd" in out.stats and "mmd" not in out.losses
+    wav = torch.stack([_music(1.0, seed=s) for s in range(2)])
+    out = model.forward_train(wav, mmd_pool=[wav])
+    assert "mmd" in out.stats and "mmd" not in out.losses and not out.stats["mmd"].requires_grad
 
 
 @pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()), lambda: PyramidCodec(PyramidCodecConfig.tiny())])

@@ -10,7 +10,7 @@ from musictok.train.loop import TrainConfig, Trainer
 
 
 def _run(corpus, out, steps, tokenizer="rvq_codec", **train):
-    model = {"tokenizer": tokenizer, "preset": "tiny", "mmd": {"weight": 1.0}}
+    model = {"tokenizer": tokenizer, "preset": "tiny", "mmd": {"weight": 1.0, "pool_batches": 2}}
     cfg = RunConfig(
         kind="codec", model=model,
         data=DataConfig(corpus=str(corpus), clip_seconds=0.512, valid_clips=2, valid_seconds=1.024, valid_split="train"),

@@ -38,7 +38,8 @@ class CorpusIndex:
         return len(self.pieces)
 
     def folder(self, piece: dict) -> Path:
-        return self.root / piece["id"]
+        """Where a piece's files are: its own folder, or (imported segments) its source's folder."""
+        return self.root / piece.get("folder", piece["id"])
 
     @property
     def hours(self) -> float:
@@ -102,6 +103,12 @@ class MixClips(Dataset):
                  sample_rate: int = 24000, *, random: bool = True, length: int = 10_000, seed: int = 0,
                  max_clips: int | None = None, group: str = "parts"):
         self.index = CorpusIndex(root, split)
+        if not self.index.pieces:
+            from collections import Counter
+
+            have = Counter(p["split"] for p in CorpusIndex(root).pieces)
+            found = ", ".join(f"{k} {v}" for k, v in sorted(have.items())) or "none at all"
+            raise ValueError(f"{root}: no pieces in the {split!r} split to draw clips from (pieces per split: {found})")
         self.clip_seconds = clip_seconds
         self.sample_rate = sample_rate
         self.num_samples = int(round(clip_seconds * sample_rate))
@@ -180,23 +187,36 @@ class StemClips(MixClips):
 class AudioFolderClips(Dataset):
     """Clips from any folder of audio files (recursively), resampled to mono ``sample_rate``.
 
-    Unreadable files are refused up front with an `AudioError` naming the file.
+    Unreadable files (not audio, truncated, an absurd rate …) are refused up front with an `AudioError`
+    naming the file, or, given ``on_bad(path, reason, unreadable)``, reported there and left out, together
+    with files shorter than half a clip (``unreadable=False``), which would be scored as mostly padding.
     """
 
     def __init__(self, folder: str | Path, clip_seconds: float = 10.0, sample_rate: int = 24000, *,
-                 random: bool = False, length: int = 1000, seed: int = 0, max_clips: int | None = None):
-        import soundfile as sf
+                 random: bool = False, length: int = 1000, seed: int = 0, max_clips: int | None = None,
+                 on_bad=None):
+        from ..audio import AudioStream
 
         self.files = find_audio(folder)
         if not self.files:
             raise AudioError(folder, "no audio files found")
-        durations = []
+        durations, usable = [], []
         for f in self.files:
             try:
-                i = sf.info(str(f))
-            except Exception:
-                raise AudioError(f, "cannot be decoded as audio") from None
-            durations.append(i.frames / i.samplerate)
+                s = AudioStream(f)  # opens and checks the header, decodes nothing
+            except AudioError as e:
+                if on_bad is None:
+                    raise
+                on_bad(f, e.reason, True)
+                continue
+            if on_bad is not None and s.duration < clip_seconds / 2:
+                on_bad(f, f"left out: {s.duration:.2f} s would be a {clip_seconds:g} s clip of mostly padding", False)
+                continue
+            usable.append(f)
+            durations.append(s.duration)
+        self.files = usable
+        if not usable:
+            raise AudioError(folder, f"no usable audio file (none readable and at least {clip_seconds / 2:g} s long)")
         self.clip_seconds = clip_seconds
         self.sample_rate = sample_rate
         self.num_samples = int(round(clip_seconds * sample_rate))

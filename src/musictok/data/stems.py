@@ -1,7 +1,7 @@
 """Stem groups, General MIDI instrument pools, and the generated drum part — all as data.
 
 A *stem group* says how the rendered part stems combine into the stems a task needs:
-- ``parts``: the parts as written, one stem each;
+- ``parts``: the parts as written, one stem each (plus, on a share of pieces, a generated drum part);
 - ``duo``: lead (the top part) vs accompaniment (everything else) — derived by summing part stems, so it
   adds no material and needs no files of its own;
 - ``musdb``: vocals (top part on a voice patch), bass (lowest part), other (the rest) and drums (generated
@@ -43,6 +43,53 @@ GM_INSTRUMENTS: dict[int, tuple[str, int, int]] = {
     71: ("Clarinet", 50, 94),
     73: ("Flute", 60, 96),
     74: ("Recorder", 60, 96),
+    # the wider palette: keyboards, organs, guitars, more strings and brass, pipes, synth leads and pads
+    1: ("Bright Acoustic Piano", 21, 108),
+    4: ("Electric Piano 1", 28, 100),
+    7: ("Clavinet", 29, 89),
+    11: ("Vibraphone", 53, 89),
+    12: ("Marimba", 45, 96),
+    16: ("Drawbar Organ", 24, 96),
+    20: ("Reed Organ", 41, 89),
+    21: ("Accordion", 41, 89),
+    24: ("Acoustic Guitar (nylon)", 40, 83),
+    25: ("Acoustic Guitar (steel)", 40, 84),
+    26: ("Electric Guitar (jazz)", 40, 86),
+    27: ("Electric Guitar (clean)", 40, 86),
+    34: ("Electric Bass (pick)", 28, 62),
+    35: ("Fretless Bass", 28, 62),
+    46: ("Orchestral Harp", 24, 103),
+    48: ("String Ensemble 1", 28, 96),
+    49: ("String Ensemble 2", 28, 96),
+    61: ("Brass Section", 40, 84),
+    67: ("Baritone Sax", 36, 69),
+    72: ("Piccolo", 74, 108),
+    75: ("Pan Flute", 60, 96),
+    79: ("Ocarina", 60, 84),
+    80: ("Lead 1 (square)", 36, 96),
+    81: ("Lead 2 (sawtooth)", 36, 96),
+    82: ("Lead 3 (calliope)", 48, 96),
+    88: ("Pad 1 (new age)", 36, 96),
+    89: ("Pad 2 (warm)", 36, 96),
+    90: ("Pad 3 (polysynth)", 36, 96),
+    91: ("Pad 4 (choir)", 40, 84),
+    95: ("Pad 8 (sweep)", 36, 96),
+}
+DRUM_KIT_NAME = "Standard Kit (GM percussion)"
+
+# The General MIDI families the wide palette draws from (every programme has a range above).
+GM_FAMILIES: dict[str, tuple[int, ...]] = {
+    "keyboards": (0, 1, 4, 6, 7, 11, 12, 46),
+    "organ": (16, 19, 20, 21),
+    "guitars": (24, 25, 26, 27),
+    "basses": (32, 33, 34, 35),
+    "strings": (40, 41, 42, 43, 48, 49),
+    "voices": (52, 53, 91),
+    "brass": (56, 57, 58, 60, 61),
+    "reeds": (64, 65, 66, 67, 68, 69, 70, 71),
+    "pipes": (72, 73, 74, 75, 79),
+    "synth leads": (80, 81, 82),
+    "synth pads": (88, 89, 90, 95),
 }
 
 # Pools by register, chosen from the part's median pitch.
@@ -54,6 +101,33 @@ REGISTER_POOLS: dict[str, tuple[int, ...]] = {
 }
 VOICE_PROGRAMS = (52, 53)
 BASS_PROGRAMS = (32, 33, 43, 58)
+
+# The same registers over every family of `GM_FAMILIES`: an instrument is listed in a register where a part
+# of that register sits in the middle of its comfortable range (the piccolo only up high, the tuba only
+# down low); `fits` then checks each part's actual range.
+WIDE_REGISTER_POOLS: dict[str, tuple[int, ...]] = {
+    "high": (0, 4, 11, 46, 16, 21, 24, 27, 40, 48, 56, 64, 68, 71, 72, 73, 74, 75, 79, 80, 82, 88, 89),
+    "mid": (0, 1, 4, 6, 12, 16, 19, 21, 24, 25, 26, 40, 41, 48, 56, 60, 61, 65, 69, 71, 73, 80, 81, 90, 91),
+    "low": (0, 1, 6, 7, 12, 16, 19, 20, 24, 26, 27, 41, 42, 48, 49, 57, 60, 61, 66, 70, 71, 81, 88, 89, 90),
+    "bass": (0, 16, 19, 32, 33, 34, 35, 42, 43, 48, 49, 57, 58, 67, 70, 89),
+}
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Where programmes are drawn from: a pool per register, the musdb voice patches and bass instruments."""
+
+    registers: dict[str, tuple[int, ...]]
+    voices: tuple[int, ...]
+    basses: tuple[int, ...]
+
+
+PALETTES: dict[str, Palette] = {
+    # the original, orchestral pools (the default: keeps earlier renders reproducible)
+    "classic": Palette(REGISTER_POOLS, VOICE_PROGRAMS, BASS_PROGRAMS),
+    "wide": Palette(WIDE_REGISTER_POOLS, VOICE_PROGRAMS, (32, 33, 34, 35, 43, 58)),
+}
+FALLBACK_PROGRAMS = (0, 19)  # the widest instruments, for parts no register pool covers
 
 
 def register_of(part: Part) -> str:
@@ -73,17 +147,18 @@ def fits(program: int, part: Part, tolerance: int = 3) -> bool:
     return lo >= plo - tolerance and hi <= phi + tolerance
 
 
-def choose_programs(parts: list[Part], rng: np.random.Generator) -> list[int]:
-    """One GM program per part, drawn from the register pool and kept within the instrument's range.
+def choose_programs(parts: list[Part], rng: np.random.Generator, palette: str = "classic") -> list[int]:
+    """One GM program per part, drawn from the palette's register pool and kept within the instrument's range.
 
     Distinct programs within a piece where possible, so stems of different parts sound different.
     """
+    pools = PALETTES[palette].registers
     used: set[int] = set()
     out = []
     for part in parts:
-        pool = [p for p in REGISTER_POOLS[register_of(part)] if fits(p, part)]
+        pool = [p for p in pools[register_of(part)] if fits(p, part)]
         if not pool:  # nothing in the register pool covers the range: fall back to the widest instruments
-            pool = [0, 19]
+            pool = [p for p in FALLBACK_PROGRAMS if fits(p, part)] or [0]
         fresh = [p for p in pool if p not in used] or pool
         prog = int(fresh[rng.integers(len(fresh))])
         used.add(prog)
@@ -91,16 +166,23 @@ def choose_programs(parts: list[Part], rng: np.random.Generator) -> list[int]:
     return out
 
 
-def choose_musdb_programs(parts: list[Part], programs: list[int], rng: np.random.Generator) -> list[int]:
+def choose_musdb_programs(parts: list[Part], programs: list[int], rng: np.random.Generator,
+                          palette: str = "classic") -> list[int]:
     """Programs for the musdb group: the top voice sings; the lowest part plays a bass instrument."""
+    pal = PALETTES[palette]
     assign = musdb_assignment([p.median_pitch for p in parts])
     top, low = assign["vocals"][0], assign["bass"][0]
     out = list(programs)
-    out[top] = int(VOICE_PROGRAMS[rng.integers(len(VOICE_PROGRAMS))])
-    bass_ok = [p for p in BASS_PROGRAMS if fits(p, parts[low], tolerance=6)]
+    out[top] = int(pal.voices[rng.integers(len(pal.voices))])
+    bass_ok = [p for p in pal.basses if fits(p, parts[low], tolerance=6)]
     if bass_ok and out[low] not in bass_ok:
         out[low] = int(bass_ok[rng.integers(len(bass_ok))])
     return out
+
+
+def draw_drums(rng: np.random.Generator, share: float) -> bool:
+    """Whether a piece gets a drum part in its ``parts`` group: true for about ``share`` of the pieces."""
+    return share > 0 and float(rng.random()) < share
 
 
 # General MIDI percussion keys
@@ -151,7 +233,7 @@ class StemGroup:
 
 
 STEM_GROUPS: dict[str, StemGroup] = {
-    "parts": StemGroup("parts", None, "the parts as written, one stem each"),
+    "parts": StemGroup("parts", None, "the parts as written, one stem each (+ generated drums on a share)"),
     "duo": StemGroup("duo", None, "lead = top part; accompaniment = the sum of the other parts"),
     "musdb": StemGroup("musdb", "musdb", "vocals (top part, voice patch), bass, other, drums (generated)"),
 }
@@ -164,10 +246,12 @@ def voice_order(median_pitches: list[float]) -> list[int]:
     return sorted(range(len(median_pitches)), key=lambda i: (-median_pitches[i], i))
 
 
-def duo_assignment(median_pitches: list[float]) -> dict[str, list[int]]:
-    """Part indices summed into each duo stem: lead = the highest voice."""
+def duo_assignment(median_pitches: list[float], drums: int | None = None) -> dict[str, list[int]]:
+    """Part indices summed into each duo stem: lead = the highest voice; a generated drum part (its index
+    given as ``drums``) accompanies."""
     order = voice_order(median_pitches)
-    return {"lead": [order[0]], "accompaniment": sorted(order[1:])}
+    extra = [] if drums is None else [drums]
+    return {"lead": [order[0]], "accompaniment": sorted(order[1:]) + extra}
 
 
 def musdb_assignment(median_pitches: list[float]) -> dict[str, list[int]]:

@@ -3,7 +3,8 @@
 - ``reconstruction``: Mel / STFT distances, waveform L1, SI-SDR, SDR.
 - ``predictability``: BPT, cnBPT, enBPT, cnBPS and Acc@k from an LM's per-token losses.
 - ``codebook``: utilization, normalized entropy and perplexity of codebooks.
-- ``dependence``: mutual information between codebooks and neighbours, MMD joint vs. product.
+- ``dependence``: mutual information between codebooks and neighbours (minus the same estimate on
+  shuffled pairs, with an interval), MMD joint vs. product (the codec loss's statistic).
 """
 
 from musictok.metrics.codebook import (
@@ -15,6 +16,7 @@ from musictok.metrics.codebook import (
     entropy_bits_from_counts,
 )
 from musictok.metrics.dependence import (
+    DependenceEstimate,
     DependenceResult,
     InterCodebookMI,
     conditional_entropy_left,
@@ -24,6 +26,7 @@ from musictok.metrics.dependence import (
     mutual_information,
     neighbour_mi,
     normalized_mutual_information,
+    shuffle_corrected_mi,
 )
 from musictok.metrics.predictability import (
     PredictabilityResult,
@@ -45,6 +48,7 @@ from musictok.metrics.reconstruction import (
     log_mel_magnitude,
     mel_distance,
     mel_filterbank,
+    mel_l1,
     reconstruction_metrics,
     sdr,
     si_sdr,
@@ -55,6 +59,7 @@ from musictok.metrics.reconstruction import (
 __all__ = [
     # reconstruction
     "mel_distance",
+    "mel_l1",
     "stft_distance",
     "waveform_l1",
     "si_sdr",
@@ -91,6 +96,8 @@ __all__ = [
     "inter_codebook_mi",
     "neighbour_mi",
     "conditional_entropy_left",
+    "DependenceEstimate",
+    "shuffle_corrected_mi",
     "mmd_joint_vs_product",
     "DependenceResult",
     "dependence_metrics",

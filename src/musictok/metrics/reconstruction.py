@@ -34,6 +34,7 @@ __all__ = [
     "mel_filterbank",
     "log_mel_magnitude",
     "mel_distance",
+    "mel_l1",
     "stft_distance",
     "waveform_l1",
     "si_sdr",
@@ -157,12 +158,34 @@ def log_mel_magnitude(x: Tensor, sample_rate: int, window: int, n_mels: int) -> 
     Returns:
         ``(B, n_mels, frames)``.
     """
-    mag = _stft_magnitude(x, window)
-    fb = mel_filterbank(sample_rate, window, n_mels, device=x.device, dtype=x.dtype)
-    return torch.log10(torch.clamp(fb @ mag, min=LOG_FLOOR))
+    with torch.autocast(x.device.type, enabled=False):  # quiet passages drown in bf16 rounding
+        x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        mag = _stft_magnitude(x, window)
+        fb = mel_filterbank(sample_rate, window, n_mels, device=x.device, dtype=x.dtype)
+        return torch.log10(torch.clamp(fb @ mag, min=LOG_FLOOR))
 
 
 # --------------------------------------------------------------------------- distances
+def mel_l1(ref: Tensor, est: Tensor, sample_rate: int, windows: Sequence[int] = MEL_WINDOWS) -> Tensor:
+    """The Mel distance's sum over resolutions for ``(B, T)`` pairs -> ``(B,)``: the one definition that
+    :func:`mel_distance` (the metric) and :class:`musictok.nn.vocoder.MultiResolutionMelLoss` (the
+    training loss) share, so a training log's Mel term and the evaluation's are in the same units.
+
+    ``windows`` is a subset of ``MEL_WINDOWS``, each with its DAC band count (``MEL_BANDS``). No input
+    checks; differentiable with respect to both signals (the clamp at the floor passes no gradient).
+    """
+    bands = dict(zip(MEL_WINDOWS, MEL_BANDS))
+    unknown = [w for w in windows if w not in bands]
+    if unknown or not windows:
+        raise ValueError(f"windows must be a non-empty subset of {list(MEL_WINDOWS)}, got {list(windows)}")
+    total = torch.zeros((), device=ref.device)
+    for window in windows:
+        log_r = log_mel_magnitude(ref, sample_rate, window, bands[window])
+        log_e = log_mel_magnitude(est, sample_rate, window, bands[window])
+        total = total + (log_r - log_e).abs().mean(dim=(-2, -1))
+    return total
+
+
 def mel_distance(
     ref: Tensor,
     est: Tensor,
@@ -175,7 +198,8 @@ def mel_distance(
 
     ``sum_r mean |log10 max(M_r ref, 1e-5) - log10 max(M_r est, 1e-5)|`` over the
     7 resolutions ``r`` of ``MEL_WINDOWS`` x ``MEL_BANDS``; the mean runs over
-    bands and frames of each item.
+    bands and frames of each item. The codec and vocoder training losses are the
+    same quantity (:func:`mel_l1`), averaged over the batch.
 
     Args:
         ref, est: ``(T,)``, ``(B, T)`` or ``(B, 1, T)``; ``T > 1024`` samples.
@@ -192,12 +216,7 @@ def mel_distance(
     """
     _check_rates(sample_rate, est_sample_rate)
     r, e, squeeze = _pair(ref, est, align)
-    total = torch.zeros(r.shape[0], dtype=r.dtype, device=r.device)
-    for window, n_mels in zip(MEL_WINDOWS, MEL_BANDS):
-        log_r = log_mel_magnitude(r, sample_rate, window, n_mels)
-        log_e = log_mel_magnitude(e, sample_rate, window, n_mels)
-        total = total + (log_r - log_e).abs().mean(dim=(-2, -1))
-    return _out(total, squeeze)
+    return _out(mel_l1(r, e, sample_rate), squeeze)
 
 
 def stft_distance(
@@ -243,11 +262,13 @@ def si_sdr(ref: Tensor, est: Tensor, *, align: bool = False, eps: float = 1e-8) 
     Both signals are made zero-mean; the target is the projection of the
     estimate on the reference, ``s_t = (<est, ref> / ||ref||^2) ref``, and
     ``SI-SDR = 10 log10(||s_t||^2 / ||est - s_t||^2)``. ``eps`` is added to each
-    energy so silence gives a finite number instead of NaN. Insensitive to gain,
+    energy so a silent estimate gives a finite number. Insensitive to gain,
     sensitive to phase, which spectral distances are not.
 
     Returns:
-        ``(B,)`` in dB, or 0-d for ``(T,)`` inputs.
+        ``(B,)`` in dB, or 0-d for ``(T,)`` inputs; NaN (undefined) where the
+        reference is silent (mean power under ``SILENT_POWER``): there is no
+        target to project on, and any number would only measure ``eps``.
     """
     r, e, squeeze = _pair(ref, est, align)
     r = r - r.mean(dim=-1, keepdim=True)
@@ -256,7 +277,15 @@ def si_sdr(ref: Tensor, est: Tensor, *, align: bool = False, eps: float = 1e-8) 
     target = scale * r
     noise = e - target
     ratio = (target.pow(2).sum(dim=-1) + eps) / (noise.pow(2).sum(dim=-1) + eps)
-    return _out(10.0 * torch.log10(ratio), squeeze)
+    return _out(_undefined_where_silent(r, 10.0 * torch.log10(ratio)), squeeze)
+
+
+SILENT_POWER = 1e-12  # mean square of -120 dBFS: a reference this quiet has no signal to compare with
+
+
+def _undefined_where_silent(ref: Tensor, values: Tensor) -> Tensor:
+    silent = ref.pow(2).mean(dim=-1) < SILENT_POWER
+    return torch.where(silent, torch.full_like(values, float("nan")), values)
 
 
 def sdr(ref: Tensor, est: Tensor, *, align: bool = False, eps: float = 1e-8) -> Tensor:
@@ -264,14 +293,15 @@ def sdr(ref: Tensor, est: Tensor, *, align: bool = False, eps: float = 1e-8) -> 
 
     This is *not* BSS-eval's SDR (which first projects the estimate on
     filtered versions of the reference and so forgives short filters); a gain
-    error counts fully here. ``eps`` keeps silence finite.
+    error counts fully here. ``eps`` keeps a perfect estimate finite.
 
     Returns:
-        ``(B,)`` in dB, or 0-d for ``(T,)`` inputs.
+        ``(B,)`` in dB, or 0-d for ``(T,)`` inputs; NaN (undefined) where the
+        reference is silent.
     """
     r, e, squeeze = _pair(ref, est, align)
     ratio = (r.pow(2).sum(dim=-1) + eps) / ((r - e).pow(2).sum(dim=-1) + eps)
-    return _out(10.0 * torch.log10(ratio), squeeze)
+    return _out(_undefined_where_silent(r, 10.0 * torch.log10(ratio)), squeeze)
 
 
 # --------------------------------------------------------------------------- summary
@@ -297,7 +327,8 @@ def reconstruction_metrics(
     align: bool = False,
     est_sample_rate: int | None = None,
 ) -> ReconstructionResult:
-    """All reconstruction metrics, each averaged over the batch.
+    """All reconstruction metrics, each averaged over the batch items where it is defined (NaN when it
+    is defined for none, e.g. SI-SDR of silent references).
 
     Args:
         ref, est: ``(T,)``, ``(B, T)`` or ``(B, 1, T)`` mono waveforms at ``sample_rate``.
@@ -306,7 +337,9 @@ def reconstruction_metrics(
     r, e, _ = _pair(ref, est, align)  # validate and align once; the rest sees equal lengths
 
     def mean(x: Tensor) -> float:
-        return float(x.double().mean())
+        x = x.double().reshape(-1)
+        x = x[~torch.isnan(x)]
+        return float(x.mean()) if x.numel() else float("nan")
 
     return ReconstructionResult(
         mel_distance=mean(mel_distance(r, e, sample_rate)),

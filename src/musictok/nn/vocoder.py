@@ -30,13 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..metrics.reconstruction import MEL_WINDOWS, mel_l1
 from ..settings import build_checked
-from ..spectral import (
-    DAC_MEL_RESOLUTIONS,
-    MelConfig,
-    MelSpectrogram,
-    MultiResolutionMel,
-)
+from ..spectral import MelConfig, MelSpectrogram
 from .convnext import ConvNeXtBackbone
 from .discriminators import (
     discriminator_loss,
@@ -249,25 +245,25 @@ def _as_mono(wav: Tensor, name: str) -> Tensor:
 
 
 class MultiResolutionMelLoss(nn.Module):
-    """Mean over resolutions of the L1 distance between natural-log Mels, ``(real, fake) -> scalar``.
+    """The evaluation Mel distance as a loss: batch mean of
+    :func:`musictok.metrics.reconstruction.mel_l1`, ``(real, fake) -> scalar``.
 
     The reconstruction term of GAN vocoders and codecs: several (n_fft, hop, n_mels) trade time for
-    frequency resolution so neither smearing nor pre-echo goes unpunished. Defaults are the DAC /
-    PyramidCodec resolutions used by :func:`musictok.metrics.reconstruction.mel_distance`; unlike that
-    metric this loss uses natural logs and *averages* the resolutions (so it reads as one L1 value).
-    The reference is treated as constant (computed without gradient).
+    frequency resolution so neither smearing nor pre-echo goes unpunished. It is the DAC / PyramidCodec
+    definition of :func:`~musictok.metrics.reconstruction.mel_distance` (log10 magnitudes floored at 1e-5,
+    L1 summed over the resolutions), restricted to ``windows`` when a CPU budget leaves the shortest ones
+    out, so a training log's Mel term reads in the metric's units. (Until issue 12 this loss used natural
+    logs averaged over the resolutions: with all 7 resolutions, the new value is ``7 / ln 10 ≈ 3.04``
+    times the old, and the vocoder's default ``mel`` weight was divided by that factor.) The reference
+    is treated as constant.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 24000,
-        resolutions: Sequence[tuple[int, int, int]] = DAC_MEL_RESOLUTIONS,
-        log_floor: float = 1e-5,
-    ) -> None:
+    def __init__(self, sample_rate: int = 24000, windows: Sequence[int] = MEL_WINDOWS) -> None:
         super().__init__()
-        if not resolutions:
-            raise ValueError("resolutions must hold at least one (n_fft, hop, n_mels)")
-        self.mels = MultiResolutionMel(sample_rate, resolutions, log_floor=log_floor)
+        self.sample_rate = int(sample_rate)
+        self.windows = tuple(int(w) for w in windows)
+        if not self.windows or set(self.windows) - set(MEL_WINDOWS):
+            raise ValueError(f"windows must be a non-empty subset of {list(MEL_WINDOWS)}, got {list(windows)}")
 
     def forward(self, wav_real: Tensor, wav_fake: Tensor) -> Tensor:
         """``(B, T)`` (or ``(T,)``, ``(B, 1, T)``) pair of equal shape -> 0-d tensor."""
@@ -277,10 +273,7 @@ class MultiResolutionMelLoss(nn.Module):
                 f"wav_real {tuple(real.shape)} and wav_fake {tuple(fake.shape)} differ; "
                 "trim or pass length= to the vocoder so they match"
             )
-        with torch.no_grad():
-            targets = self.mels(real)
-        losses = [(f - r).abs().mean() for r, f in zip(targets, self.mels(fake))]
-        return torch.stack(losses).mean()
+        return mel_l1(real.detach(), fake, self.sample_rate, self.windows).mean()
 
 
 @dataclass
@@ -292,7 +285,7 @@ class VocoderLossWeights:
     than HiFi-GAN's layer sum.
     """
 
-    mel: float = 45.0
+    mel: float = 45.0 * math.log(10) / 7  # ≈ 14.8: Vocos' 45 on the old natural-log mean, in DAC's units
     adv: float = 1.0
     fm: float = 2.0
 

@@ -8,8 +8,10 @@ per-item variant of SoundStream's "quantizer dropout"), so one model serves ever
 
 The residual is *not* detached between levels (as in DAC): with straight-through levels,
 ``d(sum q_i)/dx`` is the identity, and the deeper levels' projections still receive gradient.
-Every level's quantized stream is returned in ``QuantizedResult.levels`` for losses that look at
-levels separately (e.g. the MMD independence loss).
+Every level's quantized stream is returned in ``QuantizedResult.levels``. Those straight-through levels
+carry no gradient to ``x`` beyond level 1 (``x - q_1`` is a constant), so a loss on the levels
+themselves, like the MMD independence loss, reads :meth:`ResidualVQ.residual_streams` instead: the
+pre-quantisation residuals ``r_k = x - sum_{j<k} sg(q_j)``, each of which passes gradient to ``x``.
 """
 
 from __future__ import annotations
@@ -114,6 +116,25 @@ class ResidualVQ(Quantizer):
             stats=stats,
             levels=stacked,
         )
+
+    def residual_streams(self, x: Tensor, *, remainders: bool = False) -> Tensor:
+        """The pre-quantisation residual streams of ``x (..., D)``, ``(..., L, D)``, for the MMD loss.
+
+        Stream ``k`` is ``r_k = x - sum_{j<k} sg(q_j)``, what level ``k`` quantizes (``r_1 = x``); with
+        ``remainders=True`` it is ``x - sum_{j<=k} sg(q_j)``, the residual left *after* level ``k`` (what
+        AudioCraft's ``get_streams_pre_quantization`` returns). The quantized vectors come from
+        :meth:`encode` / :meth:`decode` — every level, no dropout, no codebook update — and are detached,
+        so each stream's gradient with respect to ``x`` is the identity.
+        """
+        if x.dim() < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"expected channels-last input (..., {self.dim}), got shape {tuple(x.shape)}")
+        with torch.no_grad():
+            codes = self.encode(x.detach())
+            quantized = torch.stack([layer.decode(codes[..., i]) for i, layer in enumerate(self.layers)], dim=-2)
+            offsets = quantized.cumsum(dim=-2)
+            if not remainders:
+                offsets = torch.cat([torch.zeros_like(offsets[..., :1, :]), offsets[..., :-1, :]], dim=-2)
+        return x.unsqueeze(-2) - offsets.to(x.dtype)
 
     def encode(self, x: Tensor, n_quantizers: int | None = None) -> Tensor:
         """``(..., D)`` -> codes ``(..., n)`` long, coarse to fine. Pure: no codebook change."""

@@ -57,6 +57,7 @@ class BandTokConfig:
     griffin_lim_iters: int = 32
     vocoder: dict | None = None  # a VocoderConfig as a dict; None decodes with Griffin-Lim
     seed: int = 0
+    level_dbfs: float | None = None  # encode at this RMS level (gain-invariant tokens); None keeps the level
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)

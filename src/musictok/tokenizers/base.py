@@ -82,6 +82,10 @@ class Tokenizer(nn.Module, abc.ABC):
     context_units: int
     chunk_units: int = 512  # frames of the slowest stream per chunk for long inputs
     max_batch: int = 16  # clips per forward pass when encoding many equal-length clips
+    # Decoders trained on spectra alone (Mel / STFT losses, no waveform loss) pick their own phase, so
+    # SI-SDR, SDR and waveform L1 against the input say little about them; a codec trained to match
+    # the waveform sets this False.
+    phase_free: ClassVar[bool] = True
 
     def __init__(self, config: Any):
         super().__init__()
@@ -114,8 +118,20 @@ class Tokenizer(nn.Module, abc.ABC):
 
     # ---------------------------------------------------------------- derived facts
     @property
+    def level_dbfs(self) -> float | None:
+        """RMS level (dBFS) every clip is scaled to before encoding, or ``None`` (the level is kept in
+        the tokens). With a level set, tokens do not change with the input's gain, and the removed scale
+        travels in ``Tokens.scales`` so decoding restores the original level."""
+        return getattr(self.config, "level_dbfs", None)
+
+    @property
     def sample_rate(self) -> int:
         return int(self.config.sample_rate)
+
+    @property
+    def num_decode_levels(self) -> int | None:
+        """How many levels ``decode(levels=k)`` accepts (RVQ codebooks, pyramid levels); ``None``: none."""
+        return None
 
     @property
     def device(self) -> torch.device:
@@ -152,6 +168,10 @@ class Tokenizer(nn.Module, abc.ABC):
         ``chunk_units + 2 × context_units`` frames are encoded in overlapping chunks, so memory is bounded
         by the chunk size whatever the input length."""
         clips = _as_clips(wav)
+        scales = None
+        if self.level_dbfs is not None:
+            scales = [level_scale(c, self.level_dbfs) for c in clips]
+            clips = [c / g for c, g in zip(clips, scales)]
         was_training = self.training
         self.eval()  # encoding must never move EMA codebooks or other training state
         try:
@@ -170,7 +190,8 @@ class Tokenizer(nn.Module, abc.ABC):
             self.train(was_training)
         codes = [_pad_cat([pc[s] for pc in per_clip]) for s in range(len(self.layout.streams))]
         extra = {"tokenizer_source": self.source} if self.source else {}
-        return Tokens(codes, self.layout, self.fingerprint(), self.sample_rate, [c.numel() for c in clips], extra)
+        return Tokens(codes, self.layout, self.fingerprint(), self.sample_rate, [c.numel() for c in clips], extra,
+                      scales)
 
     def _encode_long(self, wav: Tensor, chunk_units: int) -> list[Tensor]:
         hop = self.hop_samples
@@ -205,7 +226,7 @@ class Tokenizer(nn.Module, abc.ABC):
         out = torch.zeros(tokens.batch_size, max(tokens.lengths), device=wav.device)
         for i, n in enumerate(tokens.lengths):
             m = min(n, wav.shape[-1])
-            out[i, :m] = wav[i, :m]
+            out[i, :m] = wav[i, :m] * (1.0 if tokens.scales is None else tokens.scales[i])
         return out
 
     def _decode_long(self, codes: list[Tensor], chunk_units: int, options: dict | None = None) -> Tensor:
@@ -269,7 +290,11 @@ class Tokenizer(nn.Module, abc.ABC):
             raise TokenizerError(str(e)) from None
         kind = meta.get("tokenizer")
         _load_builtin_tokenizers()
-        if kind not in TOKENIZERS:
+        if meta.get("model") == "token-lm":
+            made_by = kind.get("source", "?") if isinstance(kind, dict) else "?"
+            raise TokenizerError(f"{d}: is a token LM, not a tokenizer (its tokens come from {made_by}); "
+                                 "use it with `musictok generate --lm`")
+        if not isinstance(kind, str) or kind not in TOKENIZERS:
             raise TokenizerError(f"{d}: not a tokenizer folder, or unknown kind {kind!r} "
                                  f"(known: {', '.join(sorted(TOKENIZERS))})")
         klass = TOKENIZERS[kind]
@@ -298,6 +323,16 @@ class Tokenizer(nn.Module, abc.ABC):
         p = Path(name_or_dir)
         model.source = str(d.resolve()) if p.exists() else str(name_or_dir)
         return model
+
+
+SILENCE_RMS = 1e-6  # -120 dBFS: a clip this quiet is left at its level (there is nothing to normalise)
+
+
+def level_scale(wav: Tensor, level_dbfs: float) -> float:
+    """The factor ``g`` with ``RMS(wav / g) = level_dbfs`` (1.0 for digital silence), over the whole clip,
+    so scaling the input by any gain scales ``g`` by the same gain and leaves ``wav / g`` unchanged."""
+    rms = float(torch.sqrt(torch.mean(wav.double() ** 2)))
+    return rms / 10 ** (level_dbfs / 20) if rms > SILENCE_RMS else 1.0
 
 
 def _pad_cat(codes: Sequence[Tensor]) -> Tensor:

@@ -92,6 +92,10 @@ class PyramidCodec(WaveformCodec):
         self.context_units = max(4, 16 // 2 ** (n - 1))
 
     @property
+    def num_decode_levels(self) -> int:
+        return self.config.num_levels  # decode(levels=k): the k coarsest levels
+
+    @property
     def layout(self) -> TokenLayout:
         cfg = self.config
         return TokenLayout(tuple(StreamSpec(f"level{i + 1}", rate, (cfg.codebook_size,) * q, slot_axis="codebook")
@@ -181,8 +185,27 @@ class PyramidCodec(WaveformCodec):
         return paths
 
     # ---------------------------------------------------------------- training
-    def forward_train(self, wav: Tensor) -> CodecOutput:
-        """Hierarchical training pass: every prefix of levels against its band-limited target."""
+    def _mmd_quantizer(self) -> ResidualVQ:
+        return self.quantizers[-1]  # the finest level: the most codebooks
+
+    def _mmd_latents(self, wav: Tensor) -> Tensor:
+        """The finest level's input (Algorithm 1) ``(B, n, D)``; the coarser levels are quantized without
+        codebook updates, straight through, as in training."""
+        feats = self._features(wav)
+        prev = None
+        for i, (f, rvq) in enumerate(zip(feats[:-1], self.quantizers)):
+            x = f if prev is None else f + self.encode_up[i - 1](prev)
+            with torch.autocast(x.device.type, enabled=False):
+                x = x.float().transpose(1, 2)
+                with torch.no_grad():
+                    q = rvq.decode(rvq.encode(x))
+                prev = (x + (q - x).detach()).transpose(1, 2)
+        last = feats[-1] if prev is None else feats[-1] + self.encode_up[-1](prev)
+        return last.transpose(1, 2)
+
+    def forward_train(self, wav: Tensor, mmd_pool: list[Tensor] | None = None) -> CodecOutput:
+        """Hierarchical training pass: every prefix of levels against its band-limited target; the MMD term
+        on the finest level's streams of ``mmd_pool`` when the trainer passes one."""
         wav = self._pad(wav)
         results = self._pyramid_encode(self._features(wav), train=True)
         quantized = [r.z_q.transpose(1, 2) for r in results]
@@ -196,7 +219,8 @@ class PyramidCodec(WaveformCodec):
         for r in results:
             for k, v in r.losses.items():
                 out.losses[f"vq_{k}"] = out.losses.get(f"vq_{k}", 0) + v
-        self._independence_term(results[-1].levels, out)  # the finest level: the most codebooks
+        if mmd_pool is not None:
+            self._independence_term(mmd_pool, out)
         out.stats |= {"perplexity": torch.stack([r.stats["perplexity"].mean() for r in results]).mean(),
                       "utilization": torch.stack([r.stats["utilization"].mean() for r in results]).mean()}
         return out

@@ -8,9 +8,11 @@ prefix of levels decodes) → ``LatentDecoder`` (Vocos-style backbone + iSTFT he
 Defaults: 8 levels × 23.4375 frames/s = 187.5 tokens/s, 1.875 kbps — the same token rate and bitrate as
 ``bandtok-small``, so the two families can be compared at a matched budget.
 
-Training objective (``training_losses`` + the trainer's optional GAN): multi-resolution Mel L1 (DAC's
-seven resolutions), the codebook commitment loss, and ``mmd.weight ×`` the squared MMD between the joint
-of the levels' quantized streams and the product of their marginals (:mod:`musictok.quantize.mmd`),
+Training objective (``training_losses`` + the trainer's optional GAN): the multi-resolution Mel distance
+in the evaluation metric's units (DAC's definition, :func:`musictok.metrics.reconstruction.mel_distance`,
+over ``mel_windows``; ``mel_weight`` 15 as in DAC), the codebook commitment loss, and, on the batches the
+trainer pools (``mmd.pool_batches``), ``mmd.weight ×`` the squared MMD between the joint of the RVQ's
+pre-quantisation residual streams and the product of their marginals (:mod:`musictok.quantize.mmd`),
 which is computed and logged even when its weight is 0 so runs with and without it can be compared.
 """
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..nn.codec import LatentDecoder, WaveEncoder
 from ..nn.vocoder import MultiResolutionMelLoss
@@ -60,7 +63,7 @@ class RVQCodecConfig:
     decoder_layers: int = 6
     decoder_hop: int = 256
     decoder_n_fft: int = 1024
-    mel_weight: float = 15.0
+    mel_weight: float = 15.0  # × the Mel distance in DAC's units (log10, summed over mel_windows), DAC's weight
     mel_windows: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)  # training Mel loss: DAC's resolutions
     mmd: MMDConfig = field(default_factory=MMDConfig)
     seed: int = 0
@@ -173,8 +176,7 @@ class WaveformCodec(Tokenizer):
                                      intermediate_dim=cfg.decoder_intermediate_dim, num_layers=cfg.decoder_layers,
                                      hop=cfg.decoder_hop, n_fft=cfg.decoder_n_fft,
                                      channels=cfg.encoder_channels, strides=cfg.encoder_strides)
-        resolutions = [r for r in DAC_MEL_RESOLUTIONS if r[0] in cfg.mel_windows]
-        self.mel_loss = MultiResolutionMelLoss(cfg.sample_rate, resolutions)  # buffers only, not saved
+        self.mel_loss = MultiResolutionMelLoss(cfg.sample_rate, cfg.mel_windows)  # no weights, nothing saved
 
     def config_dict(self) -> dict:
         return self.config.to_dict()
@@ -187,9 +189,9 @@ class WaveformCodec(Tokenizer):
         """``(B, n, D)`` -> ``(B, n · stride)`` float32 waveform."""
         return self.decoder(z.transpose(1, 2)).float()
 
-    def forward(self, wav: Tensor) -> CodecOutput:
+    def forward(self, wav: Tensor, mmd_pool: list[Tensor] | None = None) -> CodecOutput:
         """The training pass (so that DDP sees it): see ``forward_train``."""
-        return self.forward_train(wav)
+        return self.forward_train(wav, mmd_pool)
 
     def training_losses(self, batch: dict) -> dict[str, Tensor]:
         return self.forward_train(batch["audio"]).losses
@@ -201,20 +203,43 @@ class WaveformCodec(Tokenizer):
             return {"mel": w * self.mel_loss(out.targets[0], out.outputs[0])}
         return {f"mel_{i + 1}": w * self.mel_loss(t, o) for i, (t, o) in enumerate(zip(out.targets, out.outputs))}
 
-    def _independence_term(self, levels: Tensor | None, out: CodecOutput) -> None:
-        """Log the MMD statistic of the RVQ levels ``(B, n, L, D)`` and add ``mmd.weight ×`` it to the losses.
+    def _mmd_quantizer(self) -> ResidualVQ:
+        """The residual VQ whose levels the MMD term makes independent."""
+        raise NotImplementedError
 
-        Items that quantizer dropout trained on a prefix have all-zero deeper levels, which would look like
-        dependence; the statistic uses the items with every level when at least two of them exist."""
-        if levels is None or levels.shape[-2] < 2:
+    def _mmd_latents(self, wav: Tensor) -> Tensor:
+        """``(B, T)`` whole frames -> ``(B, n, D)``: the input of :meth:`_mmd_quantizer`, with gradient."""
+        raise NotImplementedError
+
+    def mmd_streams(self, wav: Tensor) -> Tensor:
+        """The streams the MMD statistic reads: ``(B, n, L, D)`` pre-quantisation residuals of ``(B, T)``
+        clips (:meth:`~musictok.quantize.rvq.ResidualVQ.residual_streams`; ``mmd.streams`` picks AudioCraft's
+        remainders instead). Every level, whatever the quantizer dropout; no codebook update."""
+        x = self._mmd_latents(self._pad(wav))
+        with torch.autocast(x.device.type, enabled=False):
+            remainders = self.config.mmd.streams == "remainders"
+            return self._mmd_quantizer().residual_streams(x.float(), remainders=remainders)
+
+    def _independence_term(self, pool: list[Tensor], out: CodecOutput) -> None:
+        """The MMD statistic of a pool of training batches, logged as ``stats["mmd"]``; ``mmd.weight ×`` it
+        joins the losses.
+
+        As in AudioCraft's EnCodec-MMD solver, the trainer keeps the last ``mmd.pool_batches`` batches of
+        audio and passes them here once per cycle; they are all re-encoded with the current weights (one
+        checkpointed encoder pass per batch, so only the latents are held for the backward pass) and the
+        statistic is computed on the whole pool. Gradient is taken only when the weight is positive."""
+        if self._mmd_quantizer().num_quantizers < 2 or not pool:
             return
-        full = (levels.abs().sum(dim=(1, 3)) > 0).all(dim=-1)
-        if int(full.sum()) >= 2:
-            levels = levels[full]
-        mmd = independence_mmd(levels, self.config.mmd)
+        cfg = self.config.mmd
+        grad = cfg.weight > 0 and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
+            streams = [checkpoint(self.mmd_streams, w, use_reentrant=False) if grad else self.mmd_streams(w)
+                       for w in pool]
+            frames = min(s.shape[1] for s in streams)
+            mmd = independence_mmd(torch.cat([s[:, :frames] for s in streams]), cfg)
         out.stats["mmd"] = mmd.detach()
-        if self.config.mmd.weight > 0:
-            out.losses["mmd"] = self.config.mmd.weight * mmd
+        if cfg.weight > 0:
+            out.losses["mmd"] = cfg.weight * mmd
 
     def _pad(self, wav: Tensor) -> Tensor:
         return F.pad(wav, (0, -wav.shape[-1] % self.hop_samples))
@@ -236,6 +261,10 @@ class RVQCodec(WaveformCodec):
         self.context_units = 16  # frames either side of a chunk: beyond the encoder's and decoder's reach
 
     @property
+    def num_decode_levels(self) -> int:
+        return self.config.num_quantizers  # decode(levels=k): the first k codebooks
+
+    @property
     def layout(self) -> TokenLayout:
         cfg = self.config
         return TokenLayout((StreamSpec("rvq", cfg.frame_rate, (cfg.codebook_size,) * cfg.num_quantizers,
@@ -254,14 +283,22 @@ class RVQCodec(WaveformCodec):
         c = codes[0]
         return [torch.stack([layer.decode(c[..., i]) for i, layer in enumerate(self.quantizer.layers)], dim=-2)]
 
-    def forward_train(self, wav: Tensor) -> CodecOutput:
-        """One training pass on ``(B, T)`` clips (zero-padded to whole frames)."""
+    def _mmd_quantizer(self) -> ResidualVQ:
+        return self.quantizer
+
+    def _mmd_latents(self, wav: Tensor) -> Tensor:
+        return self._encode_latents(wav)
+
+    def forward_train(self, wav: Tensor, mmd_pool: list[Tensor] | None = None) -> CodecOutput:
+        """One training pass on ``(B, T)`` clips (zero-padded to whole frames); the MMD term on ``mmd_pool``
+        (a list of ``(B', T')`` batches, usually ending with ``wav``) when the trainer passes one."""
         wav = self._pad(wav)
         z = self._encode_latents(wav)
         with torch.autocast(z.device.type, enabled=False):
             q = self.quantizer(z.float())
         out = CodecOutput([wav], [self._decode_latents(q.z_q)], [q.codes])
         out.losses = self._mel_losses(out) | {f"vq_{k}": v for k, v in q.losses.items()}
-        self._independence_term(q.levels, out)
+        if mmd_pool is not None:
+            self._independence_term(mmd_pool, out)
         out.stats |= {"perplexity": q.stats["perplexity"].mean(), "utilization": q.stats["utilization"].mean()}
         return out

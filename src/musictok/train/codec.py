@@ -1,6 +1,11 @@
 """Training the waveform codecs (RVQ codec, PyramidCodec): multi-resolution Mel + commitment (+ the MMD
 independence loss when its weight is > 0), then optionally multi-period + multi-resolution STFT
-discriminators with feature matching on the full-band reconstruction."""
+discriminators with feature matching on the full-band reconstruction.
+
+The MMD term is computed once every ``mmd.pool_batches`` steps on the batches of those steps, re-encoded
+with the current weights (AudioCraft's EnCodec-MMD solver keeps its ``num_batches_mmd`` batches the same
+way); the task holds the pool, and after a resume it reads the batches of the cycle's earlier steps from
+the dataset again, so a resumed run sees the same pools as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -10,14 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.datasets import MixClips
 from ..metrics.codebook import codebook_usage
 from ..metrics.reconstruction import mel_distance
 from ..nn.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from ..nn.vocoder import adversarial_losses, vocoder_discriminator_loss
+from ..quantize.mmd import independence_mmd
 from ..tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
 from ..tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
-from .config import RunConfig, build_model_config
+from .config import RunConfig, build_model_config, per_source
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
 
 CODECS = {"rvq_codec": (RVQCodec, RVQCodecConfig), "pyramid_codec": (PyramidCodec, PyramidCodecConfig)}
@@ -38,7 +43,9 @@ class CodecTask(TrainTask):
         self.model_class, self.model_config = codec_model_config(run.model)
 
     def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
-        self.device, self.cfg = device, cfg
+        self.device, self.cfg, self.dist = device, cfg, dist_info
+        self._mmd_batches: dict[int, torch.Tensor] = {}  # step -> batch of the current MMD cycle
+        self._mmd_last: float | None = None
         self.model = self.model_class(self.model_config).to(device)
         width = self.run.gan.channels
         self.mpd = MultiPeriodDiscriminator(channels=(width // 2, width, 2 * width, 4 * width)).to(device)
@@ -50,8 +57,7 @@ class CodecTask(TrainTask):
         self.opt_d = torch.optim.AdamW(disc_params, lr=self.run.gan.lr or cfg.lr, betas=cfg.betas,
                                        weight_decay=cfg.weight_decay)
         d = self.run.data  # built now, so a bad split fails before step 0
-        self._valid = MixClips(d.corpus, d.valid_split, _whole_units(d.valid_seconds, self.model),
-                               self.model.sample_rate, random=False, max_clips=d.valid_clips)
+        self._valid = d.valid_sets(_whole_units(d.valid_seconds, self.model), self.model.sample_rate)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "mpd": self.mpd, "mrd": self.mrd}
@@ -61,15 +67,35 @@ class CodecTask(TrainTask):
 
     def train_dataset(self, length: int):
         d = self.run.data
-        return MixClips(d.corpus, "train", _whole_units(d.clip_seconds, self.model), self.model.sample_rate,
-                        random=True, length=length, seed=d.seed)
+        self._train_set = d.train_clips(_whole_units(d.clip_seconds, self.model), self.model.sample_rate, length)
+        return self._train_set
+
+    def _mmd_pool(self, wav: torch.Tensor, step: int) -> list[torch.Tensor] | None:
+        """The batches the MMD term reads at ``step`` (0-based), or None: on the last step of every cycle of
+        ``mmd.pool_batches`` steps, the batches of the whole cycle. Batches from before a resume are read
+        again from the training set, at the indices the trainer's sampler gave them."""
+        size = self.model.config.mmd.pool_batches
+        first = step - step % size
+        self._mmd_batches = {s: w for s, w in self._mmd_batches.items() if s >= first} | {step: wav}
+        if (step + 1) % size:
+            return None
+        bs, world, rank = self.cfg.batch_size, self.dist.world_size, self.dist.rank
+        for s in range(first, step):
+            if s not in self._mmd_batches:
+                items = [self._train_set[p * world + rank] for p in range(s * bs, (s + 1) * bs)]
+                self._mmd_batches[s] = torch.stack([it["audio"] for it in items]).to(self.device)
+        pool, self._mmd_batches = [self._mmd_batches[s] for s in range(first, step + 1)], {}
+        return pool
 
     def train_step(self, batch: dict, step: int, autocast: Any) -> dict[str, float]:
         wav = batch["audio"].to(self.device)
         gan = self.run.gan
         self.model.train()
+        pool = self._mmd_pool(wav, step)
         with autocast():
-            out = self.model_ddp(wav)
+            out = self.model_ddp(wav, pool)
+        if "mmd" in out.stats:
+            self._mmd_last = float(out.stats["mmd"])
         loss = sum(out.losses.values())
         logs = {k: float(v.detach()) for k, v in out.losses.items()}
         if step >= gan.start_step:
@@ -91,27 +117,37 @@ class CodecTask(TrainTask):
         logs["loss"] = loss.item()
         for k, v in out.stats.items():
             logs[k] = float(v)
+        if self._mmd_last is not None:
+            logs["mmd"] = self._mmd_last  # the last pooled statistic, so every log row carries one
         return logs
 
     @torch.no_grad()
     def validate(self, autocast: Any) -> dict[str, float]:
-        """Mel distance (DAC definition) of every reconstruction the codec trains, codebook use, MMD."""
+        """Mel distance (DAC definition) of every reconstruction the codec trains, codebook use, MMD;
+        per validation source when the run trains on a mixture."""
+        return per_source({name: self._validate_one(ds) for name, ds in self._valid.items()})
+
+    def _validate_one(self, ds) -> dict[str, float]:
         model = unwrap(self.model)
         model.eval()
-        ds, sr = self._valid, model.sample_rate
+        sr = model.sample_rate
         dist: list[float] = []
         codes: list[list[torch.Tensor]] = []
-        mmd = 0.0
+        streams: list[torch.Tensor] = []
         for i in range(len(ds)):
             wav = ds[i]["audio"][None].to(self.device)
             out = model.forward_train(wav)
             per = [float(mel_distance(t, o, sr).mean()) for t, o in zip(out.targets, out.outputs)]
             dist = [a + b for a, b in zip(dist, per)] if dist else per
             codes.append([c.reshape(-1, c.shape[-1]).cpu() for c in out.codes])
-            mmd += float(out.stats.get("mmd", torch.tensor(0.0)))
+            streams.append(model.mmd_streams(wav))
         model.train()
         n = len(ds)
-        logs = {"mel_distance": dist[-1] / n, "mmd": mmd / n}
+        logs = {"mel_distance": dist[-1] / n}
+        if streams[0].shape[2] > 1:  # one statistic over every validation clip, not a mean of per-clip ones
+            frames = min(x.shape[1] for x in streams)
+            gen = torch.Generator().manual_seed(0)
+            logs["mmd"] = float(independence_mmd(torch.cat([x[:, :frames] for x in streams]), model.config.mmd, gen))
         if len(dist) > 1:
             logs |= {f"mel_distance_levels_1_{k + 1}": v / n for k, v in enumerate(dist[:-1])}
         k = model.config.codebook_size

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ..settings import build_checked
+from ..settings import build_checked, check_types, require
 from .loop import TrainConfig
 
 KINDS = ("bandtok", "codec", "vocoder", "lm")
@@ -25,12 +25,78 @@ KINDS = ("bandtok", "codec", "vocoder", "lm")
 
 @dataclass
 class DataConfig:
+    """Where training audio comes from: one ``corpus``, or a weighted mixture of ``sources``
+    (see :mod:`musictok.data.mixture`), with optional gain and EQ augmentation."""
+
     corpus: str = "data/chorales"
     clip_seconds: float = 2.0
     valid_clips: int = 24
     valid_seconds: float = 4.0
     valid_split: str = "valid"  # tiny corpora may have no piece in "valid"
     seed: int = 0
+    sources: list = field(default_factory=list)  # [{path, weight, name?, stems?}]; empty: just `corpus`
+    gain_db: list = field(default_factory=lambda: [0.0, 0.0])  # random gain per clip, uniform in dB
+    eq_db: float = 0.0  # random shelf EQ per clip, ± dB
+    level_dbfs: float | None = None  # normalise each clip to this RMS level (dBFS) before the random gain
+
+    def __post_init__(self) -> None:
+        for key in ("clip_seconds", "valid_seconds"):
+            require(f"data.{key}", getattr(self, key), getattr(self, key) > 0, "> 0 seconds")
+        require("data.valid_clips", self.valid_clips, self.valid_clips >= 1, ">= 1")
+        self.source_specs  # validate now, so a bad source fails on load
+        if (not isinstance(self.gain_db, (list, tuple)) or len(self.gain_db) != 2
+                or not all(isinstance(g, (int, float)) for g in self.gain_db) or self.gain_db[0] > self.gain_db[1]):
+            raise ValueError(f"data.gain_db must be [low, high] in dB, not {self.gain_db!r}")
+        if not isinstance(self.eq_db, (int, float)) or not 0 <= self.eq_db <= 24:
+            raise ValueError(f"data.eq_db must be a number in 0..24, not {self.eq_db!r}")
+        if self.level_dbfs is not None and (not isinstance(self.level_dbfs, (int, float)) or not -60 <= self.level_dbfs <= 0):
+            raise ValueError(f"data.level_dbfs must be a number in -60..0 dBFS, not {self.level_dbfs!r}")
+
+    @property
+    def source_specs(self):
+        from ..data.mixture import SourceSpec
+
+        if not isinstance(self.sources, list):
+            raise ValueError(f"data.sources must be a list of {{path, weight}}, not {self.sources!r}")
+        specs = []
+        for s in self.sources:
+            if not isinstance(s, dict):
+                raise ValueError(f"data.sources: each source is a mapping {{path, weight}}, not {s!r}")
+            specs.append(build_checked(SourceSpec, s, "data.sources"))
+        return specs or [SourceSpec(self.corpus, name="")]
+
+    @property
+    def augment(self):
+        from ..data.mixture import Augment
+
+        return Augment(gain_db=(float(self.gain_db[0]), float(self.gain_db[1])), eq_db=float(self.eq_db),
+                       level_dbfs=None if self.level_dbfs is None else float(self.level_dbfs))
+
+    def train_clips(self, clip_seconds: float, sample_rate: int, length: int):
+        """The training dataset: clips of the corpus, or of the mixture, augmented."""
+        from ..data.mixture import MixtureClips
+
+        return MixtureClips(self.source_specs, clip_seconds, sample_rate, length=length, seed=self.seed,
+                            augment=self.augment)
+
+    def valid_sets(self, seconds: float, sample_rate: int) -> dict:
+        """``{source name: fixed validation clips}``; one corpus gives ``{"": clips}``."""
+        from ..data.mixture import validation_sets
+
+        return validation_sets(self.source_specs, self.valid_split, seconds, sample_rate, self.valid_clips)
+
+
+def per_source(values: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Flatten ``{source: {metric: v}}`` into log keys: ``metric`` (mean over sources) and ``metric/source``."""
+    if list(values) == [""]:
+        return dict(values[""])
+    out: dict[str, float] = {}
+    for name, logs in values.items():
+        for k, v in logs.items():
+            out[f"{k}/{name}"] = v
+    for k in next(iter(values.values())):
+        out[k] = sum(logs[k] for logs in values.values()) / len(values)
+    return out
 
 
 @dataclass
@@ -45,6 +111,11 @@ class GanConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("hinge", "lsgan"):
             raise ValueError(f"gan.loss must be hinge or lsgan, not {self.loss!r}")
+        for key in ("start_step", "adv_weight", "fm_weight"):
+            require(f"gan.{key}", getattr(self, key), getattr(self, key) >= 0, ">= 0")
+        require("gan.channels", self.channels, self.channels >= 1, ">= 1")
+        if self.lr is not None:
+            require("gan.lr", self.lr, self.lr > 0, "> 0 (or null)")
 
 
 @dataclass
@@ -63,6 +134,8 @@ class RunConfig:
 
 
 def _section(cls, d: dict | None, name: str, path: str):
+    if d is not None and not isinstance(d, dict):
+        raise ValueError(f"{path}: {name}: must be a mapping of keys to values, got {d!r}")
     return build_checked(cls, d or {}, f"{path}: {name}")
 
 
@@ -77,9 +150,14 @@ def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfi
         raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{p}: expected a mapping at the top level")
+    for section in ("model", "data", "gan", "train", "lm"):
+        if raw.get(section) is not None and not isinstance(raw[section], dict):
+            raise ValueError(f"{p}: {section}: must be a mapping of keys to values, got {raw[section]!r}")
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
-        raw.setdefault(section, {})[name] = value
+        if raw.get(section) is None:
+            raw[section] = {}
+        raw[section][name] = value
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ValueError(f"{p}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -92,8 +170,8 @@ def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfi
                          gan=_section(GanConfig, raw.get("gan"), "gan", str(p)),
                          train=_section(TrainConfig, raw.get("train"), "train", str(p)),
                          lm=dict(raw.get("lm") or {}), source=str(p))
-    except TypeError as e:
-        raise ValueError(f"{p}: {e}") from None
+    except (TypeError, ValueError) as e:  # ranges checked in __post_init__ name the key, not the file
+        raise ValueError(str(e) if str(e).startswith(str(p)) else f"{p}: {e}") from None
 
 
 def build_model_config(config_class, model: dict):
@@ -103,6 +181,7 @@ def build_model_config(config_class, model: dict):
     known = {f.name for f in dataclasses.fields(config_class)}
     if set(fields) - known:
         raise ValueError(f"unknown {config_class.__name__} keys {sorted(set(fields) - known)}; known: {sorted(known)}")
+    check_types(config_class, fields, "model")
     if preset is None:
         return config_class(**fields)
     if preset not in ("tiny", "small", "base"):

@@ -41,6 +41,14 @@ class LMSection:
     valid_windows: int = 32
     max_pieces: int | None = None  # train on the first N pieces only (quick benchmarks)
 
+    def __post_init__(self) -> None:
+        from ..settings import require
+
+        require("lm.context_seconds", self.context_seconds, self.context_seconds > 0, "> 0 seconds")
+        require("lm.valid_windows", self.valid_windows, self.valid_windows >= 1, ">= 1")
+        if self.max_pieces is not None:
+            require("lm.max_pieces", self.max_pieces, self.max_pieces >= 1, ">= 1 (or null)")
+
 
 def token_cache(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path,
                 on_piece: Callable[[], None] | None = None, max_pieces: int | None = None) -> list[Tokens]:
@@ -213,7 +221,8 @@ def load_lm(name_or_dir: str | Path, map_location: str = "cpu") -> LoadedLM:
 
     d, meta, state = pretrained.read(name_or_dir, map_location)
     if meta.get("model") != "token-lm":
-        raise pretrained.PretrainedError(f"{d}: not a token LM folder")
+        what = f"a {meta['tokenizer']} tokenizer, " if isinstance(meta.get("tokenizer"), str) else ""
+        raise pretrained.PretrainedError(f"{d}: {what}not a token LM folder (e.g. bandtok-small-lm)")
     model = TokenLM(TokenLMConfig.from_dict(meta["config"]), LMVocab.from_dict(meta["vocab"]))
     model.load_state_dict(state)
     pattern = context_pattern(meta["pattern"], TokenLayout.from_dict(meta["layout"]), meta["context_frames"],

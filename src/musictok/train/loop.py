@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..atomic import atomic_path, write_json, write_text
 from ..errors import MusictokError
-from ..settings import build_checked
+from ..settings import build_checked, require
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -71,9 +71,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
         if self.amp not in ("none", "bf16"):
-            raise ValueError(f"amp must be 'none' or 'bf16', not {self.amp!r}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
+            raise ValueError(f"train.amp must be 'none' or 'bf16', not {self.amp!r}")
+        for key in ("steps", "batch_size", "log_every", "ckpt_every", "valid_every"):
+            require(f"train.{key}", getattr(self, key), getattr(self, key) >= 1, ">= 1")
+        for key in ("warmup_steps", "num_workers", "weight_decay"):
+            require(f"train.{key}", getattr(self, key), getattr(self, key) >= 0, ">= 0")
+        require("train.lr", self.lr, self.lr > 0, "> 0")
+        require("train.grad_clip", self.grad_clip, self.grad_clip > 0, "> 0")
+        require("train.min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1, "in 0..1")
+        require("train.betas", list(self.betas), len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                "two numbers in [0, 1)")
+        if self.max_minutes is not None:
+            require("train.max_minutes", self.max_minutes, self.max_minutes >= 0, ">= 0 (or null)")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.datasets import MixClips
 from ..metrics.codebook import codebook_usage
 from ..nn.discriminators import MultiScalePatchGAN, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from ..tokenizers.bandtok import BandTok, BandTokConfig
-from .config import RunConfig, build_model_config
+from ..tokenizers.base import level_scale
+from .config import RunConfig, build_model_config, per_source
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
 
 
@@ -35,8 +35,7 @@ class BandTokTask(TrainTask):
         self.cfg = cfg
         # build what validation and export need now, so a bad split or vocoder fails before step 0
         d = self.run.data
-        self._valid = MixClips(d.corpus, d.valid_split, _whole_frames(d.valid_seconds, self.model),
-                               self.model.sample_rate, random=False, max_clips=d.valid_clips)
+        self._valid = d.valid_sets(_whole_frames(d.valid_seconds, self.model), self.model.sample_rate)
         self._vocoder = None
         if self.vocoder_dir is not None:
             from ..nn.vocoder import load_vocoder
@@ -52,8 +51,7 @@ class BandTokTask(TrainTask):
 
     def train_dataset(self, length: int):
         d = self.run.data
-        return MixClips(d.corpus, "train", _whole_frames(d.clip_seconds, self.model), self.model.sample_rate,
-                        random=True, length=length, seed=d.seed)
+        return d.train_clips(_whole_frames(d.clip_seconds, self.model), self.model.sample_rate, length)
 
     def train_step(self, batch: dict, step: int, autocast: Any) -> dict[str, float]:
         wav = batch["audio"].to(self.device)
@@ -93,17 +91,21 @@ class BandTokTask(TrainTask):
         """Mel L1 (normalised log-Mel) and codebook use over the fixed validation clips."""
         model = unwrap(self.model)
         model.eval()
-        ds = self._valid
-        l1, codes = 0.0, []
-        for i in range(len(ds)):
-            wav = ds[i]["audio"][None].to(self.device)
-            out = model.forward_train(wav)
-            l1 += float(out.losses["mel_l1"]) / model.config.l1_weight
-            codes.append(out.codes.reshape(-1).cpu())
+        out_logs = {}
+        for name, ds in self._valid.items():
+            l1, codes = 0.0, []
+            for i in range(len(ds)):
+                wav = ds[i]["audio"][None].to(self.device)
+                if model.level_dbfs is not None:  # as encode() sees it
+                    wav = wav / level_scale(wav, model.level_dbfs)
+                out = model.forward_train(wav)
+                l1 += float(out.losses["mel_l1"]) / model.config.l1_weight
+                codes.append(out.codes.reshape(-1).cpu())
+            usage = codebook_usage(torch.cat(codes), model.config.codebook_size)
+            out_logs[name] = {"mel_l1": l1 / len(ds), "utilization": usage.utilization,
+                              "normalized_entropy": usage.normalized_entropy}
         model.train()
-        usage = codebook_usage(torch.cat(codes), model.config.codebook_size)
-        return {"mel_l1": l1 / len(ds), "utilization": usage.utilization,
-                "normalized_entropy": usage.normalized_entropy}
+        return per_source(out_logs)
 
     def export(self, out_dir: Path, step: int) -> None:
         model = unwrap(self.model)

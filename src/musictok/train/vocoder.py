@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.datasets import MixClips
 from ..metrics.reconstruction import mel_distance
 from ..nn.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from ..nn.vocoder import (
@@ -21,7 +20,7 @@ from ..nn.vocoder import (
     vocoder_discriminator_loss,
     vocoder_generator_losses,
 )
-from .config import RunConfig, build_model_config
+from .config import RunConfig, build_model_config, per_source
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
 
 
@@ -45,8 +44,7 @@ class VocoderTask(TrainTask):
                                        weight_decay=cfg.weight_decay)
         self.weights = VocoderLossWeights(adv=self.run.gan.adv_weight, fm=self.run.gan.fm_weight)
         d = self.run.data  # built now, so a bad split fails before step 0
-        self._valid = MixClips(d.corpus, d.valid_split, d.valid_seconds, self.model_config.mel.sample_rate,
-                               random=False, max_clips=d.valid_clips)
+        self._valid = d.valid_sets(d.valid_seconds, self.model_config.mel.sample_rate)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "mpd": self.mpd, "mrd": self.mrd}
@@ -56,8 +54,7 @@ class VocoderTask(TrainTask):
 
     def train_dataset(self, length: int):
         d = self.run.data
-        return MixClips(d.corpus, "train", d.clip_seconds, self.model_config.mel.sample_rate, random=True,
-                        length=length, seed=d.seed)
+        return d.train_clips(d.clip_seconds, self.model_config.mel.sample_rate, length)
 
     def train_step(self, batch: dict, step: int, autocast: Any) -> dict[str, float]:
         wav = batch["audio"].to(self.device)
@@ -92,12 +89,15 @@ class VocoderTask(TrainTask):
         """The evaluation Mel distance (DAC definition) of resynthesised validation clips."""
         model = unwrap(self.model)
         model.eval()
-        total = 0.0
-        for i in range(len(self._valid)):
-            wav = self._valid[i]["audio"][None].to(self.device)
-            total += float(mel_distance(wav, model.resynthesize(wav), self.model_config.mel.sample_rate).mean())
+        out = {}
+        for name, ds in self._valid.items():
+            total = 0.0
+            for i in range(len(ds)):
+                wav = ds[i]["audio"][None].to(self.device)
+                total += float(mel_distance(wav, model.resynthesize(wav), self.model_config.mel.sample_rate).mean())
+            out[name] = {"mel_distance": total / len(ds)}
         model.train()
-        return {"mel_distance": total / len(self._valid)}
+        return per_source(out)
 
     def export(self, out_dir: Path, step: int) -> None:
         save_vocoder(unwrap(self.model), out_dir, extra={"train_step": step, "run_config": self.run.to_dict()})
