@@ -137,6 +137,9 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     tokenizers = {}
     for name in cfg.tokenizers:
         tokenizers[_short(name)] = Tokenizer.from_pretrained(name)  # fail early on a bad name
+        if tokenizers[_short(name)].stem_inputs > 1:
+            raise ValueError(f"{name}: a two-track tokenizer (lead, accompaniment); compare it under the "
+                             "dual-track protocol: `musictok bench --dual`")
     rows: list[BenchRow] = []
     extras: dict[str, dict] = {}
     media: dict[str, dict] = {"clips": {}, "recon": {}, "continuation": {}}

@@ -25,7 +25,7 @@ app.add_typer(data_app, name="data")
 eval_app = typer.Typer(help="Judge a tokenizer: reconstruction, codebook health, dependence, stability.",
                        no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
-train_app = typer.Typer(help="Train tokenizers, vocoders and token LMs (checkpoints, exact --resume, DDP).",
+train_app = typer.Typer(help="Train tokenizers, vocoders, token LMs and separators (checkpoints, exact --resume, DDP).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 console = Console()
@@ -297,19 +297,25 @@ def encode_cmd(
     tokenizer: str = typer.Option("bandtok-small", help="A bundled tokenizer name or a saved tokenizer folder."),
     overwrite: bool = typer.Option(False, help="Re-encode files whose .mtok already exists."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 …"),
+    stems: bool = typer.Option(False, "--stems", help="Two-track tokenizers (duotok): the inputs are pairs of "
+                               "stem files, lead then accompaniment; one .mtok per pair holds both tracks. "
+                               "Without it a duotok separates each input mix into the two tracks itself."),
 ) -> None:
-    """Turn audio into token files (.mtok), one per input file."""
+    """Turn audio into token files (.mtok), one per input file (or per pair of stems)."""
     from .audio import AUDIO_EXTENSIONS
-    from .convert import MTOK, encode_files, plan
+    from .convert import MTOK, encode_files, encode_stem_files, plan, plan_stem_pairs
     from .tokenizers.base import Tokenizer, TokenizerError
 
     _check_device(device)
     try:
-        pairs = plan(inputs, out, AUDIO_EXTENSIONS, MTOK)
+        pairs = plan_stem_pairs(inputs, out) if stems else plan(inputs, out, AUDIO_EXTENSIONS, MTOK)
         model = Tokenizer.from_pretrained(tokenizer, map_location=device)
+        if stems and model.stem_inputs != 2:
+            raise ValueError(f"--stems: {tokenizer} encodes one signal; stems need a two-track tokenizer (duotok)")
     except (FileNotFoundError, ValueError, TokenizerError) as e:
         raise UserError(str(e)) from None
-    report = _run_files("encoding", pairs, lambda cb: encode_files(pairs, model, overwrite=overwrite, on_file=cb))
+    encode = encode_stem_files if stems else encode_files
+    report = _run_files("encoding", pairs, lambda cb: encode(pairs, model, overwrite=overwrite, on_file=cb))
     console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)} ({model.layout.tokens_per_second:g} tokens/s, "
                   f"{model.layout.bitrate / 1000:.3g} kbps)")
@@ -321,7 +327,9 @@ def _speed(report) -> str:
     """The "; 12.0 s of audio at 85× real time" of a summary, or nothing when nothing was converted."""
     if report.realtime_factor is None:
         return ""
-    return f"; {report.audio_seconds:.1f} s of audio at {report.realtime_factor:.0f}× real time"
+    x = report.realtime_factor
+    return f"; {report.audio_seconds:.1f} s of audio at {x:.0f}× real time" if x >= 10 else \
+        f"; {report.audio_seconds:.1f} s of audio at {x:.2g}× real time"
 
 
 def _check_device(device: str) -> None:
@@ -650,10 +658,66 @@ def generate_cmd(
                   f"({'no cache' if no_cache else 'KV cache'}); wrote {out}, {outputs[1]}, {png}")
 
 
+@app.command("separate")
+def separate_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Mixtures: audio files or folders (folders are mirrored)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: a folder per input holding one WAV per stem."),
+    model: str = typer.Option("sep-lm-small", "--model", help="A bundled separator name or a saved separator folder."),
+    greedy: bool = typer.Option(False, help="LM separator: always take the most likely token (temperature 0)."),
+    temperature: Optional[float] = typer.Option(None, help="LM separator: sampling temperature (default: the model's)."),
+    top_k: Optional[int] = typer.Option(None, help="LM separator: sample among the k most likely tokens."),
+    top_p: Optional[float] = typer.Option(None, help="LM separator: nucleus sampling mass."),
+    samples: Optional[int] = typer.Option(None, help="LM separator: draw N candidates, keep the one whose stems "
+                                          "add up best to the mixture (needs a temperature > 0)."),
+    seed: int = typer.Option(0, help="Seed of the sampler."),
+    overwrite: bool = typer.Option(False, help="Separate again inputs whose stems are already there."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 …"),
+) -> None:
+    """Split mixtures into stems (one WAV per stem), a window at a time so long files fit in memory."""
+    from .audio import AudioError, AudioStream
+    from .convert import ConvertError
+    from .separation.base import Separator, SeparatorError
+    from .separation.files import plan_separation, separate_files
+
+    _check_device(device)
+    options = {"temperature": 0.0 if greedy else temperature, "top_k": top_k, "top_p": top_p, "samples": samples}
+    options = {k: v for k, v in options.items() if v is not None}
+    if options:
+        options["seed"] = seed
+    try:
+        separator = Separator.from_pretrained(model, map_location=device)
+        separator.check_options(**options)
+        pairs = plan_separation(inputs, out, separator.stem_names)
+    except (FileNotFoundError, ValueError, SeparatorError, ConvertError) as e:
+        raise UserError(str(e)) from None
+    total = 0.0
+    for src, _ in pairs:
+        try:
+            total += AudioStream(src).duration
+        except AudioError:
+            pass  # reported when its turn comes
+    with _progress() as progress:
+        task = progress.add_task("separating", total=total, status="")
+        rate = separator.sample_rate
+        report = separate_files(
+            pairs, separator, overwrite=overwrite, **options,
+            on_file=lambda src, status: progress.update(task, status=f"{src.name} {status}"),
+            on_samples=lambda n: progress.update(task, advance=n / rate))
+    for src, why in report.failed:
+        err_console.print(f"[red]error:[/] {escape(f'{src}: {why}')}")
+    speed = (f"; {report.audio_seconds:.1f} s of audio at {report.realtime_factor:.2g}× real time"
+             if report.realtime_factor else "")
+    console.print(f"{len(report.written)} separated into {', '.join(separator.stem_names)}, "
+                  f"{len(report.skipped)} already there, {len(report.failed)} failed{speed}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
 @app.command("bench")
 def bench_cmd(
-    tokenizers: str = typer.Option("bandtok-small,rvq-small,rvq-mmd-small,pyramid-small",
-                                   help="Comma-separated bundled names or saved tokenizer folders."),
+    tokenizers: Optional[str] = typer.Option(None, help="Comma-separated bundled names or saved tokenizer folders "
+                                             "(default: bandtok-small,rvq-small,rvq-mmd-small,pyramid-small; "
+                                             "with --dual: duotok-small,bandtok-small,rvq-small)."),
     quick: bool = typer.Option(False, help="Tiny settings: the whole pipeline in minutes (a smoke test)."),
     out: Path = typer.Option(Path("docs/results"), help="Where the table, plots and HTML report go."),
     work: Path = typer.Option(Path("runs/bench"), help="Token caches and LM runs (a rerun reuses them)."),
@@ -665,15 +729,32 @@ def bench_cmd(
     lm_steps: Optional[int] = typer.Option(None, help="Override the LM steps (same for every row)."),
     name: Optional[str] = typer.Option(None, help="File stem of the outputs (default bench-<date>)."),
     baselines: bool = typer.Option(True, help="Time EnCodec and DAC too, when their packages import."),
+    dual: bool = typer.Option(False, "--dual", help="The dual-track LM protocol instead (DuoTok, Appendix B.1): "
+                              "lead and accompaniment, parallel and track-to-track LMs, per-track cnBPT, "
+                              "corruption and context curves."),
 ) -> None:
     """Compare tokenizers under one held-constant protocol: table, plots and an HTML report with audio."""
     from .bench import BenchConfig, run_bench
 
-    names = [t.strip() for t in tokenizers.split(",") if t.strip()]
+    default = "duotok-small,bandtok-small,rvq-small" if dual else "bandtok-small,rvq-small,rvq-mmd-small,pyramid-small"
+    names = [t.strip() for t in (tokenizers if tokenizers is not None else default).split(",") if t.strip()]
     if not names:
         raise UserError("--tokenizers is empty")
     if not (corpus / "metadata.jsonl").is_file():
         raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
+    if dual:
+        from .bench_dual import DualBenchConfig, run_dual_bench
+        from .tokenizers.base import TokenizerError
+
+        kw = {"corpus": str(corpus), "out": str(out), "eval_split": split, "cache_dir": str(cache_dir),
+              "work": str(work if work != Path("runs/bench") else Path("runs/bench-dual"))}
+        kw |= ({"lm_steps": lm_steps} if lm_steps is not None else {}) | ({"name": name} if name else {})
+        dcfg = DualBenchConfig.quick(names, **kw) if quick else DualBenchConfig(tokenizers=names, **kw)
+        try:
+            run_dual_bench(dcfg, log=lambda line: console.print(line, markup=False, highlight=False))
+        except (TokenizerError, ValueError) as e:
+            raise UserError(str(e)) from None
+        return
     if real is None and HEDGEWARS_MUSIC.is_dir():
         real = HEDGEWARS_MUSIC
     if real is not None and not real.exists():
@@ -694,7 +775,9 @@ def bench_cmd(
 
 
 def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Optional[int],
-           max_minutes: Optional[float], vocoder: Optional[Path] = None) -> None:
+           max_minutes: Optional[float], vocoder: Optional[Path] = None, init_from: Optional[Path] = None,
+           sets: Optional[list[str]] = None) -> None:
+    from .errors import MusictokError
     from .train.config import load_run_config
     from .train.loop import CheckpointError, Trainer
 
@@ -705,6 +788,18 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         overrides["train.steps"] = steps
     if max_minutes is not None:
         overrides["train.max_minutes"] = max_minutes
+    if init_from is not None:
+        overrides["init_from"] = str(init_from)
+    for item in sets or []:  # --set section.key=value (the value read as YAML)
+        import yaml
+
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected section.key=value, e.g. duotok.noise_prob=0")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
     try:
         run = load_run_config(config, overrides)
     except ValueError as e:
@@ -715,7 +810,11 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
     from .train.config import build_model_config
 
     try:  # check the model section now, not after the data loader has started
-        if run.kind == "lm":
+        if run.kind == "separator":
+            from .train.separator import separator_config
+
+            separator_config(run.model)
+        elif run.kind == "lm":
             from .lm.model import TokenLMConfig
             from .train.lm import LMSection
 
@@ -728,13 +827,19 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
             from .train.codec import codec_model_config
 
             codec_model_config(run.model)
+        elif run.kind == "duotok":
+            from .train.duotok import DuoTokStage, duotok_model_config
+
+            build_checked(DuoTokStage, run.duotok, "duotok")
+            duotok_model_config(run)
         else:
             build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
     except (TypeError, ValueError) as e:
-        where = "" if str(e).startswith(("model.", "lm.", "unknown lm keys")) else "model or lm section: "
+        where = "" if str(e).startswith(("model.", "lm.", "unknown lm keys", "init_from", "duotok.")) \
+            else "model or lm section: "
         raise UserError(f"{config}: {where}{e}") from None
     if run.kind not in kind.split("|"):
-        command = {"vocoder": "vocoder", "lm": "lm"}.get(run.kind, "tokenizer")
+        command = {"vocoder": "vocoder", "lm": "lm", "separator": "separator"}.get(run.kind, "tokenizer")
         raise UserError(f"{config}: is a {run.kind} config; use `musictok train {command}`")
     for spec in run.data.source_specs:
         src = Path(spec.path)
@@ -742,7 +847,11 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
             hint = ("`make data-real` (or `musictok data import DIR --out ...`)" if "real" in src.name
                     else f"`musictok data build --out {src}`")
             raise UserError(f"{src}: no corpus here (data source of {config}); run {hint} first")
-    if run.kind == "vocoder":
+    if run.kind == "separator":
+        from .train.separator import SeparatorTask
+
+        task = SeparatorTask(run)
+    elif run.kind == "vocoder":
         from .train.vocoder import VocoderTask
 
         task = VocoderTask(run)
@@ -756,6 +865,13 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
         if vocoder:
             raise UserError("--vocoder is for Mel tokenizers (kind: bandtok); a waveform codec has its own decoder")
         task = CodecTask(run)
+    elif run.kind == "duotok":
+        from .train.duotok import DuoTokTask
+
+        try:
+            task = DuoTokTask(run, vocoder_dir=str(vocoder) if vocoder else None)
+        except ValueError as e:
+            raise UserError(f"{config}: {e}") from None
     else:
         from .train.tokenizer import BandTokTask
 
@@ -763,7 +879,7 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
     meta = {"command": "musictok " + " ".join(sys.argv[1:]), "run_config": run.to_dict()}
     try:
         summary = Trainer(task, run.train, console=console, extra_meta=meta).run(resume=resume)
-    except (FileExistsError, CheckpointError, ValueError) as e:
+    except (FileExistsError, CheckpointError, ValueError, MusictokError) as e:
         raise UserError(str(e)) from None
     if os.environ.get("RANK", "0") != "0":
         return
@@ -774,15 +890,19 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
 
 @train_app.command("tokenizer")
 def train_tokenizer(
-    config: Path = typer.Option(..., help="Run config YAML (kind: bandtok or codec), e.g. configs/bandtok-small.yaml or configs/rvq-small.yaml."),
+    config: Path = typer.Option(..., help="Run config YAML (kind: bandtok, codec or duotok), e.g. configs/bandtok-small.yaml, configs/rvq-small.yaml or configs/duotok-small-stage1.yaml."),
     resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
     vocoder: Optional[Path] = typer.Option(None, help="A trained vocoder folder to bundle into the export."),
+    init_from: Optional[Path] = typer.Option(None, help="DuoTok: the previous stage's export to start from "
+                                             "(overrides init_from of the config)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key, section.key=value "
+                                             "(repeatable), e.g. --set duotok.noise_prob=0 for an ablation."),
 ) -> None:
-    """Train a tokenizer on the rendered corpus."""
-    _train("bandtok|codec", config, resume, out, steps, max_minutes, vocoder)
+    """Train a tokenizer on the rendered corpus (DuoTok: one stage per run)."""
+    _train("bandtok|codec|duotok", config, resume, out, steps, max_minutes, vocoder, init_from, set_)
 
 
 @train_app.command("lm")
@@ -795,6 +915,18 @@ def train_lm(
 ) -> None:
     """Train a token LM on a tokenizer's tokens of the rendered corpus (tokens cached on first use)."""
     _train("lm", config, resume, out, steps, max_minutes)
+
+
+@train_app.command("separator")
+def train_separator(
+    config: Path = typer.Option(..., help="Run config YAML (kind: separator), e.g. configs/sep-lm-small.yaml or configs/sep-mask-small.yaml."),
+    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    steps: Optional[int] = typer.Option(None, help="Override train.steps."),
+    max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+) -> None:
+    """Train a source separator (the LM separator or the mask baseline) on the corpus's exact stems."""
+    _train("separator", config, resume, out, steps, max_minutes)
 
 
 @train_app.command("vocoder")

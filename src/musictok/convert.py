@@ -200,6 +200,50 @@ def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, sca
     return [torch.cat(p, dim=1) for p in pieces], total
 
 
+def plan_stem_pairs(inputs: Iterable[str | Path], out_dir: str | Path) -> list[tuple[tuple[Path, Path], Path]]:
+    """Audio files taken two at a time as (lead, accompaniment) -> one ``.mtok`` each, named after the lead."""
+    items = [Path(i) for i in inputs]
+    if len(items) % 2:
+        raise ConvertError(", ".join(map(str, items)), "stems come in pairs: lead, accompaniment, lead, …")
+    for p in items:
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such file (stems are given as files, in pairs)")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConvertError(out, "is a file; --out must be a folder")
+    pairs = [((items[i], items[i + 1]), (out / items[i].name).with_suffix(MTOK)) for i in range(0, len(items), 2)]
+    targets = [t for _, t in pairs]
+    if len(set(targets)) != len(targets):
+        raise ConvertError("two pairs would write the same output; name their lead files differently")
+    return pairs
+
+
+def encode_stem_files(pairs: list[tuple[tuple[Path, Path], Path]], tokenizer, *, overwrite: bool = False,
+                      on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
+    """Encode pairs of stems (lead, accompaniment) with a tokenizer of two tracks (DuoTok): one ``.mtok``
+    per pair, both streams in it. Each pair is read whole (stems of a song fit in memory); the shorter stem
+    is padded with silence."""
+    from .audio import load
+
+    if getattr(tokenizer, "stem_inputs", 0) != 2:
+        raise ConvertError(f"--stems: a {tokenizer.name} tokenizer encodes one signal; stems need a tokenizer of "
+                           "two tracks (duotok)")
+    partner = {lead: acc for (lead, acc), _ in pairs}
+
+    def work(src: Path, dst: Path, report: ConvertReport) -> None:
+        t0 = time.perf_counter()
+        wavs = [load(f, tokenizer.sample_rate)[0] for f in (src, partner[src])]
+        n = max(len(w) for w in wavs)
+        x = torch.from_numpy(np.stack([np.pad(w, (0, n - len(w))) for w in wavs]))[None]
+        tokens = tokenizer.encode(x)
+        report.compute_seconds += time.perf_counter() - t0
+        report.audio_seconds += n / tokenizer.sample_rate
+        tokens.extra |= {"source_files": [src.name, partner[src].name], "input": "stems"}
+        report.written.append(tokens.save(dst))
+
+    return _convert([(lead, dst) for (lead, _), dst in pairs], work, overwrite=overwrite, on_file=on_file)
+
+
 def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
                  on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
     """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file."""
@@ -263,32 +307,53 @@ def decode_chunks(tokenizer, codes: list[Tensor], chunk_units: int, options: dic
             lo, hi = max(start - ctx, 0), min(stop + ctx, units)
             wav = tokenizer._decode_codes([c[:, lo * f: hi * f].to(tokenizer.device) for c, f in zip(codes, fpu)],
                                           **options)
-            yield wav[:, (start - lo) * hop: (stop - lo) * hop]
+            yield wav[..., (start - lo) * hop: (stop - lo) * hop]
     finally:
         tokenizer.train(was_training)
+
+
+def track_paths(path: str | Path, tokens: Tokens, tokenizer) -> list[Path]:
+    """Beside ``NAME.wav``, one ``NAME.<track>.wav`` per track of a tokenizer of several tracks (DuoTok:
+    ``NAME.lead.wav``, ``NAME.accompaniment.wav``; ``NAME.wav`` is then their mix); none otherwise."""
+    if getattr(tokenizer, "stem_inputs", 0) <= 1:
+        return []
+    p = Path(path)
+    return [p.with_name(f"{p.stem}.{s.name}{p.suffix}") for s in tokens.layout.streams]
 
 
 def decode_to_file(tokens: Tokens, tokenizer, path: str | Path, *, chunk_units: int | None = None,
                    **options) -> tuple[Path, float]:
     """Decode one clip straight into an audio file, chunk by chunk: ``(path, peak)``. The samples are those
     of ``tokenizer.decode(tokens)[0]`` (trimmed to the original length, the clip's scale applied)."""
+    import contextlib
+
     tokenizer.check_tokens(tokens)
     if tokens.batch_size != 1:
         raise ValueError("decode_to_file takes one clip; use tokens.item(i)")
     n, scale = tokens.lengths[0], 1.0 if tokens.scales is None else tokens.scales[0]
+    tracks = track_paths(path, tokens, tokenizer)  # a multi-track decode: the mix at `path`, each track beside it
+    for t in tracks:
+        if t.exists() and not decoded_by_musictok(t):
+            raise ConvertError(path, f"would write over {t}, which musictok did not write; choose another --out")
     written, peak = 0, 0.0
-    with open_output(path, tokens.sample_rate, 1, software=DECODED_BY) as f:
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open_output(q, tokens.sample_rate, 1, software=DECODED_BY))
+                 for q in [Path(path), *tracks]]
         for wav in decode_chunks(tokenizer, tokens.codes, chunk_units or tokenizer.chunk_units, options):
-            piece = (wav[0, : n - written] * scale).cpu().numpy()
-            if not np.all(np.isfinite(piece)):
+            w = wav[0]
+            signals = [w] if w.ndim == 1 else [w.sum(0), *w]
+            pieces = [(x[: n - written] * scale).cpu().numpy() for x in signals]
+            if not all(np.all(np.isfinite(x)) for x in pieces):
                 raise ConvertError(path, "the decoder produced NaN/Inf samples")
-            f.write(piece)
-            written += len(piece)
-            peak = max(peak, float(np.max(np.abs(piece)))) if len(piece) else peak
+            for f, piece in zip(files, pieces):
+                f.write(piece)
+            written += len(pieces[0])
+            peak = max(peak, float(np.max(np.abs(pieces[0])))) if len(pieces[0]) else peak
             if written >= n:
                 break
         if written < n:  # decode() pads a short decoder output with zeros
-            f.write(np.zeros(n - written, np.float32))
+            for f in files:
+                f.write(np.zeros(n - written, np.float32))
     return Path(path), peak
 
 

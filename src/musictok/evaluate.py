@@ -93,6 +93,8 @@ def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[]
             ref = x
             if isinstance(y, tuple):  # a path with its own reference (e.g. a band-limited target)
                 ref, y = y
+            if y.ndim == 3:  # a tokenizer of several tracks (DuoTok) decodes (B, tracks, T): score their mix
+                y = y.sum(1)
             res = reconstruction_metrics(ref.cpu(), y.cpu(), clips.sample_rate).to_dict()
             res["level_error_db"] = _level_error_db(ref.cpu(), y.cpu())
             for k, v in res.items():

@@ -182,3 +182,48 @@ def plot_codebook_usage(usage: dict[str, dict[str, list[list[int]]]], path: str 
         return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_corruption(curves: dict[str, dict], path: str | Path) -> Path:
+    """DuoTok's Fig. 3: relative cnBPT cost of corrupting the conditioning track, per tokenizer — against the
+    shift (frames) and the mask ratio, with the mismatch as a bar. ``curves``: name -> ``CorruptionResult.to_dict()``."""
+    plt = _figure_backend()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), gridspec_kw={"width_ratios": [2, 2, 1]})
+    names = list(curves)
+    for name, c in curves.items():
+        shift = sorted((int(k), v) for k, v in c["shift"].items())
+        mask = sorted((float(k), v) for k, v in c["mask"].items())
+        axes[0].plot([k for k, _ in shift], [100 * v for _, v in shift], marker="o", label=name)
+        axes[1].plot([k for k, _ in mask], [100 * v for _, v in mask], marker="o", label=name)
+    axes[2].bar(range(len(names)), [100 * (curves[n]["mismatch"] or 0.0) for n in names])
+    axes[2].set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axes[0].set_xscale("log", base=2)
+    for ax, title, xlabel in zip(axes, ("shift", "masking", "mismatch"), ("shift (frames)", "mask ratio", "")):
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("ΔcnBPT (%)")
+    axes[0].legend()
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_context_scaling(curves: dict[str, dict], path: str | Path) -> Path:
+    """DuoTok's Fig. 4: cnBPT of the same final frames against the context length, per tokenizer.
+    ``curves``: name -> ``{seconds (str or float): cnBPT}``."""
+    plt = _figure_backend()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, c in curves.items():
+        pts = sorted((float(k), v) for k, v in c.items())
+        ax.plot([k for k, _ in pts], [v for _, v in pts], marker="o", label=name)
+    ax.set_xlabel("context (s)")
+    ax.set_ylabel("cnBPT")
+    ax.set_title("context scaling")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

@@ -36,12 +36,14 @@ def cases(draw, pattern: str, multi_rate: bool = False):
     elif pattern in ("parallel", "delay"):
         n_streams = draw(st.integers(1, 3))
         rates = [draw(st.sampled_from([1.0, 50.0]))] * n_streams
+    elif pattern == "dual-track":  # two tracks at one rate
+        n_streams, rates = 2, [draw(st.sampled_from([1.0, 25.0]))] * 2
     else:  # flatten, coarse-to-fine: multi-rate
         n_streams = draw(st.integers(2, 3) if multi_rate else st.integers(1, 3))
         rates = sorted(draw(st.lists(st.sampled_from([1.0, 1.5, 2.0, 3.0, 4.0]), min_size=n_streams,
                                      max_size=n_streams, unique=multi_rate)))
     layout = TokenLayout(tuple(draw(streams(r, f"s{i}")) for i, r in enumerate(rates)))
-    if pattern in ("parallel", "delay"):
+    if pattern in ("parallel", "delay", "dual-track"):
         frames = (draw(st.integers(1, 6)),) * n_streams
     else:
         frames = stream_frames(layout, draw(st.integers(1, 6)))

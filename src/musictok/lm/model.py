@@ -359,7 +359,7 @@ class TokenLM(nn.Module):
         return torch.stack(cols, dim=2)
 
     def forward(self, inputs: Tensor, positions: Tensor, targets: Tensor | None = None,
-                cache: KVCache | None = None) -> LMOutput:
+                cache: KVCache | None = None, embeds: Tensor | None = None) -> LMOutput:
         """Score or extend a sequence of steps.
 
         Args:
@@ -368,11 +368,19 @@ class TokenLM(nn.Module):
             targets: optional ``(B, T, K)`` ids, ``IGNORE_INDEX`` where a column predicts nothing.
             cache: optional :class:`KVCache`; the ``T`` steps then continue the cached ones (their positions
                 are absolute, from the pattern) and the cache is extended in place.
+            embeds: optional ``(B, T, n_embd)`` vectors added to the steps' input embeddings: a condition
+                (separation feeds a mixture encoding as prefix steps whose ids are ``pad_id``, and a learned
+                embedding of the stem each step belongs to).
         Returns:
             :class:`LMOutput` with logits ``(B, T, K, V)`` and, given targets, the loss and per-token NLL.
         """
         self._check(inputs, positions, cache)
-        x = self.drop(self.embed(inputs))
+        x = self.embed(inputs)
+        if embeds is not None:
+            if embeds.shape != x.shape:
+                raise ValueError(f"embeds must be {tuple(x.shape)} (batch, steps, n_embd), got {tuple(embeds.shape)}")
+            x = x + embeds.to(x.dtype)
+        x = self.drop(x)
         angles = rope_angles(positions.to(x.device), self.config.head_dim, self.config.rope_base)
         if angles.ndim == 3:  # (B, T, D/2): add the head axis
             angles = angles.unsqueeze(1)

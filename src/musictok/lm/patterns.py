@@ -20,8 +20,10 @@ step ``t-1`` predicted nothing). So a causal model never sees a cell before it p
 equals ``K_out``. A step's position is the position of the cells it *predicts* (for 2-D RoPE this tells the
 model which band it must produce; its input then sits one step earlier in the pattern's order).
 
-Every cell is predicted exactly once, so ``revert(build(codes).targets) == codes`` for every pattern. The
-patterns (``PATTERNS``, :func:`make_pattern`):
+Every cell is predicted exactly once, so ``revert(build(codes).targets) == codes`` for every pattern. A
+pattern may leave some predicted cells out of the loss (``scored``; the conditional dual-track pattern's
+context): ``build`` still returns every target, and :meth:`SequencePattern.scored_targets` masks the rest.
+The patterns (``PATTERNS``, :func:`make_pattern`):
 
 ==================  =====================================================================================
 ``flatten``         one cell per step, frame-major; several streams interleave by time (a frame starting
@@ -33,6 +35,13 @@ patterns (``PATTERNS``, :func:`make_pattern`):
                     ``k``), so slot ``k`` of frame ``f`` is conditioned on slots ``< k`` of frame ``f``.
                     ``frames + max(delays)`` steps; the ramp cells are ``pad_id`` / ignored.
 ``band-grid``       BandTok: ``flatten`` of one stream with 2-D positions ``(time = frame, band = slot)``.
+``dual-track``      two tracks at one frame rate (DuoTok's lead and accompaniment, or any tokenizer run on
+                    each stem), the two LM protocols of DuoTok's Appendix B.1. ``mode="parallel"``: the
+                    parallel pattern over both tracks — one head per (track, slot), unconditional.
+                    ``mode="conditional"``: track-to-track — every frame of the ``source`` track, then the
+                    target track's frames; the source and the target's first ``prefix_seconds`` are context,
+                    only the rest is scored (``scored``). Positions are frame indices in both halves, so a
+                    target frame sits at the position of the source frame it goes with.
 ``coarse-to-fine``  multi-rate streams (PyramidCodec levels, stream 0 coarsest): every cell of stream 0 for
                     the whole context (frame-major over its slots), then stream 1, ... so every finer cell
                     is conditioned on all coarser ones. 1-D positions = the start time of the predicted
@@ -70,6 +79,7 @@ __all__ = [
     "band_grid_pattern",
     "coarse_to_fine_pattern",
     "delay_pattern",
+    "dual_track_pattern",
     "flatten_pattern",
     "make_pattern",
     "parallel_pattern",
@@ -157,6 +167,8 @@ class SequencePattern:
         vocab_sizes: per column, the number of LM ids it predicts.
         slot_offsets: per stream, per slot: the offset added to a code to make its LM id.
         shared_vocab: every column indexes one and the same codebook.
+        scored: optional ``(steps, K)`` bool: which predicted cells count in the loss and the metrics
+            (``None``: all of them). Unscored cells are context the LM reads but is not judged on.
     """
 
     name: str
@@ -167,6 +179,7 @@ class SequencePattern:
     vocab_sizes: tuple[int, ...]
     slot_offsets: tuple[tuple[int, ...], ...]
     shared_vocab: bool
+    scored: Tensor | None = field(default=None, repr=False)
     _cell_step: Tensor = field(init=False, repr=False)  # (N,) step of each flat cell
     _cell_column: Tensor = field(init=False, repr=False)  # (N,) column of each flat cell
     _stream_start: tuple[int, ...] = field(init=False, repr=False)
@@ -185,6 +198,10 @@ class SequencePattern:
         # The invariant revert relies on: every cell is predicted exactly once.
         assert flat.numel() == n and torch.equal(torch.sort(flat).values, torch.arange(n)), \
             f"pattern {self.name!r} does not predict every cell exactly once"
+        if self.scored is not None:
+            assert self.scored.shape == self.cells.shape and self.scored.dtype == torch.bool
+            assert not bool((self.scored & ~valid).any()), "only predicted cells can be scored"
+            assert bool(self.scored.any()), f"pattern {self.name!r} scores no cell"
         steps, cols = torch.nonzero(valid, as_tuple=True)
         cell_step = torch.empty(n, dtype=torch.long)
         cell_col = torch.empty(n, dtype=torch.long)
@@ -222,6 +239,18 @@ class SequencePattern:
     @property
     def bos_id(self) -> int:
         return self.vocab.bos_id
+
+    @property
+    def loss_mask(self) -> Tensor:
+        """``(steps, K)`` bool: the predicted cells that count in the loss and the metrics."""
+        valid = self.cells >= 0
+        return valid if self.scored is None else valid & self.scored
+
+    def scored_targets(self, targets: Tensor) -> Tensor:
+        """``build(...).targets`` with the unscored cells set to ``IGNORE_INDEX``: what a loss should see."""
+        if self.scored is None:
+            return targets
+        return targets.masked_fill(~self.scored.to(targets.device), IGNORE_INDEX)
 
     @property
     def input_cells(self) -> Tensor:
@@ -547,19 +576,69 @@ def delay_pattern(layout: TokenLayout, frames: int | Sequence[int],
                            sizes, offsets, shared)
 
 
+def dual_track_pattern(layout: TokenLayout, frames: int | Sequence[int], mode: str = "parallel",
+                       source: int | str = 0, prefix_seconds: float = 2.0,
+                       prefix_frames: int | None = None) -> SequencePattern:
+    """DuoTok's dual-track LM protocols (Appendix B.1) over a layout of exactly two tracks at one frame rate.
+
+    ``mode="parallel"`` (B.1.3, unconditional): one step per frame, every (track, slot) predicted at once by
+    its own head — the parallel pattern, checked to hold two tracks.
+    ``mode="conditional"`` (B.1.4, track-to-track): steps ``0 … F-1`` predict the ``source`` track's frames
+    (its columns), steps ``F … 2F-1`` the other track's (its columns); the source and the target's first
+    ``prefix_frames`` (default: ``prefix_seconds`` at the track's frame rate) are context, only the rest of
+    the target is scored. Both modes have the same columns and vocabulary, so one LM architecture runs
+    both. Positions are frame indices in both halves: the target's frame ``f`` sits at the position of the
+    source's frame ``f``, which it accompanies (RoPE sees offset 0 between aligned frames).
+    """
+    if mode not in ("parallel", "conditional"):
+        raise ValueError(f"dual-track mode must be 'parallel' or 'conditional', not {mode!r}")
+    if len(layout.streams) != 2:
+        raise ValueError(f"the dual-track pattern takes two tracks (streams), got {len(layout.streams)}; "
+                         "run a single-stream tokenizer on each stem to make a two-track layout")
+    fr = stream_frames(layout, frames)
+    n = _equal_frames("dual-track", layout, fr)
+    if mode == "parallel":
+        p = parallel_pattern(layout, fr)
+        return SequencePattern("dual-track", layout, fr, p.cells, p.positions, p.vocab_sizes, p.slot_offsets,
+                               p.shared_vocab)
+    names = [s.name for s in layout.streams]
+    src = names.index(source) if isinstance(source, str) and source in names else source
+    if src not in (0, 1):
+        raise ValueError(f"source must be a track index (0, 1) or name ({', '.join(names)}), got {source!r}")
+    tgt = 1 - src
+    if prefix_frames is None:
+        prefix_frames = round(prefix_seconds * layout.streams[tgt].frame_rate)
+    if not 0 <= prefix_frames < n:
+        raise ValueError(f"the target's prefix ({prefix_frames} frames) must leave some of its {n} frames to score")
+    index = _cell_index(layout, fr)
+    columns = [(s, j) for s, st in enumerate(layout.streams) for j in range(st.num_slots)]
+    cells = torch.full((2 * n, len(columns)), NO_CELL, dtype=torch.long)
+    frame_index = torch.arange(n)
+    for k, (s, j) in enumerate(columns):
+        half = 0 if s == src else n
+        cells[half + frame_index, k] = _frame_cells(layout, index, s, j, frame_index)
+    scored = torch.zeros_like(cells, dtype=torch.bool)
+    scored[n + prefix_frames:] = cells[n + prefix_frames:] >= 0
+    positions = torch.cat([frame_index, frame_index]).float().unsqueeze(1)
+    sizes, offsets, shared = _slot_columns_vocab(layout)
+    return SequencePattern("dual-track", layout, fr, cells, positions, sizes, offsets, shared, scored)
+
+
 PATTERNS: dict[str, Callable[..., SequencePattern]] = {
     "flatten": flatten_pattern,
     "parallel": parallel_pattern,
     "delay": delay_pattern,
     "band-grid": band_grid_pattern,
     "coarse-to-fine": coarse_to_fine_pattern,
+    "dual-track": dual_track_pattern,
 }
 
 
 def make_pattern(name: str, layout: TokenLayout, frames: int | Sequence[int], **options) -> SequencePattern:
     """Build pattern ``name`` (a key of ``PATTERNS``) for ``layout`` and ``frames`` (see :func:`stream_frames`).
 
-    ``options`` go to the builder (``delays`` for ``delay``).
+    ``options`` go to the builder (``delays`` for ``delay``; ``mode``, ``source``, ``prefix_seconds`` for
+    ``dual-track``).
     """
     if name not in PATTERNS:
         raise ValueError(f"unknown sequence pattern {name!r}; choose one of {sorted(PATTERNS)}")

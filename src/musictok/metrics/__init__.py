@@ -5,6 +5,8 @@
 - ``codebook``: utilization, normalized entropy and perplexity of codebooks.
 - ``dependence``: mutual information between codebooks and neighbours (minus the same estimate on
   shuffled pairs, with an interval), MMD joint vs. product (the codec loss's statistic).
+- ``diagnostics``: DuoTok's dual-track diagnostics — the relative cnBPT cost of shifting, masking or
+  mismatching the conditioning track, and cnBPT against context length (import from the module).
 """
 
 from musictok.metrics.codebook import (

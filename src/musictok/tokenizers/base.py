@@ -42,11 +42,14 @@ def register_tokenizer(name: str):
 
 
 def _load_builtin_tokenizers() -> None:
-    from . import bandtok, pyramid, rvq_codec  # noqa: F401  (each registers itself)
+    from . import bandtok, duotok, pyramid, rvq_codec  # noqa: F401  (each registers itself)
 
 
-def _as_clips(wav: Any) -> list[Tensor]:
-    """``(T,)``, ``(B, T)`` or a list of ``(T_i,)`` (tensors or arrays) -> list of 1-D float tensors."""
+def _as_clips(wav: Any, stems: int = 0) -> list[Tensor]:
+    """``(T,)``, ``(B, T)`` or a list of ``(T_i,)`` (tensors or arrays) -> list of 1-D float tensors.
+
+    A tokenizer that also takes stems (``stems = S > 0``, e.g. DuoTok's lead and accompaniment) accepts
+    ``(B, S, T)`` or a list of ``(S, T_i)`` as well: those clips stay ``(S, T)``."""
     if isinstance(wav, (list, tuple)):
         clips = [torch.as_tensor(np.asarray(w) if not isinstance(w, Tensor) else w) for w in wav]
     else:
@@ -57,11 +60,16 @@ def _as_clips(wav: Any) -> list[Tensor]:
             clips = list(w)
         elif w.ndim == 3 and w.shape[1] == 1:
             clips = list(w[:, 0])
+        elif w.ndim == 3 and stems > 1 and w.shape[1] == stems:
+            clips = list(w)
         else:
-            raise ValueError(f"audio must be (T,), (B, T) or (B, 1, T) mono, got shape {tuple(w.shape)}")
+            also = f" or (B, {stems}, T) stems" if stems > 1 else ""
+            raise ValueError(f"audio must be (T,), (B, T) or (B, 1, T) mono{also}, got shape {tuple(w.shape)}")
     for c in clips:
-        if c.ndim != 1 or c.numel() == 0:
-            raise ValueError(f"every clip must be a non-empty 1-D waveform, got shape {tuple(c.shape)}")
+        stem_clip = stems > 1 and c.ndim == 2 and c.shape[0] == stems
+        if (c.ndim != 1 and not stem_clip) or c.numel() == 0:
+            what = f"1-D waveform (or ({stems}, T) stems)" if stems > 1 else "1-D waveform"
+            raise ValueError(f"every clip must be a non-empty {what}, got shape {tuple(c.shape)}")
         if not bool(torch.isfinite(c).all()):
             raise ValueError("audio contains NaN or Inf samples")
     return [c.float() for c in clips]
@@ -86,6 +94,10 @@ class Tokenizer(nn.Module, abc.ABC):
     # SI-SDR, SDR and waveform L1 against the input say little about them; a codec trained to match
     # the waveform sets this False.
     phase_free: ClassVar[bool] = True
+    # A tokenizer of several tracks (DuoTok) also encodes stems given as ``(B, stems, T)``; its
+    # ``_encode_codes`` then receives ``(B, stems, T)`` as well as ``(B, T)`` mixes, and its decoder returns
+    # ``(B, stems, T)``. 0: mono input only.
+    stem_inputs: ClassVar[int] = 0
 
     def __init__(self, config: Any):
         super().__init__()
@@ -167,18 +179,18 @@ class Tokenizer(nn.Module, abc.ABC):
         lengths. Clips of equal length are batched (at most ``max_batch`` at a time); clips longer than
         ``chunk_units + 2 × context_units`` frames are encoded in overlapping chunks, so memory is bounded
         by the chunk size whatever the input length."""
-        clips = _as_clips(wav)
+        clips = _as_clips(wav, self.stem_inputs)
         scales = None
-        if self.level_dbfs is not None:
-            scales = [level_scale(c, self.level_dbfs) for c in clips]
+        if self.level_dbfs is not None:  # stems are scaled together, by the level of their mix
+            scales = [level_scale(c if c.ndim == 1 else c.sum(0), self.level_dbfs) for c in clips]
             clips = [c / g for c, g in zip(clips, scales)]
         was_training = self.training
         self.eval()  # encoding must never move EMA codebooks or other training state
         try:
             per_clip: list[list[Tensor] | None] = [None] * len(clips)
-            by_length: dict[int, list[int]] = {}
+            by_length: dict[tuple[int, ...], list[int]] = {}
             for i, c in enumerate(clips):
-                by_length.setdefault(c.numel(), []).append(i)
+                by_length.setdefault(tuple(c.shape), []).append(i)
             for n, same in by_length.items():
                 for k in range(0, len(same), self.max_batch):
                     idx = same[k: k + self.max_batch]
@@ -190,8 +202,8 @@ class Tokenizer(nn.Module, abc.ABC):
             self.train(was_training)
         codes = [_pad_cat([pc[s] for pc in per_clip]) for s in range(len(self.layout.streams))]
         extra = {"tokenizer_source": self.source} if self.source else {}
-        return Tokens(codes, self.layout, self.fingerprint(), self.sample_rate, [c.numel() for c in clips], extra,
-                      scales)
+        return Tokens(codes, self.layout, self.fingerprint(), self.sample_rate, [c.shape[-1] for c in clips],
+                      extra, scales)
 
     def _encode_long(self, wav: Tensor, chunk_units: int) -> list[Tensor]:
         hop = self.hop_samples
@@ -204,14 +216,15 @@ class Tokenizer(nn.Module, abc.ABC):
         for start in range(0, units, chunk_units):
             stop = min(start + chunk_units, units)
             lo, hi = max(start - self.context_units, 0), min(stop + self.context_units, units)
-            codes = self._encode_codes(wav[:, lo * hop: hi * hop])
+            codes = self._encode_codes(wav[..., lo * hop: hi * hop])
             for s, f in enumerate(fpu):
                 pieces[s].append(codes[s][:, (start - lo) * f: (stop - lo) * f])
         return [torch.cat(p, dim=1) for p in pieces]
 
     @torch.no_grad()
     def decode(self, tokens: Tokens, *, chunk_units: int | None = None, **options: Any) -> Tensor:
-        """Tokens -> ``(B, max length)`` waveform (each clip trimmed to its original length, zero after).
+        """Tokens -> ``(B, max length)`` waveform (each clip trimmed to its original length, zero after);
+        ``(B, stems, max length)`` for a tokenizer of several tracks.
 
         Refuses tokens whose fingerprint is not this tokenizer's. ``options`` go to the model's decoder
         (e.g. ``levels=1`` for a PyramidCodec prefix)."""
@@ -223,10 +236,10 @@ class Tokenizer(nn.Module, abc.ABC):
             wav = self._decode_long(codes, chunk_units or self.chunk_units, options)
         finally:
             self.train(was_training)
-        out = torch.zeros(tokens.batch_size, max(tokens.lengths), device=wav.device)
+        out = torch.zeros(tokens.batch_size, *wav.shape[1:-1], max(tokens.lengths), device=wav.device)
         for i, n in enumerate(tokens.lengths):
             m = min(n, wav.shape[-1])
-            out[i, :m] = wav[i, :m] * (1.0 if tokens.scales is None else tokens.scales[i])
+            out[i, ..., :m] = wav[i, ..., :m] * (1.0 if tokens.scales is None else tokens.scales[i])
         return out
 
     def _decode_long(self, codes: list[Tensor], chunk_units: int, options: dict | None = None) -> Tensor:
@@ -241,7 +254,7 @@ class Tokenizer(nn.Module, abc.ABC):
             stop = min(start + chunk_units, units)
             lo, hi = max(start - self.context_units, 0), min(stop + self.context_units, units)
             wav = self._decode_codes([c[:, lo * f: hi * f] for c, f in zip(codes, fpu)], **options)
-            out.append(wav[:, (start - lo) * hop: (stop - lo) * hop])
+            out.append(wav[..., (start - lo) * hop: (stop - lo) * hop])
         return torch.cat(out, dim=-1)
 
     def reconstruction_paths(self) -> dict[str, Callable[[Tensor], Tensor] | None]:

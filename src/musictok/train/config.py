@@ -1,7 +1,8 @@
 """Run configs: one YAML file says what to train, on which data, with which loop and GAN settings.
 
 ```yaml
-kind: bandtok            # or: codec (model.tokenizer: rvq_codec | pyramid_codec), vocoder, lm
+kind: bandtok            # or: codec (model.tokenizer: rvq_codec | pyramid_codec), vocoder, lm,
+                         # separator (model.separator: lm | mask; see train/separator.py)
 model: {preset: small}   # preset + any field of the model's config dataclass
 data: {corpus: data/chorales, clip_seconds: 2.0, valid_clips: 24}
 gan: {start_step: 1000, adv_weight: 0.1, fm_weight: 1.0, loss: hinge}
@@ -20,7 +21,7 @@ import yaml
 from ..settings import build_checked, check_types, require
 from .loop import TrainConfig
 
-KINDS = ("bandtok", "codec", "vocoder", "lm")
+KINDS = ("bandtok", "codec", "vocoder", "lm", "separator", "duotok")
 
 
 @dataclass
@@ -127,10 +128,18 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     lm: dict = field(default_factory=dict)  # token LMs only: tokenizer, pattern, context (train/lm.py)
     source: str = ""  # the file it came from
+    # DuoTok only (train/duotok.py): which of its four stages this run trains, the previous stage's export
+    # it starts from, and the stage's options (loss weights, noise, views, freezing)
+    stage: int | None = None
+    init_from: str | None = None
+    duotok: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "model": self.model, "data": dataclasses.asdict(self.data),
-                "gan": dataclasses.asdict(self.gan), "train": self.train.to_dict(), "lm": self.lm}
+        d = {"kind": self.kind, "model": self.model, "data": dataclasses.asdict(self.data),
+             "gan": dataclasses.asdict(self.gan), "train": self.train.to_dict(), "lm": self.lm}
+        if self.kind == "duotok":
+            d |= {"stage": self.stage, "init_from": self.init_from, "duotok": self.duotok}
+        return d
 
 
 def _section(cls, d: dict | None, name: str, path: str):
@@ -150,26 +159,40 @@ def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfi
         raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{p}: expected a mapping at the top level")
-    for section in ("model", "data", "gan", "train", "lm"):
+    for section in ("model", "data", "gan", "train", "lm", "duotok"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise ValueError(f"{p}: {section}: must be a mapping of keys to values, got {raw[section]!r}")
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
+        if not name:  # a top-level key (DuoTok's stage, init_from)
+            raw[section] = value
+            continue
         if raw.get(section) is None:
             raw[section] = {}
         raw[section][name] = value
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ValueError(f"{p}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    unknown = set(raw) - {"kind", "model", "data", "gan", "train", "lm"}
+    staged = {"stage", "init_from", "duotok"}
+    unknown = set(raw) - {"kind", "model", "data", "gan", "train", "lm"} - (staged if kind == "duotok" else set())
     if unknown:
         raise ValueError(f"{p}: unknown sections {sorted(unknown)}")
+    stage, init_from = raw.get("stage"), raw.get("init_from")
+    if kind == "duotok":
+        if stage not in (1, 2, 3, 4) or isinstance(stage, bool):
+            raise ValueError(f"{p}: stage: a duotok run trains stage 1, 2, 3 or 4, got {stage!r}")
+        if init_from is not None and not isinstance(init_from, str):
+            raise ValueError(f"{p}: init_from: must be a folder (the previous stage's export), got {init_from!r}")
+        if stage > 1 and not init_from:
+            raise ValueError(f"{p}: init_from: stage {stage} starts from the export of stage {stage - 1} "
+                             "(e.g. runs/duotok-small-stage1/export); none given")
     try:
         return RunConfig(kind=kind, model=dict(raw.get("model") or {}),
                          data=_section(DataConfig, raw.get("data"), "data", str(p)),
                          gan=_section(GanConfig, raw.get("gan"), "gan", str(p)),
                          train=_section(TrainConfig, raw.get("train"), "train", str(p)),
-                         lm=dict(raw.get("lm") or {}), source=str(p))
+                         lm=dict(raw.get("lm") or {}), source=str(p), stage=stage, init_from=init_from,
+                         duotok=dict(raw.get("duotok") or {}))
     except (TypeError, ValueError) as e:  # ranges checked in __post_init__ name the key, not the file
         raise ValueError(str(e) if str(e).startswith(str(p)) else f"{p}: {e}") from None
 

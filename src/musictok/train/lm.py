@@ -170,7 +170,7 @@ class LMTask(TrainTask):
 
     def _batch(self, codes: list[Tensor]):
         b = self.pattern.build([c.to(self.device) for c in codes])
-        return b.inputs, b.positions, b.targets
+        return b.inputs, b.positions, self.pattern.scored_targets(b.targets)  # context cells are not scored
 
     def train_step(self, batch: Tensor, step: int, autocast: Any) -> dict[str, float]:
         self.model.train()

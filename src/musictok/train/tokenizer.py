@@ -120,23 +120,27 @@ def _whole_frames(seconds: float, model: BandTok) -> float:
     return max(round(seconds * model.sample_rate / hop), 1) * hop / model.sample_rate
 
 
-def check_vocoder_fits(cfg: BandTokConfig, vocoder) -> None:
-    """A vocoder trained on another Mel (rate, FFT, hop, bins, range) would decode to garbage."""
+def check_vocoder_fits(cfg, vocoder) -> None:
+    """A vocoder trained on another Mel (rate, FFT, hop, bins, range) would decode to garbage. ``cfg`` is a
+    Mel tokenizer's config (BandTok's, DuoTok's): anything with ``mel_config()``."""
     want, have = cfg.mel_config(), vocoder.config.mel
     for key in ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels", "fmin", "fmax", "log_floor"):
         if getattr(want, key) != getattr(have, key):
-            raise ValueError(f"the vocoder's Mel has {key}={getattr(have, key)}, BandTok's has {getattr(want, key)}")
+            raise ValueError(f"the vocoder's Mel has {key}={getattr(have, key)}, the tokenizer's has "
+                             f"{getattr(want, key)}")
 
 
-def attach_vocoder(model: BandTok, vocoder) -> BandTok:
-    """A copy of ``model`` whose ``decode`` uses ``vocoder`` (a `Vocoder`, or a folder to load one from)."""
+def attach_vocoder(model, vocoder):
+    """A copy of ``model`` (a Mel tokenizer whose config has a ``vocoder`` field: BandTok, DuoTok) whose
+    ``decode`` uses ``vocoder`` (a `Vocoder`, or a folder to load one from)."""
     from ..nn.vocoder import load_vocoder
 
     if isinstance(vocoder, (str, Path)):
         vocoder = load_vocoder(vocoder)
     check_vocoder_fits(model.config, vocoder)
-    cfg = BandTokConfig.from_dict(model.config.to_dict() | {"vocoder": vocoder.config.to_dict()})
-    out = BandTok(cfg)
+    cls = type(model)
+    cfg = cls.config_class.from_dict(model.config.to_dict() | {"vocoder": vocoder.config.to_dict()})
+    out = cls(cfg)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("vocoder.")}
     state |= {f"vocoder.{k}": v for k, v in vocoder.state_dict().items()}
     out.load_state_dict(state)

@@ -1,0 +1,345 @@
+"""`musictok bench --dual`: DuoTok's dual-track LM protocol (Appendix B.1) and its diagnostics (§6).
+
+Every tokenizer gets the same LM (size, steps, optimizer, context in seconds, seed), trained twice on its
+tokens of the corpus's duo stem group (lead = the highest voice, accompaniment = the rest):
+
+(a) **parallel** — both tracks modelled jointly, one step per frame, one head per (track, codebook);
+(b) **track-to-track** — the accompaniment given the whole lead and its own first ``prefix_seconds``, the
+    loss on the rest of the accompaniment only.
+
+The tracks' tokens: a two-track tokenizer (DuoTok) encodes the pair of exact stems into its two streams; a
+single-stream tokenizer (BandTok, the RVQ codec) encodes each stem on its own, and its two token streams
+become the two tracks (so every row has the same two-track layout shape). Reported per track: BPT, cnBPT,
+enBPT, cnBPS, Acc@1/10/50, and codebook health (utilization, normalised entropy). With the track-to-track
+LM, the relative cost of corrupting the lead (shift, masking, mismatch; :mod:`musictok.metrics.diagnostics`);
+with the parallel LM, cnBPT of the last second against the length of its context. Outputs: JSON, a Markdown
+table and two plots (corruption, context) in ``--out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atomic import write_json, write_text
+from .data.score import DUO_TRACKS
+from .tokens import TokenLayout, Tokens
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class DualBenchConfig:
+    """The held-constant dual-track protocol; ``quick()`` is the smoke-test scale."""
+
+    tokenizers: list[str]
+    corpus: str = "data/chorales"
+    out: str = "docs/results"
+    work: str = "runs/bench-dual"
+    cache_dir: str = "data/token-cache"
+    name: str = ""  # file stem; default bench-dual-<date>
+    eval_split: str = "test"
+    lm_preset: str = "small"
+    lm_layers: int = 4
+    lm_embd: int = 256
+    lm_heads: int = 8
+    lm_steps: int = 400
+    lm_batch: int = 8
+    lm_lr: float = 1e-3
+    lm_warmup: int = 50
+    context_seconds: float = 10.0  # the paper: 30 s
+    prefix_seconds: float = 2.0
+    lm_eval_windows: int = 64
+    max_pieces: int | None = None
+    shifts: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])  # frames
+    mask_ratios: list = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    context_grid: list = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0])  # seconds (≤ context_seconds)
+    scored_seconds: float = 1.0  # context scaling scores the last second of each window
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, tokenizers: list[str], **kw) -> DualBenchConfig:
+        base = dict(lm_preset="tiny", lm_layers=2, lm_embd=64, lm_heads=2, lm_steps=3, lm_batch=2, lm_warmup=1,
+                    context_seconds=2.0, prefix_seconds=0.5, lm_eval_windows=4, max_pieces=3, shifts=[1, 4],
+                    mask_ratios=[0.3, 0.9], context_grid=[1.0, 2.0], scored_seconds=0.5)
+        return cls(tokenizers=tokenizers, **(base | kw))
+
+
+# ---------------------------------------------------------------------------------------- tokens
+def two_track_layout(layout: TokenLayout) -> TokenLayout:
+    """A single-stream tokenizer's layout, twice: the lead's stream and the accompaniment's."""
+    if len(layout.streams) != 1:
+        raise ValueError(f"a tokenizer of {len(layout.streams)} streams at different rates is not in the dual "
+                         "protocol (it takes a two-track tokenizer, or one stream run on each stem)")
+    s = layout.streams[0]
+    return TokenLayout(tuple(dataclasses.replace(s, name=t) for t in DUO_TRACKS))
+
+
+def duo_stems(corpus: str | Path, piece: dict, sample_rate: int) -> np.ndarray:
+    """A whole piece's ``(2, T)`` lead and accompaniment: its part stems summed by ``groups.duo``."""
+    from .audio import load
+    from .data.datasets import CorpusIndex
+
+    folder = CorpusIndex(corpus).folder(piece)
+    parts = [load(folder / p["stem"], sample_rate)[0] for p in piece["parts"]]
+    n = max(len(p) for p in parts)
+    parts = [np.pad(p, (0, n - len(p))) for p in parts]
+    groups = piece["groups"]["duo"]
+    return np.stack([sum(parts[i] for i in groups[t]) for t in DUO_TRACKS]).astype(np.float32)
+
+
+def duo_tokens(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path, max_pieces: int | None = None
+               ) -> list[Tokens]:
+    """Two-track tokens of every piece of ``split`` (the first ``max_pieces``), cached per tokenizer
+    fingerprint under ``cache_dir/duo``."""
+    from .data.datasets import CorpusIndex
+
+    index = CorpusIndex(corpus, split)
+    fp = tokenizer.fingerprint()
+    folder = Path(cache_dir) / "duo" / f"{fp.name}-{fp.config_hash[:8]}-{fp.weights_hash[:8]}"
+    out = []
+    for piece in index.pieces[:max_pieces]:
+        path = folder / f"{piece['id']}.mtok"
+        if not path.is_file():
+            stems = torch.from_numpy(duo_stems(corpus, piece, tokenizer.sample_rate))
+            if getattr(tokenizer, "stem_inputs", 0) == 2:
+                tokens = tokenizer.encode(stems[None])
+            else:
+                layout = two_track_layout(tokenizer.layout)
+                codes = [tokenizer.encode(stems[k]).codes[0] for k in range(2)]
+                tokens = Tokens(codes, layout, fp, tokenizer.sample_rate, [stems.shape[-1]],
+                                {"tracks": "each stem encoded on its own"})
+            tokens.save(path)
+        out.append(Tokens.load(path))
+    if not out:
+        raise ValueError(f"{corpus}: the {split} split has no pieces")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- the LM
+def _dual_lm_task(run, train_tokens: list[Tokens], valid_tokens: list[Tokens], tokenizer_info: dict):
+    """An LMTask whose tokens are the two-track tokens above (not the tokenizer's tokens of the mix)."""
+    from .lm.model import TokenLM
+    from .train.lm import LMTask, TokenWindows, context_pattern
+    from .train.loop import wrap_ddp
+
+    class DualLMTask(LMTask):
+        def setup(self, device, dist_info, cfg) -> None:
+            self.device, self.cfg = device, cfg
+            self.tokenizer_info = tokenizer_info
+            self.layout = train_tokens[0].layout
+            self.frames = max(1, round(self.lm.context_seconds * self.layout.streams[0].frame_rate))
+            self.pattern = context_pattern(self.lm.pattern, self.layout, self.frames, self.lm.pattern_options)
+            self.train_tokens = train_tokens
+            self.valid = TokenWindows(valid_tokens, self.frames, random=False, max_windows=self.lm.valid_windows)
+            self.model = TokenLM.from_pattern(self.model_config, self.pattern).to(device)
+            self.model_ddp = wrap_ddp(self.model, dist_info, device)
+            self.opt = torch.optim.AdamW(self.model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+
+    return DualLMTask(run)
+
+
+def _train_lm(short: str, mode: str, tokens: dict, info: dict, cfg: DualBenchConfig, work: Path, log: Log) -> Path:
+    from .train.config import DataConfig, RunConfig
+    from .train.loop import TrainConfig, Trainer
+
+    run_dir = work / f"lm-{short}-{mode}"
+    export, done = run_dir / "export", run_dir / "done.json"
+    if done.is_file() and json.loads(done.read_text()).get("steps") == cfg.lm_steps and export.is_dir():
+        log(f"  reusing {export}")
+        return export
+    options = {"mode": mode} | ({"prefix_seconds": cfg.prefix_seconds} if mode == "conditional" else {})
+    run = RunConfig(
+        kind="lm", model={"preset": cfg.lm_preset, "n_layer": cfg.lm_layers, "n_embd": cfg.lm_embd,
+                          "n_head": cfg.lm_heads, "rope": "1d"},
+        lm={"tokenizer": info.get("source") or short, "pattern": "dual-track", "pattern_options": options,
+            "context_seconds": cfg.context_seconds, "cache_dir": cfg.cache_dir, "valid_windows": 8},
+        data=DataConfig(corpus=cfg.corpus, seed=cfg.seed),
+        train=TrainConfig(out_dir=str(run_dir), steps=cfg.lm_steps, batch_size=cfg.lm_batch, lr=cfg.lm_lr,
+                          betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=cfg.lm_warmup, amp="bf16",
+                          log_every=max(cfg.lm_steps // 8, 1), ckpt_every=max(cfg.lm_steps // 4, 1),
+                          valid_every=cfg.lm_steps, seed=cfg.seed))
+    task = _dual_lm_task(run, tokens["train"], tokens["valid"], info)
+    summary = Trainer(task, run.train).run(resume=(run_dir / "checkpoint.pt").is_file())
+    write_json(done, {"steps": summary.end_step, "seconds_per_step": summary.seconds_per_step})
+    return export
+
+
+# ---------------------------------------------------------------------------------------- scoring
+def _windows(tokens: list[Tokens], frames: int, n: int) -> list[torch.Tensor]:
+    from .train.lm import TokenWindows
+
+    w = TokenWindows(tokens, frames, random=False, max_windows=n)
+    return TokenWindows.collate([w[i] for i in range(len(w))])
+
+
+def _track_metrics(scores, codes: list[torch.Tensor], layout: TokenLayout) -> dict:
+    """Per track (the tracks with scored cells): BPT, cnBPT, enBPT, cnBPS, Acc@k; plus their average."""
+    from .metrics.predictability import StreamPrediction, predictability_metrics, topk_accuracy
+
+    streams = []
+    for s, spec in enumerate(layout.streams):
+        keep = scores.scored[s]
+        if not bool(keep.any()):
+            continue
+        sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
+        acc = topk_accuracy(scores.logits[s][keep], codes[s][keep], (1, 10, 50))
+        streams.append(StreamPrediction(scores.nll[s], sizes, spec.tokens_per_second, codes=codes[s],
+                                        mask=keep, topk=acc, name=spec.name))
+    return predictability_metrics(streams).to_dict()
+
+
+def _codebook_health(tokens: list[Tokens]) -> dict:
+    from .metrics.codebook import codebook_usage
+
+    out = {}
+    layout = tokens[0].layout
+    for s, spec in enumerate(layout.streams):
+        codes = torch.cat([t.codes[s][0] for t in tokens])  # (frames, slots)
+        cols = [codes.reshape(-1)] if spec.shared_codebook else list(codes.T)
+        usage = [codebook_usage(c, spec.codebook_sizes[0 if spec.shared_codebook else j]) for j, c in enumerate(cols)]
+        out[spec.name] = {"utilization": float(np.mean([u.utilization for u in usage])),
+                          "normalized_entropy": float(np.mean([u.normalized_entropy for u in usage]))}
+    return out
+
+
+def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: Log) -> dict:
+    """Train both LMs of one tokenizer and score them; corruption and context curves."""
+    from .lm.patterns import make_pattern
+    from .lm.scoring import cell_scores, cnbpt_scorer
+    from .metrics.diagnostics import context_scaling, corruption_curves
+    from .train.lm import load_lm
+
+    split_valid = "valid" if _has_split(cfg.corpus, "valid") else "train"
+    tokens = {"train": duo_tokens(tokenizer, cfg.corpus, "train", cfg.cache_dir, cfg.max_pieces),
+              "valid": duo_tokens(tokenizer, cfg.corpus, split_valid, cfg.cache_dir, cfg.max_pieces),
+              "test": duo_tokens(tokenizer, cfg.corpus, cfg.eval_split, cfg.cache_dir)}
+    layout = tokens["test"][0].layout
+    info = {"source": tokenizer.source, **dataclasses.asdict(tokenizer.fingerprint())}
+    rate = layout.streams[0].frame_rate
+    frames = max(1, round(cfg.context_seconds * rate))
+    codes = _windows(tokens["test"], frames, cfg.lm_eval_windows)
+    result: dict = {"layout": layout.to_dict(), "kbps": layout.bitrate / 1000,
+                    "tokens_per_second": layout.tokens_per_second, "codebook": _codebook_health(tokens["test"]),
+                    "windows": int(codes[0].shape[0]), "context_frames": frames}
+    for mode in ("parallel", "conditional"):
+        log(f"[{short}] dual-track LM, {mode}")
+        lm = load_lm(_train_lm(short, mode, tokens, info, cfg, work, log))
+        model = lm.model.eval()
+        options = {"mode": mode} | ({"prefix_seconds": cfg.prefix_seconds} if mode == "conditional" else {})
+
+        def pattern_for(f: int, options=options):
+            return make_pattern("dual-track", layout, f, **options)
+
+        scores = cell_scores(model, lm.pattern, codes)
+        result[mode] = _track_metrics(scores, codes, layout)
+        if mode == "conditional":
+            scorer = cnbpt_scorer(model, pattern_for, streams=[1])
+            curves = corruption_curves(scorer, codes, track=0, shifts=cfg.shifts, mask_ratios=cfg.mask_ratios,
+                                       seed=cfg.seed)
+            result["corruption"] = curves.to_dict()
+        else:
+            scorer = cnbpt_scorer(model, pattern_for, streams=[0, 1])
+            grid = sorted({min(max(round(s * rate), 1), frames) for s in cfg.context_grid})
+            scored = min(max(round(cfg.scored_seconds * rate), 1), grid[0])
+            curve = context_scaling(scorer, codes, grid, scored)
+            result["context"] = {f"{f / rate:.3f}": v for f, v in curve.items()}
+    return result
+
+
+def _has_split(corpus: str, split: str) -> bool:
+    from .data.datasets import CorpusIndex
+
+    try:
+        return len(CorpusIndex(corpus, split).pieces) > 0
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------------------------------- the run
+def run_dual_bench(cfg: DualBenchConfig, log: Log = print) -> dict:
+    from .tokenizers.base import Tokenizer
+
+    t0 = time.time()
+    date = time.strftime("%Y-%m-%d")
+    stem = cfg.name or f"bench-dual-{date}"
+    out, work = Path(cfg.out), Path(cfg.work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    tokenizers = {}
+    for name in cfg.tokenizers:
+        tok = Tokenizer.from_pretrained(name)  # fail early on a bad name or layout
+        if getattr(tok, "stem_inputs", 0) != 2:
+            two_track_layout(tok.layout)
+        tokenizers[name.rstrip("/").split("/")[-1]] = tok
+    rows = {short: evaluate_dual(cfg, short, tok, work, log) for short, tok in tokenizers.items()}
+    result = {"config": dataclasses.asdict(cfg), "rows": rows, "wall_seconds": time.time() - t0, "date": date,
+              "musictok_version": __version__}
+    plots = _plots(rows, out, stem)
+    write_json(out / f"{stem}.json", result)
+    write_text(out / f"{stem}.md", markdown_report(result, plots))
+    log(f"wrote {out / stem}.md, .json in {(time.time() - t0) / 60:.1f} min")
+    return result
+
+
+def _plots(rows: dict, out: Path, stem: str) -> dict[str, str]:
+    from .plots import plot_context_scaling, plot_corruption
+
+    return {"corruption": plot_corruption({k: r["corruption"] for k, r in rows.items()},
+                                          out / f"{stem}-corruption.png").name,
+            "context": plot_context_scaling({k: r["context"] for k, r in rows.items()},
+                                            out / f"{stem}-context.png").name}
+
+
+def _fmt(x, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_report(result: dict, plots: dict) -> str:
+    cfg = result["config"]
+    lines = [f"# Dual-track LM protocol ({result['date']})", "",
+             f"Same LM for every row: {cfg['lm_layers']} layers × {cfg['lm_embd']} wide, {cfg['lm_steps']} steps, "
+             f"batch {cfg['lm_batch']}, {cfg['context_seconds']:g} s of context; track-to-track: the accompaniment "
+             f"given the whole lead and its first {cfg['prefix_seconds']:g} s. Corpus `{cfg['corpus']}`, "
+             f"{cfg['eval_split']} split.", "",
+             "## Parallel (unconditional), per track", "",
+             "| tokenizer | kbps | track | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@10 | Acc@50 | util. | norm. H |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in result["rows"].items():
+        for track, s in r["parallel"]["streams"].items():
+            acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
+            cb = r["codebook"][track]
+            lines.append(f"| {name} | {r['kbps']:.3f} | {track} | {_fmt(s['cnbpt'])} | {_fmt(s['bpt'])} | "
+                         f"{_fmt(s['enbpt'])} | {_fmt(s['cnbps'], 1)} | {_fmt(acc.get('1'))} | {_fmt(acc.get('10'))} | "
+                         f"{_fmt(acc.get('50'))} | {_fmt(cb['utilization'])} | {_fmt(cb['normalized_entropy'])} |")
+        lines.append(f"| {name} | | **avg** | {_fmt(r['parallel']['cnbpt'])} | {_fmt(r['parallel']['bpt'])} | "
+                     f"{_fmt(r['parallel']['enbpt'])} | {_fmt(r['parallel']['cnbps'], 1)} | | | | | |")
+    lines += ["", "## Track-to-track (accompaniment given the lead)", "",
+              "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
+              "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in result["rows"].items():
+        s = r["conditional"]["streams"][DUO_TRACKS[1]]
+        acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
+        c = r["corruption"]
+        shift = ", ".join(f"{k}: {v:+.1%}" for k, v in c["shift"].items())
+        mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
+        lines.append(f"| {name} | {_fmt(s['cnbpt'])} | {_fmt(s['bpt'])} | {_fmt(s['enbpt'])} | {_fmt(acc.get('1'))} | "
+                     f"{_fmt(acc.get('10'))} | {_fmt(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
+    lines += ["", "## Context scaling (parallel LM, cnBPT of the last "
+              f"{cfg['scored_seconds']:g} s against the window's length)", "",
+              "| tokenizer | " + " | ".join(f"{k} s" for k in next(iter(result["rows"].values()))["context"]) + " |",
+              "|---|" + "---|" * len(next(iter(result["rows"].values()))["context"])]
+    for name, r in result["rows"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in r["context"].values()) + " |")
+    lines += ["", f"![corruption]({plots['corruption']})", "", f"![context]({plots['context']})", ""]
+    return "\n".join(lines)

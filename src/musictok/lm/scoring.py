@@ -1,0 +1,81 @@
+"""Scoring codes with a token LM, cell by cell: the one pass every predictability number comes from.
+
+:func:`cell_scores` runs a teacher-forced pass of a :class:`~musictok.lm.model.TokenLM` over codes laid out
+by a :class:`~musictok.lm.patterns.SequencePattern` and maps the per-step losses and logits back to cells
+(``pattern.revert_values`` / ``revert_logits``), with the pattern's ``loss_mask`` — so a track-conditioned
+pattern's context (the source track, the target's prefix) is never counted. :func:`cnbpt_scorer` wraps it
+into the ``scorer(codes, last=None) -> cnBPT`` that :mod:`musictok.metrics.diagnostics` expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..metrics.predictability import mean_log2_codebook_size
+from .model import TokenLM
+from .patterns import SequencePattern
+
+__all__ = ["CellScores", "cell_scores", "cnbpt_scorer"]
+
+
+@dataclass
+class CellScores:
+    """Per stream: ``nll (B, F, S)`` in nats, ``scored (B, F, S)`` bool and ``logits (B, F, S, K_max)``
+    (each cell's logits over its own codebook)."""
+
+    nll: list[Tensor]
+    scored: list[Tensor]
+    logits: list[Tensor]
+
+
+@torch.no_grad()
+def cell_scores(model: TokenLM, pattern: SequencePattern, codes: Sequence[Tensor], batch_size: int = 8) -> CellScores:
+    """Teacher-forced per-cell losses of ``codes`` (``[(B, F_s, S_s)]``) under ``pattern``, in batches."""
+    device = next(model.parameters()).device
+    nll: list[list[Tensor]] = [[] for _ in codes]
+    scored: list[list[Tensor]] = [[] for _ in codes]
+    logits: list[list[Tensor]] = [[] for _ in codes]
+    mask_steps = pattern.loss_mask
+    for i in range(0, codes[0].shape[0], batch_size):
+        chunk = [c[i: i + batch_size].to(device) for c in codes]
+        b = pattern.build(chunk)
+        out = model(b.inputs, b.positions, b.targets)
+        per_cell = pattern.revert_values(out.per_token_nll)
+        masks = pattern.revert_values(mask_steps.to(device).expand(b.targets.shape).contiguous())
+        cell_logits = pattern.revert_logits(out.logits)
+        for s in range(len(codes)):
+            nll[s].append(per_cell[s].float().cpu())
+            scored[s].append(masks[s].cpu())
+            logits[s].append(cell_logits[s].float().cpu())
+    return CellScores([torch.cat(x) for x in nll], [torch.cat(x) for x in scored], [torch.cat(x) for x in logits])
+
+
+def cnbpt_scorer(model: TokenLM, pattern_for: Callable[[int], SequencePattern], streams: Sequence[int],
+                 batch_size: int = 8) -> Callable[..., float]:
+    """``scorer(codes, last=None) -> cnBPT`` of the scored cells of ``streams`` (pooled over them), for
+    :mod:`musictok.metrics.diagnostics`. ``pattern_for(frames)`` builds the pattern of a window of that many
+    frames; ``last`` keeps only the window's last frames."""
+
+    def scorer(codes: Sequence[Tensor], last: int | None = None) -> float:
+        pattern = pattern_for(codes[0].shape[1])
+        res = cell_scores(model, pattern, codes, batch_size)
+        bits, log2k, n = 0.0, 0.0, 0
+        for s in streams:
+            nll, keep = res.nll[s], res.scored[s].clone()
+            if last is not None:
+                keep[:, : keep.shape[1] - last] = False
+            count = int(keep.sum())
+            if count == 0:
+                continue
+            bits += float(nll[keep].double().sum()) / torch.log(torch.tensor(2.0)).item()
+            log2k += mean_log2_codebook_size(list(pattern.layout.streams[s].codebook_sizes)) * count
+            n += count
+        if n == 0:
+            raise ValueError("the scorer found no scored cell in these streams (and last frames)")
+        return bits / log2k
+
+    return scorer

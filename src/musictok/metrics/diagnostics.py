@@ -1,0 +1,149 @@
+"""Dual-track diagnostics (DuoTok §6): does an LM lean on the other track, and on long context?
+
+Plain functions on codes. The LM enters as a **scorer**: ``scorer(codes, last=None) -> float`` takes one
+window of per-stream codes ``[(B, frames, slots)]`` and returns the cnBPT of the cells it scores — under the
+track-to-track protocol, the target track after its prefix — restricted to the last ``last`` frames when
+``last`` is given. Everything here is built on that one number:
+
+- **Cross-track corruption** (Fig. 3): the relative predictability cost of corrupting the *conditioning*
+  track, ``ΔcnBPT = (cnBPT(corrupted) − cnBPT(clean)) / cnBPT(clean)`` (Eq. 8), for three corruptions:
+  a temporal **shift** by a number of frames (circular, so the track's own statistics are untouched and only
+  its alignment is lost), random **masking** of a share of its frames (each replaced by a frame drawn from
+  elsewhere in the same track: information removed, marginals kept), and **mismatch** with an unrelated
+  piece (the track of another clip of the batch). A model that uses the other track pays for each.
+- **Context scaling** (Fig. 4): cnBPT of the same final frames given longer and longer history
+  (``context_scaling``): a model that uses non-local structure keeps gaining.
+
+``codes`` is a list with one tensor per stream; ``track`` (the corrupted, conditioning track) is an index
+into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CorruptionResult",
+    "Scorer",
+    "context_scaling",
+    "corruption_curves",
+    "mask_track",
+    "mismatch_track",
+    "relative_cost",
+    "shift_track",
+]
+
+Scorer = Callable[..., float]  # scorer(codes: list[Tensor], last: int | None = None) -> cnBPT
+
+
+def relative_cost(clean: float, corrupted: float) -> float:
+    """``(corrupted − clean) / clean``: the relative predictability cost (DuoTok Eq. 8)."""
+    if not clean > 0:
+        raise ValueError(f"the clean cnBPT must be > 0 to measure a relative cost, got {clean}")
+    return (corrupted - clean) / clean
+
+
+def _check(codes: Sequence[Tensor], track: int) -> None:
+    if not 0 <= track < len(codes):
+        raise ValueError(f"track {track} is not one of the {len(codes)} streams")
+    if codes[track].ndim != 3:
+        raise ValueError(f"codes must be (batch, frames, slots), got {tuple(codes[track].shape)}")
+
+
+def _replace(codes: Sequence[Tensor], track: int, new: Tensor) -> list[Tensor]:
+    return [new if s == track else c for s, c in enumerate(codes)]
+
+
+def shift_track(codes: Sequence[Tensor], track: int, offset: int) -> list[Tensor]:
+    """The ``track``'s frames moved ``offset`` frames later (circularly); the other streams untouched."""
+    _check(codes, track)
+    return _replace(codes, track, torch.roll(codes[track], shifts=int(offset), dims=1))
+
+
+def mask_track(codes: Sequence[Tensor], track: int, ratio: float,
+               generator: torch.Generator | None = None) -> list[Tensor]:
+    """A ``ratio`` share of the ``track``'s frames (exactly ``round(ratio × frames)`` per clip, chosen at
+    random) replaced by frames drawn at random from the rest of the same clip's track."""
+    _check(codes, track)
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"the mask ratio must be in [0, 1], got {ratio}")
+    c = codes[track]
+    B, Fr, _ = c.shape
+    k = round(ratio * Fr)
+    out = c.clone()
+    for b in range(B):
+        masked = torch.randperm(Fr, generator=generator)[:k]
+        donors = torch.randint(0, Fr, (k,), generator=generator)
+        out[b, masked.to(c.device)] = c[b, donors.to(c.device)]
+    return _replace(codes, track, out)
+
+
+def mismatch_track(codes: Sequence[Tensor], track: int, donors: Tensor | None = None) -> list[Tensor]:
+    """The ``track`` of every clip replaced by another clip's (an unrelated piece): ``donors`` holds the
+    clip each one takes (default: the next clip of the batch, so no clip keeps its own). Build the batch
+    from different pieces."""
+    _check(codes, track)
+    c = codes[track]
+    B = c.shape[0]
+    if donors is None:
+        if B < 2:
+            raise ValueError("a mismatch needs at least two clips (each takes another's track)")
+        donors = (torch.arange(B) + 1) % B
+    if donors.shape != (B,) or bool((donors == torch.arange(B)).any()):
+        raise ValueError("donors must give every clip another clip's index")
+    return _replace(codes, track, c[donors.to(c.device)])
+
+
+@dataclass
+class CorruptionResult:
+    """cnBPT of the clean windows and the relative cost of each corruption of the conditioning track."""
+
+    clean: float
+    shift: dict[int, float] = field(default_factory=dict)  # offset (frames) -> ΔcnBPT
+    mask: dict[float, float] = field(default_factory=dict)  # ratio -> ΔcnBPT
+    mismatch: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shift"] = {str(k): v for k, v in self.shift.items()}
+        d["mask"] = {str(k): v for k, v in self.mask.items()}
+        return d
+
+
+def corruption_curves(scorer: Scorer, codes: Sequence[Tensor], track: int, *,
+                      shifts: Sequence[int] = (1, 2, 4, 8, 16, 32),
+                      mask_ratios: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
+                      mismatch: bool = True, seed: int = 0) -> CorruptionResult:
+    """Score the clean windows, then each corruption of the conditioning ``track``; the random draws of the
+    masking come from ``seed``, so a rerun gives the same numbers."""
+    clean = scorer(list(codes))
+    out = CorruptionResult(clean)
+    for k in shifts:
+        out.shift[int(k)] = relative_cost(clean, scorer(shift_track(codes, track, k)))
+    g = torch.Generator().manual_seed(seed)
+    for r in mask_ratios:
+        out.mask[float(r)] = relative_cost(clean, scorer(mask_track(codes, track, r, g)))
+    if mismatch:
+        out.mismatch = relative_cost(clean, scorer(mismatch_track(codes, track)))
+    return out
+
+
+def context_scaling(scorer: Scorer, codes: Sequence[Tensor], contexts: Sequence[int], eval_frames: int
+                    ) -> dict[int, float]:
+    """cnBPT of the **same** final ``eval_frames`` frames given ``c`` frames of window for each ``c`` in
+    ``contexts``: the scorer sees ``codes[:, F - c:]`` (every stream, ``F`` the frames of ``codes``) and
+    scores only its last ``eval_frames`` frames. Streams must share one frame rate."""
+    frames = {c.shape[1] for c in codes}
+    if len(frames) != 1:
+        raise ValueError(f"context scaling needs streams of equal frames, got {sorted(frames)}")
+    total = frames.pop()
+    out = {}
+    for c in sorted(int(x) for x in contexts):
+        if not eval_frames <= c <= total:
+            raise ValueError(f"a context of {c} frames must hold the {eval_frames} scored frames and fit in {total}")
+        out[c] = scorer([x[:, total - c:] for x in codes], last=eval_frames)
+    return out

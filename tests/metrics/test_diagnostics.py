@@ -1,0 +1,98 @@
+"""Dual-track diagnostics on toy data with known answers: an oracle scorer that knows the accompaniment
+copies the lead, and one that can use history only within its window."""
+
+import math
+
+import pytest
+import torch
+
+from musictok.metrics.diagnostics import (
+    context_scaling,
+    corruption_curves,
+    mask_track,
+    mismatch_track,
+    relative_cost,
+    shift_track,
+)
+
+K = 16  # codebook size
+
+
+def _toy(batch: int = 8, frames: int = 64, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lead = torch.randint(0, K, (batch, frames, 1), generator=g)
+    return [lead, lead.clone()]  # the accompaniment copies the lead
+
+
+def copy_scorer(codes, last=None) -> float:
+    """cnBPT of a model that bets 0.9 on 'accompaniment = lead at the same frame', the rest uniform."""
+    lead, acc = codes
+    hit = (lead == acc).float()
+    if last is not None:
+        hit = hit[:, -last:]
+    bits = -(hit * math.log2(0.9) + (1 - hit) * math.log2(0.1 / (K - 1)))
+    return float(bits.mean()) / math.log2(K)
+
+
+def test_corruptions_change_only_the_conditioning_track():
+    codes = _toy()
+    for new in (shift_track(codes, 0, 3), mask_track(codes, 0, 0.5, torch.Generator().manual_seed(0)),
+                mismatch_track(codes, 0)):
+        assert torch.equal(new[1], codes[1]) and not torch.equal(new[0], codes[0])
+        assert new[0].shape == codes[0].shape
+    assert torch.equal(shift_track(codes, 0, 3)[0][:, 3], codes[0][:, 0])
+    assert torch.equal(shift_track(codes, 0, 64)[0], codes[0])  # a whole turn
+    masked = mask_track(codes, 0, 0.25, torch.Generator().manual_seed(1))[0]
+    changed = (masked != codes[0]).squeeze(-1).sum(1)
+    assert bool((changed <= 16).all())  # exactly 16 frames per clip replaced (some by an equal code)
+    assert torch.equal(mismatch_track(codes, 0)[0][0], codes[0][1])
+    with pytest.raises(ValueError, match="donors"):
+        mismatch_track(codes, 0, donors=torch.arange(8))
+    with pytest.raises(ValueError):
+        mask_track(codes, 0, 1.5)
+
+
+def test_a_model_that_copies_pays_for_every_corruption():
+    res = corruption_curves(copy_scorer, _toy(), track=0, shifts=(1, 2, 8), mask_ratios=(0.1, 0.5, 0.9))
+    expected_clean = -math.log2(0.9) / 4
+    assert res.clean == pytest.approx(expected_clean)
+    full = -math.log2(0.1 / (K - 1)) / 4  # nothing copies: every frame costs the miss
+    for d in res.shift.values():  # shifted random codes match only by chance (1/16)
+        assert d == pytest.approx(relative_cost(expected_clean, full), rel=0.15)
+    masks = [res.mask[r] for r in (0.1, 0.5, 0.9)]
+    assert masks[0] < masks[1] < masks[2]  # monotone in the mask ratio
+    assert masks[1] == pytest.approx(0.5 * (1 - 1 / K) * relative_cost(expected_clean, full), rel=0.1)
+    assert res.mismatch == pytest.approx(relative_cost(expected_clean, full), rel=0.15)
+    assert set(res.to_dict()["shift"]) == {"1", "2", "8"}
+    # and a model that ignores the lead pays nothing
+    blind = corruption_curves(lambda codes, last=None: 0.5, _toy(), track=0, shifts=(4,), mask_ratios=(0.5,))
+    assert blind.shift[4] == blind.mask[0.5] == blind.mismatch == 0.0
+
+
+def test_context_scaling_scores_the_same_final_frames():
+    period = 8
+    base = torch.randint(0, K, (4, period, 1), generator=torch.Generator().manual_seed(2))
+    acc = base.repeat(1, 8, 1)  # 64 frames, period 8
+    codes = [torch.zeros_like(acc), acc]
+
+    def history_scorer(codes, last=None):
+        """Predicts frame t exactly when frame t - period is inside the window; uniform otherwise."""
+        a = codes[1]
+        frames = a.shape[1]
+        t = torch.arange(frames)
+        sure = t >= period
+        bits = torch.where(sure, torch.tensor(0.05), torch.tensor(math.log2(K)))
+        return float(bits[-last:].mean()) / math.log2(K)
+
+    seen = []
+
+    def spy(codes, last=None):
+        seen.append((codes[1].shape[1], last))
+        return history_scorer(codes, last)
+
+    curve = context_scaling(spy, codes, contexts=(4, 8, 12, 64), eval_frames=4)
+    assert seen == [(4, 4), (8, 4), (12, 4), (64, 4)]
+    assert curve[4] == curve[8] == pytest.approx(1.0)  # no frame has its period inside the window
+    assert curve[12] == pytest.approx(0.05 / 4) and curve[64] == pytest.approx(0.05 / 4)
+    with pytest.raises(ValueError):
+        context_scaling(history_scorer, codes, contexts=(2,), eval_frames=4)

@@ -1,0 +1,65 @@
+"""`musictok bench --dual --quick` end to end on the tiny corpus: a two-track tokenizer (DuoTok) and a
+single-stream one run on each stem (BandTok), under the same dual-track LM protocol."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from musictok.bench_dual import duo_stems, duo_tokens, two_track_layout
+from musictok.cli import app
+from musictok.data.datasets import CorpusIndex
+from musictok.tokenizers.bandtok import BandTok, BandTokConfig
+from musictok.tokenizers.duotok import DuoTok, DuoTokConfig
+from musictok.tokens import StreamSpec, TokenLayout
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dual-tok")
+    torch.manual_seed(0)
+    DuoTok(DuoTokConfig.tiny(sample_rate=SR)).save_pretrained(root / "duo")
+    band = BandTok(BandTokConfig.tiny(sample_rate=SR))
+    band.train()
+    band.forward_train(torch.randn(2, 2 * SR) * 0.1)  # k-means init of its codebook
+    band.eval().save_pretrained(root / "band")
+    return root
+
+
+def test_tracks_come_from_the_duo_group(tiny_corpus, tokenizers, tmp_path):
+    piece = CorpusIndex(tiny_corpus, "train").pieces[0]
+    stems = duo_stems(tiny_corpus, piece, SR)
+    assert stems.shape[0] == 2 and stems.shape[1] == piece["num_samples"]
+    band = BandTok.from_pretrained(tokenizers / "band")
+    tokens = duo_tokens(band, tiny_corpus, "train", tmp_path, max_pieces=1)[0]
+    assert [s.name for s in tokens.layout.streams] == ["lead", "accompaniment"]
+    assert torch.equal(tokens.codes[0], band.encode(torch.from_numpy(stems[0])).codes[0])
+    assert torch.equal(tokens.codes[1], band.encode(torch.from_numpy(stems[1])).codes[0])
+    with pytest.raises(ValueError, match="dual protocol"):
+        two_track_layout(TokenLayout((StreamSpec("a", 1.0, (4,)), StreamSpec("b", 2.0, (4,)))))
+
+
+def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
+    res = CliRunner().invoke(app, [
+        "bench", "--dual", "--quick", "--tokenizers", f"{tokenizers / 'duo'},{tokenizers / 'band'}",
+        "--corpus", str(tiny_corpus), "--split", "train", "--out", str(tmp_path / "out"),
+        "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"), "--name", "dual"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    result = json.loads((tmp_path / "out" / "dual.json").read_text())
+    assert set(result["rows"]) == {"duo", "band"}
+    for row in result["rows"].values():
+        assert set(row["parallel"]["streams"]) == {"lead", "accompaniment"}
+        assert set(row["conditional"]["streams"]) == {"accompaniment"}  # the loss is on the target only
+        for s in row["parallel"]["streams"].values():
+            assert 0 < s["cnbpt"] and s["enbpt"] is not None and set(s["topk_accuracy"]) == {"1", "10", "50"}
+        assert set(row["codebook"]) == {"lead", "accompaniment"}
+        assert set(row["corruption"]["shift"]) == {"1", "4"} and row["corruption"]["mismatch"] is not None
+        assert list(row["context"]) == ["1.024", "1.984"]  # 16 and 31 frames at 15.625 frames/s
+    assert result["rows"]["duo"]["kbps"] == pytest.approx(2 * 15.625 * 6 / 1000)
+    assert result["rows"]["band"]["layout"]["streams"][0]["slot_axis"] == "band"
+    for f in ("dual.md", "dual-corruption.png", "dual-context.png"):
+        assert (tmp_path / "out" / f).is_file()
+    assert "Track-to-track" in (tmp_path / "out" / "dual.md").read_text()
