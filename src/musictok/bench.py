@@ -123,17 +123,22 @@ def _short(name: str) -> str:
     return name.rstrip("/").split("/")[-1] if "/" in name else name
 
 
+def start_run(cfg, prefix: str) -> tuple[str, str, Path, Path]:
+    """``(date, file stem, out dir, work dir)`` of a bench run, folders made and torch seeded."""
+    date = time.strftime("%Y-%m-%d")
+    out, work = Path(cfg.out), Path(cfg.work)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    return date, cfg.name or f"{prefix}-{date}", out, work
+
+
 def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     """Run the whole protocol; returns the JSON-ready result (also written to ``cfg.out``)."""
     from .tokenizers.base import Tokenizer
 
     t_start = time.time()
-    date = time.strftime("%Y-%m-%d")
-    stem = cfg.name or f"bench-{date}"
-    out, work = Path(cfg.out), Path(cfg.work)
-    out.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    date, stem, out, work = start_run(cfg, "bench")
     tokenizers = {}
     for name in cfg.tokenizers:
         tokenizers[_short(name)] = Tokenizer.from_pretrained(name)  # fail early on a bad name

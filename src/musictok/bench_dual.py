@@ -267,15 +267,11 @@ def _has_split(corpus: str, split: str) -> bool:
 
 # ---------------------------------------------------------------------------------------- the run
 def run_dual_bench(cfg: DualBenchConfig, log: Log = print) -> dict:
+    from .bench import start_run
     from .tokenizers.base import Tokenizer
 
     t0 = time.time()
-    date = time.strftime("%Y-%m-%d")
-    stem = cfg.name or f"bench-dual-{date}"
-    out, work = Path(cfg.out), Path(cfg.work)
-    out.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    date, stem, out, work = start_run(cfg, "bench-dual")
     tokenizers = {}
     for name in cfg.tokenizers:
         tok = Tokenizer.from_pretrained(name)  # fail early on a bad name or layout
