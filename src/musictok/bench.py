@@ -280,7 +280,7 @@ def _has_split(corpus: str, split: str) -> bool:
 
     try:
         return len(CorpusIndex(corpus, split).pieces) > 0
-    except Exception:
+    except (FileNotFoundError, ValueError):  # no corpus index, or an unknown split
         return False
 
 

@@ -214,6 +214,7 @@ def _codebook_health(tokens: list[Tokens]) -> dict:
 
 def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: Log) -> dict:
     """Train both LMs of one tokenizer and score them; corruption and context curves."""
+    from .bench import _has_split
     from .lm.patterns import make_pattern
     from .lm.scoring import cell_scores, cnbpt_scorer
     from .metrics.diagnostics import context_scaling, corruption_curves
@@ -254,15 +255,6 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
             curve = context_scaling(scorer, codes, grid, scored)
             result["context"] = {f"{f / rate:.3f}": v for f, v in curve.items()}
     return result
-
-
-def _has_split(corpus: str, split: str) -> bool:
-    from .data.datasets import CorpusIndex
-
-    try:
-        return len(CorpusIndex(corpus, split).pieces) > 0
-    except Exception:
-        return False
 
 
 # ---------------------------------------------------------------------------------------- the run

@@ -73,7 +73,7 @@ def _tally(progress: Progress, label: str, name_of):
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
                                        callback=_print_version)) -> None:
-    pass
+    """musictok: discrete music tokenization and token language models."""
 
 
 @data_app.command("build")
@@ -705,8 +705,7 @@ def separate_cmd(
             on_samples=lambda n: progress.update(task, advance=n / rate))
     for src, why in report.failed:
         err_console.print(f"[red]error:[/] {escape(f'{src}: {why}')}")
-    speed = (f"; {report.audio_seconds:.1f} s of audio at {report.realtime_factor:.2g}× real time"
-             if report.realtime_factor else "")
+    speed = _speed(report)
     console.print(f"{len(report.written)} separated into {', '.join(separator.stem_names)}, "
                   f"{len(report.skipped)} already there, {len(report.failed)} failed{speed}")
     if report.failed:

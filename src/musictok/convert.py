@@ -367,12 +367,7 @@ def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Token
         """An existing output is replaced (or kept as finished) only if `musictok decode` wrote it."""
         if decoded_by_musictok(dst):
             return
-        original = ""
-        try:
-            if Tokens.load(src).extra.get("source_file") == dst.name:
-                original = ", the audio these tokens were made from"
-        except MusictokError:
-            pass
+        original = ", the audio these tokens were made from" if _source_file(src) == dst.name else ""
         raise ConvertError(src, f"would write over {dst}, which musictok did not write{original}; "
                                 "choose another --out")
 
@@ -398,3 +393,12 @@ def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Token
                                              f"in {path.name} (kept in the float WAV; players will clip it)"))
 
     return _convert(pairs, work, overwrite=overwrite, on_file=on_file, replaceable=refuse_foreign)
+
+
+def _source_file(mtok: Path) -> str | None:
+    """The name of the audio file a ``.mtok`` was encoded from, or ``None`` when it does not say (a damaged
+    token file is reported by the decode step itself, with its own message)."""
+    try:
+        return Tokens.load(mtok).extra.get("source_file")
+    except MusictokError:
+        return None

@@ -18,6 +18,7 @@ which is computed and logged even when its weight is 0 so runs with and without 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -203,13 +204,14 @@ class WaveformCodec(Tokenizer):
             return {"mel": w * self.mel_loss(out.targets[0], out.outputs[0])}
         return {f"mel_{i + 1}": w * self.mel_loss(t, o) for i, (t, o) in enumerate(zip(out.targets, out.outputs))}
 
+    @abc.abstractmethod
     def _mmd_quantizer(self) -> ResidualVQ:
-        """The residual VQ whose levels the MMD term makes independent."""
-        raise NotImplementedError
+        """The residual VQ whose levels the MMD term makes independent (abstract)."""
 
+    @abc.abstractmethod
     def _mmd_latents(self, wav: Tensor) -> Tensor:
-        """``(B, T)`` whole frames -> ``(B, n, D)``: the input of :meth:`_mmd_quantizer`, with gradient."""
-        raise NotImplementedError
+        """``(B, T)`` whole frames -> ``(B, n, D)``: the input of :meth:`_mmd_quantizer`, with gradient
+        (abstract)."""
 
     def mmd_streams(self, wav: Tensor) -> Tensor:
         """The streams the MMD statistic reads: ``(B, n, L, D)`` pre-quantisation residuals of ``(B, T)``
