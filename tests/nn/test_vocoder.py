@@ -200,3 +200,32 @@ def test_gan_loss_helpers() -> None:
     d_loss = vocoder_discriminator_loss(real, fake, [mpd, mrd], kind="lsgan")
     d_loss.backward()
     assert d_loss.item() > 0 and all(p.grad is not None for p in mpd.parameters())
+
+
+def test_pinv_magnitude_prior_starts_at_the_pseudo_inverse() -> None:
+    """With the FreeV prior, a fresh head adds nothing to the pseudo-inverse magnitude: the output's
+    frames are the prior's magnitudes with the head's phases, and training moves away from there."""
+    torch.manual_seed(0)
+    vocoder = Vocoder(VocoderConfig.tiny(magnitude_prior="pinv")).eval()
+    wav = _tone(12000)
+    mel = vocoder.wav_to_mel(wav)
+    prior = vocoder.magnitude_prior(mel)
+    assert prior.shape == (1, 513, mel.shape[-1])
+    # the prior is the least-squares magnitude: its Mel is close to the input Mel where there is energy
+    fb = vocoder.mel_pinv.pinverse()
+    rebuilt = torch.log(torch.clamp(fb @ prior.exp(), min=1e-5))
+    loud = mel > mel.max() - 4.0
+    assert (rebuilt - mel)[loud].abs().mean() < 0.05
+    features = vocoder.backbone((mel - vocoder.config.mel_mean) / vocoder.config.mel_std)
+    angle = vocoder.head.proj(features.transpose(1, 2)).transpose(1, 2).chunk(2, dim=1)[1]
+    expected = vocoder.head.synthesize(prior, angle)
+    assert torch.allclose(vocoder(mel), expected, atol=1e-6)
+    assert "mel_pinv" not in vocoder.state_dict()  # derived from the config, not saved
+
+
+def test_magnitude_prior_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="magnitude_prior"):
+        VocoderConfig.tiny(magnitude_prior="gl")
+    with pytest.raises(ValueError, match="n_fft"):
+        VocoderConfig.tiny(magnitude_prior="pinv", n_fft=2048)
+    assert VocoderConfig.from_dict(VocoderConfig.tiny(magnitude_prior="pinv").to_dict()).magnitude_prior == "pinv"

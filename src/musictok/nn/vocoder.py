@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..metrics.reconstruction import MEL_WINDOWS, mel_l1
 from ..settings import build_checked
-from ..spectral import MelConfig, MelSpectrogram
+from ..spectral import MelConfig, MelSpectrogram, mel_filterbank
 from .convnext import ConvNeXtBackbone
 from .discriminators import (
     discriminator_loss,
@@ -67,6 +67,10 @@ class VocoderConfig:
             spreads its energy over many bins and stays well below (Vocos uses the same cap).
         mel_mean, mel_std: fixed normalisation ``(log_mel - mean) / std`` of the input; the defaults
             (0, 1) leave it unchanged. Set them from training data once and they travel with the config.
+        magnitude_prior: ``"pinv"`` makes the head predict the log-magnitude as a correction to the
+            pseudo-inverse of the Mel filterbank applied to the input Mel (FreeV, Lv et al., 2024), with
+            the correction initialised at zero: the model starts from the magnitude Griffin-Lim would
+            use and spends its training on phase and detail. ``None`` (default): plain Vocos head.
     """
 
     mel: MelConfig = field(default_factory=MelConfig)
@@ -79,10 +83,18 @@ class VocoderConfig:
     max_magnitude: float = 1e2
     mel_mean: float = 0.0
     mel_std: float = 1.0
+    magnitude_prior: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.mel, dict):
             self.mel = MelConfig(**self.mel)
+        if self.magnitude_prior not in (None, "pinv"):
+            raise ValueError(f"magnitude_prior must be null or 'pinv', got {self.magnitude_prior!r}")
+        if self.magnitude_prior == "pinv" and self.mel.n_fft != self.n_fft:
+            raise ValueError(
+                f"magnitude_prior 'pinv' needs the head's n_fft ({self.n_fft}) equal to the Mel's "
+                f"({self.mel.n_fft}): the prior lives on the Mel's STFT bins"
+            )
         if self.dim < 1 or self.intermediate_dim < 1 or self.num_layers < 0:
             raise ValueError(
                 f"need dim, intermediate_dim >= 1 and num_layers >= 0, got "
@@ -157,12 +169,24 @@ class ISTFTHead(nn.Module):
         self.proj = nn.Linear(dim, 2 * self.n_freqs)
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
 
-    def forward(self, x: Tensor, length: int | None = None) -> Tensor:
-        """``(B, dim, F) -> (B, (F - 1) * hop)``, or ``(B, length)``; float32 whatever the autocast."""
+    def forward(self, x: Tensor, length: int | None = None, log_magnitude_prior: Tensor | None = None) -> Tensor:
+        """``(B, dim, F) -> (B, (F - 1) * hop)``, or ``(B, length)``; float32 whatever the autocast.
+
+        ``log_magnitude_prior`` ``(B, n_fft // 2 + 1, F)``: when given, the predicted log-magnitude is a
+        correction added to it.
+        """
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = self.proj(x.float().transpose(1, 2)).transpose(1, 2)  # (B, 2 * n_freqs, F)
             log_mag, angle = out.chunk(2, dim=1)
+            if log_magnitude_prior is not None:
+                log_mag = log_mag + log_magnitude_prior.float()
             return self.synthesize(log_mag, angle, length)
+
+    def zero_magnitude(self) -> None:
+        """Zero the log-magnitude rows of the projection, so a prior passes through unchanged."""
+        with torch.no_grad():
+            self.proj.weight[: self.n_freqs].zero_()
+            self.proj.bias[: self.n_freqs].zero_()
 
     def synthesize(self, log_magnitude: Tensor, phase: Tensor, length: int | None = None) -> Tensor:
         """Inverse STFT of ``clip(exp(log_magnitude)) * exp(i phase)``, both ``(B, n_fft // 2 + 1, F)``.
@@ -208,6 +232,18 @@ class Vocoder(nn.Module):
             c.mel.n_mels, c.dim, c.intermediate_dim, c.num_layers, c.layer_scale_init, c.kernel
         )
         self.head = ISTFTHead(c.dim, c.n_fft, c.hop_length, c.max_magnitude)
+        if c.magnitude_prior == "pinv":
+            fb = mel_filterbank(c.mel.sample_rate, c.mel.n_fft, c.mel.n_mels, c.mel.fmin, c.mel.fmax).double()
+            self.register_buffer("mel_pinv", torch.linalg.pinv(fb).float(), persistent=False)
+            self.head.zero_magnitude()
+
+    def magnitude_prior(self, log_mel: Tensor) -> Tensor:
+        """``(B, n_mels, F)`` natural-log Mel -> ``(B, n_fft // 2 + 1, F)`` log-magnitude from the
+        filterbank's pseudo-inverse (negative values clamped to the Mel's floor), undoing ``mel.power``."""
+        c = self.config.mel
+        with torch.autocast(device_type=log_mel.device.type, enabled=False):
+            linear = torch.matmul(self.mel_pinv, log_mel.float().exp()).clamp_min(c.log_floor)
+            return linear.log() / c.power
 
     def forward(self, log_mel: Tensor, length: int | None = None) -> Tensor:
         """``(B, n_mels, F)`` (or ``(n_mels, F)``) natural-log Mel -> ``(B, (F - 1) * hop)`` float32.
@@ -220,7 +256,8 @@ class Vocoder(nn.Module):
         if log_mel.dim() != 3 or log_mel.shape[1] != n_mels:
             raise ValueError(f"expected a log-Mel (B, {n_mels}, frames), got shape {tuple(log_mel.shape)}")
         x = (log_mel - self.config.mel_mean) / self.config.mel_std
-        return self.head(self.backbone(x), length=length)
+        prior = self.magnitude_prior(log_mel) if self.config.magnitude_prior else None
+        return self.head(self.backbone(x), length=length, log_magnitude_prior=prior)
 
     def wav_to_mel(self, wav: Tensor) -> Tensor:
         """``(B, T)`` or ``(T,)`` -> the log-Mel ``(B, n_mels, T // hop + 1)`` this vocoder inverts."""
