@@ -15,12 +15,8 @@ clips. Work files (token caches, LM runs) go to ``--work``; a rerun resumes fini
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
-import io
 import json
-import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -32,6 +28,7 @@ import torch
 
 from . import __version__
 from .atomic import write_json, write_text
+from .report import audio_data_uri, bench_plots, html_report, machine, markdown_report
 
 Log = Callable[[str], None]
 
@@ -89,22 +86,6 @@ class BenchRow:
     tokenizer: str
     pattern: str
     values: dict[str, Any] = field(default_factory=dict)
-
-
-COLUMNS = [  # (key, header, format)
-    ("frame_rate", "frames/s", "{:.2f}"), ("tokens_per_second", "tokens/s", "{:.1f}"), ("kbps", "kbps", "{:.3f}"),
-    ("mel_distance", "Mel dist ↓", "{:.3f}"), ("stft_distance", "STFT dist ↓", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"),
-    ("utilization", "util.", "{:.3f}"), ("normalized_entropy", "norm. H", "{:.3f}"),
-    ("inter_codebook_mi", "MI between slots (bits) − shuffled", "{:.3f}"), ("inter_codebook_mi_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
-    ("neighbour_nmi", "neighbour NMI − shuffled", "{:.3f}"), ("neighbour_nmi_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
-    ("stability_noise", "stable: noise", "{:.2f}"), ("stability_gain", "stable: gain", "{:.2f}"),
-    ("stability_shift", "stable: shift", "{:.2f}"),
-    ("real_mel_distance", "real: Mel dist ↓", "{:.3f}"), ("real_utilization", "real: util.", "{:.3f}"),
-    ("real_normalized_entropy", "real: norm. H", "{:.3f}"), ("real_stability_gain", "real: stable: gain", "{:.2f}"),
-    ("bpt", "BPT ↓", "{:.3f}"), ("cnbpt", "cnBPT ↓", "{:.3f}"), ("enbpt", "enBPT ↓", "{:.3f}"), ("cnbps", "cnBPS ↓", "{:.1f}"),
-    ("acc1", "Acc@1", "{:.3f}"), ("acc10", "Acc@10", "{:.3f}"), ("lm_steps_per_second", "LM steps / s audio", "{:.1f}"),
-    ("generation_tokens_per_second", "gen. tokens/s", "{:.0f}"),
-]
 
 
 def natural_patterns(layout) -> list[tuple[str, dict, str]]:
@@ -168,8 +149,8 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     wall = time.time() - t_start
     result = {"config": dataclasses.asdict(cfg), "rows": [dataclasses.asdict(r) for r in rows], "speed": speed,
               "extras": extras, "wall_seconds": wall, "date": date, "musictok_version": __version__,
-              "machine": _machine()}
-    plots = _plots(result, out, stem)
+              "machine": machine()}
+    plots = bench_plots(result, out, stem)
     write_json(out / f"{stem}.json", result)
     write_text(out / f"{stem}.md", markdown_report(result, plots))
     write_text(out / f"{stem}.html", html_report(result, plots, media))
@@ -314,8 +295,8 @@ def _report_reconstructions(tok, cfg: BenchConfig, clips_store: dict) -> list[st
     out = []
     for i, wav in enumerate(clips.audio):
         key = f"{clips.names[i]}"
-        clips_store.setdefault(key, _audio_data(wav.numpy(), tok.sample_rate))
-        out.append(_audio_data(tok.decode(tok.encode(wav))[0].cpu().numpy(), tok.sample_rate))
+        clips_store.setdefault(key, audio_data_uri(wav.numpy(), tok.sample_rate))
+        out.append(audio_data_uri(tok.decode(tok.encode(wav))[0].cpu().numpy(), tok.sample_rate))
     return out
 
 
@@ -331,7 +312,7 @@ def _continuations(lm_dir: Path, tok, cfg: BenchConfig, clips_store: dict) -> di
         g = generate(loaded, prompt=wav, prompt_seconds=cfg.prompt_seconds,
                      seconds=cfg.prompt_seconds + cfg.continuation_seconds, temperature=cfg.temperature,
                      top_k=cfg.top_k, seed=cfg.seed + i)
-        audio.append(_audio_data(g.wav.cpu().numpy(), tok.sample_rate))
+        audio.append(audio_data_uri(g.wav.cpu().numpy(), tok.sample_rate))
         speeds.append(g.tokens_per_second_generated)
     return {"generation_tokens_per_second": float(np.mean(speeds)), "audio": audio}
 
@@ -447,123 +428,3 @@ def _dac():
         return model.decode(model.quantizer.from_codes(codes)[0])
 
     return model, encode, decode, 24000
-
-
-# ---------------------------------------------------------------------------------------- reports
-def _machine() -> str:
-    import os
-    import platform
-
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
-def _audio_data(wav: np.ndarray, sample_rate: int) -> str:
-    """A ``data:`` URI (Ogg Vorbis, small enough to embed; WAV if this libsndfile cannot write Ogg)."""
-    import soundfile as sf
-
-    wav = np.clip(np.asarray(wav, dtype=np.float32), -1, 1)
-    buf = io.BytesIO()
-    try:
-        sf.write(buf, wav, sample_rate, format="OGG", subtype="VORBIS")
-        mime = "audio/ogg"
-    except Exception:
-        buf = io.BytesIO()
-        sf.write(buf, wav, sample_rate, format="WAV", subtype="PCM_16")
-        mime = "audio/wav"
-    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
-
-
-def _plots(result: dict, out: Path, stem: str) -> dict[str, Path]:
-    from .plots import plot_bench_losses, plot_bench_tradeoff, plot_codebook_usage
-
-    rows = result["rows"]
-    paths = {
-        "tradeoff": plot_bench_tradeoff(
-            [(f"{r['tokenizer']} / {r['pattern']}", r["values"]["mel_distance"], r["values"]["cnbpt"]) for r in rows],
-            out / f"{stem}-tradeoff.png"),
-        "loss_by_position": plot_bench_losses(
-            {k: (v["loss_by_position_bits"], v["context_seconds"]) for k, v in result["extras"].items()
-             if "loss_by_position_bits" in v}, out / f"{stem}-loss-by-position.png"),
-        "usage": plot_codebook_usage({k: v["usage"] for k, v in result["extras"].items() if "usage" in v},
-                                     out / f"{stem}-usage.png"),
-    }
-    return paths
-
-
-def _fmt(v: Any, spec: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return spec.format(*v) if isinstance(v, (list, tuple)) else spec.format(v)
-
-
-def markdown_report(result: dict, plots: dict[str, Path]) -> str:
-    cfg = result["config"]
-    head = "| tokenizer | pattern | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    lines = [f"# Tokenizer benchmark, {result['date']}", "",
-             f"Machine: {result['machine']}. musictok {result['musictok_version']}. Wall time "
-             f"{result['wall_seconds'] / 60:.1f} min.", "",
-             "Held constant for every row: the LM (preset `{lm_preset}`, {lm_layers} layers × {lm_embd}, {lm_heads} "
-             "heads), {lm_steps} steps of batch {lm_batch}, AdamW lr {lm_lr}, {context_seconds:g} s of context, seed "
-             "{seed}; reconstruction and token statistics on {eval_clips} test clips of {eval_seconds:g} s; LM "
-             "metrics on up to {lm_eval_windows} test windows.".format(**cfg), "",
-             head, "|" + "---|" * (len(COLUMNS) + 2)]
-    for r in result["rows"]:
-        v = r["values"]
-        lines.append(f"| {r['tokenizer']} | {r['pattern']} | " + " | ".join(_fmt(v.get(k), f) for k, _, f in COLUMNS) + " |")
-    sp = result["speed"]
-    lines += ["", f"## Speed: {sp['seconds']:g} s of audio, batch 1, {sp['threads']} threads, median of {sp['repeats']} "
-              f"runs after a warm-up (baselines: {sp.get('baseline_repeats', 1)} run)",
-              "", "Baselines are built from their PyPI packages with random weights: speed does not depend on the "
-              "weights.", "", "| model | encode × real time | decode × real time | encode vs EnCodec | decode vs EnCodec |",
-              "|---|---:|---:|---:|---:|"]
-    for name, s in sp["rows"].items():
-        lines.append(f"| {name} | {s['encode_realtime_factor']:.1f} | {s['decode_realtime_factor']:.1f} | "
-                     f"{_fmt(s.get('encode_vs_encodec'), '{:.2f}×')} | {_fmt(s.get('decode_vs_encodec'), '{:.2f}×')} |")
-    for name, note in sp["notes"].items():
-        lines.append(f"\n{name}: {note}")
-    lines += ["", "## Plots", ""] + [f"![{k}]({p.name})" for k, p in plots.items()]
-    lines += ["", f"The HTML report with audio, `{Path(next(iter(plots.values()))).name.rsplit('-', 1)[0]}.html`, is "
-              "written next to this file by the run; it embeds rendered audio, so it is not committed."]
-    return "\n".join(lines) + "\n"
-
-
-def html_report(result: dict, plots: dict[str, Path], media: dict) -> str:
-    """One self-contained HTML file: table, plots (inline PNG) and audio (inline Ogg)."""
-    e = html.escape
-    cells = "".join(f"<th>{e(h)}</th>" for _, h, _ in COLUMNS)
-    body = [f"<h1>musictok tokenizer benchmark, {e(result['date'])}</h1>",
-            f"<p>{e(result['machine'])}; musictok {e(result['musictok_version'])}; "
-            f"wall time {result['wall_seconds'] / 60:.1f} min. Same LM, steps, optimizer and context for every row.</p>",
-            f"<table><tr><th>tokenizer</th><th>pattern</th>{cells}</tr>"]
-    for r in result["rows"]:
-        v = r["values"]
-        body.append(f"<tr><td>{e(r['tokenizer'])}</td><td>{e(r['pattern'])}</td>"
-                    + "".join(f"<td>{_fmt(v.get(k), f)}</td>" for k, _, f in COLUMNS) + "</tr>")
-    body.append("</table><h2>Speed</h2><table><tr><th>model</th><th>encode × RT</th><th>decode × RT</th>"
-                "<th>encode vs EnCodec</th><th>decode vs EnCodec</th></tr>")
-    for name, s in result["speed"]["rows"].items():
-        body.append(f"<tr><td>{e(name)}</td><td>{s['encode_realtime_factor']:.1f}</td><td>{s['decode_realtime_factor']:.1f}"
-                    f"</td><td>{_fmt(s.get('encode_vs_encodec'), '{:.2f}×')}</td><td>{_fmt(s.get('decode_vs_encodec'), '{:.2f}×')}</td></tr>")
-    body.append("</table>")
-    for name, note in result["speed"]["notes"].items():
-        body.append(f"<p>{e(name)}: {e(note)}</p>")
-    body.append("<h2>Plots</h2>")
-    for k, p in plots.items():
-        data = base64.b64encode(Path(p).read_bytes()).decode()
-        body.append(f'<figure><img alt="{e(k)}" src="data:image/png;base64,{data}"><figcaption>{e(k)}</figcaption></figure>')
-    body.append("<h2>Listen</h2><p>Reconstructions of the same test clips, and continuations of their first "
-                f"{result['config']['prompt_seconds']:g} s by each LM.</p>")
-    for i, (clip, uri) in enumerate(media["clips"].items()):
-        body.append(f"<h3>{e(clip)}</h3><table><tr><td>original</td><td><audio controls src=\"{uri}\"></audio></td></tr>")
-        for name, items in media["recon"].items():
-            if i < len(items):
-                body.append(f"<tr><td>{e(name)}: reconstruction</td><td><audio controls src=\"{items[i]}\"></audio></td></tr>")
-        for name, items in media["continuation"].items():
-            if i < len(items):
-                body.append(f"<tr><td>{e(name)}: continuation</td><td><audio controls src=\"{items[i]}\"></audio></td></tr>")
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:13px}"
-             " td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} td:first-child,th:first-child{text-align:left}"
-             " img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>musictok bench {e(result['date'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
