@@ -68,6 +68,21 @@ class BenchConfig:
     temperature: float = 0.9
     top_k: int | None = 64
     baselines: bool = True  # EnCodec / DAC speed rows when their packages import
+    # the attribute probe on frozen code embeddings (metrics/probe.py), off by default: it encodes hundreds of clips
+    probe: bool = False
+    probe_real: str | None = None  # a corpus of imported recordings (data/real): the source-package probe
+    probe_seconds: float = 5.0
+    probe_train_clips: int = 600
+    probe_test_clips: int = 240
+    probe_min_positives: int = 5
+    probe_resamples: int = 1000
+    # Fréchet distances of continuations to held-out clips (metrics/frechet.py), off by default: it generates
+    frechet: bool = False
+    frechet_clips: int = 16  # held-out clips of prompt + continuation seconds: half prompts, half reference
+    frechet_tagger: str | None = None  # a trained tagger folder; None: train one into <work>/tagger
+    frechet_resamples: int = 200
+    frechet_window_seconds: float = 1.0  # each clip is embedded in windows this long, every hop
+    frechet_hop_seconds: float = 0.5
     seed: int = 0
 
     @classmethod
@@ -75,7 +90,9 @@ class BenchConfig:
         base = dict(eval_clips=2, eval_seconds=2.0, stability=False, lm_preset="tiny", lm_layers=2, lm_embd=64,
                     lm_heads=2, lm_steps=3, lm_batch=2, lm_warmup=1, context_seconds=1.0, lm_eval_windows=4,
                     max_pieces=3, speed_seconds=4.0, speed_repeats=1, report_clips=1, prompt_seconds=1.0,
-                    continuation_seconds=1.0)
+                    continuation_seconds=1.0, probe_seconds=2.0, probe_train_clips=12, probe_test_clips=6,
+                    probe_min_positives=1, probe_resamples=50, frechet_clips=4, frechet_resamples=20,
+                    frechet_window_seconds=0.25, frechet_hop_seconds=0.125)
         return cls(tokenizers=tokenizers, **(base | kw))
 
 
@@ -129,10 +146,19 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     rows: list[BenchRow] = []
     extras: dict[str, dict] = {}
     media: dict[str, dict] = {"clips": {}, "recon": {}, "continuation": {}}
+    frechet = FrechetSetup(cfg, work, log) if cfg.frechet else None
     for short, tok in tokenizers.items():
         log(f"[{short}] reconstruction and token statistics")
         per_tok = _tokenizer_metrics(tok, cfg)
         extras[short] = {"usage": per_tok.pop("usage"), "fingerprint": tok.fingerprint().short()}
+        if cfg.probe:
+            log(f"[{short}] attribute probe")
+            probes = _probe_metrics(tok, cfg)
+            extras[short]["probe"] = probes.pop("details")
+            per_tok |= probes
+        if frechet:
+            log(f"[{short}] Fréchet distance of its reconstructions")
+            per_tok |= frechet.reconstructions(tok)
         media["recon"][short] = _report_reconstructions(tok, cfg, media["clips"])
         for pattern, options, rope in natural_patterns(tok.layout):
             log(f"[{short}] LM with the {pattern} pattern")
@@ -140,6 +166,9 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
             lm_res = _lm_metrics(lm_dir, cfg)
             gen = _continuations(lm_dir, tok, cfg, media["clips"])
             media["continuation"][f"{short} / {pattern}"] = gen.pop("audio")
+            if frechet:
+                log(f"[{short}] Fréchet distance of the {pattern} LM's continuations")
+                gen |= frechet.continuations(lm_dir, tok)
             row = BenchRow(short, pattern, per_tok | lm_res["row"] | gen)
             extras[f"{short} / {pattern}"] = {"loss_by_position_bits": lm_res["loss_by_position_bits"],
                                               "context_seconds": cfg.context_seconds, "lm": str(lm_dir)}
@@ -150,6 +179,10 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     result = {"config": dataclasses.asdict(cfg), "rows": [dataclasses.asdict(r) for r in rows], "speed": speed,
               "extras": extras, "wall_seconds": wall, "date": date, "musictok_version": __version__,
               "machine": machine()}
+    if cfg.probe:
+        result["probe"] = _probe_summary(cfg, extras)
+    if frechet:
+        result["frechet_floor"] = frechet.floor_summary()
     plots = bench_plots(result, out, stem)
     write_json(out / f"{stem}.json", result)
     write_text(out / f"{stem}.md", markdown_report(result, plots))
@@ -315,6 +348,126 @@ def _continuations(lm_dir: Path, tok, cfg: BenchConfig, clips_store: dict) -> di
         audio.append(audio_data_uri(g.wav.cpu().numpy(), tok.sample_rate))
         speeds.append(g.tokens_per_second_generated)
     return {"generation_tokens_per_second": float(np.mean(speeds)), "audio": audio}
+
+
+# ---------------------------------------------------------------------------------------- probe and Fréchet
+def _probe_metrics(tok, cfg: BenchConfig) -> dict:
+    """The probe's macro AP / ROC-AUC (with piece-level intervals and the shuffled-label control) on the corpus,
+    and on the recordings' source packages when ``cfg.probe_real`` is set; ``details`` holds the per-tag results."""
+    from .evaluate import evaluate_probe
+
+    kw = dict(seconds=cfg.probe_seconds, train_clips=cfg.probe_train_clips, test_clips=cfg.probe_test_clips,
+              min_positives=cfg.probe_min_positives, resamples=cfg.probe_resamples, seed=cfg.seed,
+              test_split=cfg.eval_split)
+    res = evaluate_probe(tok, cfg.corpus, **kw)
+    out = {"probe_ap": res["macro_ap"], "probe_ap_ci": res["macro_ap_ci"], "probe_auc": res["macro_auc"],
+           "probe_auc_ci": res["macro_auc_ci"], "probe_auc_shuffled": res["shuffled_auc"], "details": {"corpus": res}}
+    if cfg.probe_real:
+        real = evaluate_probe(tok, cfg.probe_real, **kw)
+        out |= {"real_probe_ap": real["macro_ap"], "real_probe_auc": real["macro_auc"],
+                "real_probe_auc_ci": real["macro_auc_ci"]}
+        out["details"]["real"] = real
+    return out
+
+
+def _probe_summary(cfg: BenchConfig, extras: dict) -> dict:
+    """What the probe columns mean, and each corpus's tags with their test prevalence (the AP of chance)."""
+    tags: dict[str, dict[str, float]] = {}
+    for v in extras.values():
+        for key, res in v.get("probe", {}).items():
+            name = Path(res["data"]["corpus"]).name
+            tags.setdefault(name, {t: p["prevalence"] for t, p in res["per_tag"].items()})
+    return {"description": f"logistic regression on the mean and std over time of the code embeddings of "
+                           f"{cfg.probe_seconds:g}-s clips ({cfg.probe_train_clips} training-split clips at most, "
+                           f"{cfg.probe_test_clips} {cfg.eval_split}-split clips); macro AP / ROC-AUC over the tags "
+                           "with both classes among the scored clips, 95% intervals resampling pieces; the shuffled-"
+                           "label AUC is the same probe fitted on permuted labels (chance at this sample size).",
+            "tags": tags}
+
+
+class FrechetSetup:
+    """The Fréchet protocol of the bench: held-out clips split by piece into prompts (A) and a reference (B);
+    the floor is the true continuation of A against B, the same set sizes as every row's continuations."""
+
+    def __init__(self, cfg: BenchConfig, work: Path, log: Log):
+        from .train.tagger import TaggerTrainConfig, load_tagger, train_tagger
+
+        self.cfg, self.log = cfg, log
+        tagger_dir = cfg.frechet_tagger
+        if tagger_dir is None:
+            corpora = [cfg.corpus] + ([cfg.probe_real] if cfg.probe_real else [])
+            tcfg = (TaggerTrainConfig.quick if cfg.lm_preset == "tiny" else TaggerTrainConfig)(corpora)
+            tagger_dir = str(train_tagger(tcfg, work / "tagger", log))
+        self.tagger = load_tagger(tagger_dir)
+        self.tagger_dir = tagger_dir
+        self.by_rate: dict[int, dict] = {}
+
+    def _embed(self, clips: list[torch.Tensor], sr: int, groups: list[str]) -> dict:
+        from .evaluate import window_embeddings
+
+        return window_embeddings(clips, sr, groups, tagger=self.tagger, window_seconds=self.cfg.frechet_window_seconds,
+                                 hop_seconds=self.cfg.frechet_hop_seconds)
+
+    def _sets(self, sr: int) -> dict:
+        """Prompts, reference embeddings and the floor at one sample rate (made once)."""
+        if sr not in self.by_rate:
+            from .evaluate import corpus_clips
+            from .metrics.frechet import split_halves
+
+            cfg = self.cfg
+            audio, _, groups = corpus_clips(cfg.corpus, cfg.eval_split, sr, cfg.prompt_seconds + cfg.continuation_seconds,
+                                            cfg.frechet_clips)
+            a, b = split_halves(groups, seed=cfg.seed)
+            if len(a) == 0:
+                raise ValueError(f"--frechet: {len(set(groups))} piece(s) in the {cfg.eval_split} split; the prompts "
+                                 "and the reference need two at least")
+            cut = int(cfg.prompt_seconds * sr)
+            ga, gb = [groups[i] for i in a], [groups[i] for i in b]
+            ref = self._embed(list(audio[b]), sr, gb)
+            sets = {"prompts": audio[a], "groups": ga, "cut": cut, "ref": ref, "sr": sr}
+            sets["floor"] = self._distances(list(audio[a][:, cut:]), ga, sets, "")
+            self.by_rate[sr] = sets
+        return self.by_rate[sr]
+
+    def _distances(self, clips: list[torch.Tensor], groups: list[str], sets: dict, suffix: str) -> dict:
+        from .metrics.frechet import frechet_with_interval
+
+        out = {}
+        for name, (x, gx) in self._embed(clips, sets["sr"], groups).items():
+            y, gy = sets["ref"][name]
+            r = frechet_with_interval(x, y, gx, gy, resamples=self.cfg.frechet_resamples, seed=self.cfg.seed)
+            out[f"fd_{name}{suffix}"], out[f"fd_{name}{suffix}_ci"] = r.value, [r.low, r.high]
+        return out
+
+    def reconstructions(self, tok) -> dict:
+        """``fd_*_recon``: the tokenizer's decode(encode(·)) of the prompts' true continuations against B."""
+        sets = self._sets(tok.sample_rate)
+        recon = [tok.decode(tok.encode(w))[0].cpu()[sets["cut"]:] for w in sets["prompts"]]
+        return {k: v for k, v in self._distances(recon, sets["groups"], sets, "_recon").items() if not k.endswith("_ci")}
+
+    def continuations(self, lm_dir: Path, tok) -> dict:
+        """``fd_*`` with intervals: the LM's continuations of the prompts (generated part only) against B."""
+        from .generate import generate
+        from .train.lm import load_lm
+
+        sets = self._sets(tok.sample_rate)
+        loaded, cfg = load_lm(lm_dir), self.cfg
+        gen = [generate(loaded, prompt=w, prompt_seconds=cfg.prompt_seconds,
+                        seconds=cfg.prompt_seconds + cfg.continuation_seconds, temperature=cfg.temperature,
+                        top_k=cfg.top_k, seed=cfg.seed + i).wav.cpu()[sets["cut"]:]
+               for i, w in enumerate(sets["prompts"])]
+        return self._distances(gen, sets["groups"], sets, "")
+
+    def floor_summary(self) -> dict:
+        """The floor (true continuations vs the reference) at the first sample rate, for the report."""
+        sr, sets = next(iter(self.by_rate.items()))
+        f = sets["floor"]
+        return {"mel": f["fd_mel"], "mel_ci": f["fd_mel_ci"], "tagger": f.get("fd_tagger"),
+                "tagger_ci": f.get("fd_tagger_ci"), "sample_rate": sr, "tagger_dir": self.tagger_dir,
+                "description": f"the continuations of the first {self.cfg.prompt_seconds:g} s of {len(sets['groups'])} "
+                               f"held-out clips (one half of the pieces) to {self.cfg.prompt_seconds + self.cfg.continuation_seconds:g} s, "
+                               "generated part only, against all windows of the other half's clips; Mel statistics "
+                               "and the tagger's embedding (metrics/frechet.py, nn/tagger.py), 95% half-sampling intervals."}
 
 
 # ---------------------------------------------------------------------------------------- speed

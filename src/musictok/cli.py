@@ -731,6 +731,14 @@ def bench_cmd(
     dual: bool = typer.Option(False, "--dual", help="The dual-track LM protocol instead (DuoTok, Appendix B.1): "
                               "lead and accompaniment, parallel and track-to-track LMs, per-track cnBPT, "
                               "corruption and context curves."),
+    probe: bool = typer.Option(False, "--probe", help="Add the attribute-probe columns: a logistic probe on each "
+                               "tokenizer's frozen code embeddings, AP and ROC-AUC on the split's clips."),
+    probe_real: Optional[Path] = typer.Option(None, help="A corpus of imported recordings (e.g. data/real) for the "
+                                              "source-package probe columns (and the tagger's training)."),
+    frechet: bool = typer.Option(False, "--frechet", help="Add Fréchet distances of each LM's continuations to "
+                                 "held-out clips (Mel statistics and a tagger trained here), with their floor."),
+    tagger: Optional[Path] = typer.Option(None, help="A trained tagger folder for --frechet (default: train one "
+                                          "into <work>/tagger, reused by later runs)."),
 ) -> None:
     """Compare tokenizers under one held-constant protocol: table, plots and an HTML report with audio."""
     from .bench import BenchConfig, run_bench
@@ -759,7 +767,15 @@ def bench_cmd(
     if real is not None and not real.exists():
         raise UserError(f"{real}: --real folder not found")
     kw = {"corpus": str(corpus), "out": str(out), "work": str(work), "baselines": baselines,
-          "eval_split": split, "cache_dir": str(cache_dir), "real": str(real) if real else None}
+          "eval_split": split, "cache_dir": str(cache_dir), "real": str(real) if real else None,
+          "probe": probe, "frechet": frechet}
+    if probe_real is not None:
+        if not (probe_real / "metadata.jsonl").is_file():
+            raise UserError(f"{probe_real}: --probe-real needs an imported corpus (metadata.jsonl); "
+                            "run `musictok data import` first")
+        kw["probe_real"] = str(probe_real)
+    if tagger is not None:
+        kw["frechet_tagger"] = str(tagger)
     if lm_steps is not None:
         kw["lm_steps"] = lm_steps
     if name:

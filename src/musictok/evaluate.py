@@ -303,10 +303,12 @@ def code_features(tokenizer, audio: Tensor, batch: int = 16) -> Tensor:
 
 
 def evaluate_probe(tokenizer, corpus: str | Path, *, seconds: float = 5.0, train_clips: int = 600,
-                   test_clips: int = 240, min_positives: int = 5, resamples: int = 1000, seed: int = 0) -> dict:
+                   test_clips: int = 240, min_positives: int = 5, resamples: int = 1000, seed: int = 0,
+                   test_split: str = "test") -> dict:
     """The attribute probe (``metrics/probe.py``) of one tokenizer on one corpus: tags from its metadata
-    (``data/tags.py``), features from the training and test clip grids, AP / ROC-AUC with piece-level
-    intervals and the shuffled-label control."""
+    (``data/tags.py``), features from the training and ``test_split`` clip grids, AP / ROC-AUC with
+    piece-level intervals and the shuffled-label control. (``test_split="train"`` scores the probe on clips it
+    was fitted on: for smoke tests of the pipeline only.)"""
     from .data.datasets import CorpusIndex
     from .data.tags import corpus_tags
     from .metrics.probe import probe_attributes
@@ -315,14 +317,15 @@ def evaluate_probe(tokenizer, corpus: str | Path, *, seconds: float = 5.0, train
     if not table.tags:
         raise ValueError(f"{corpus}: no attribute varies enough to probe (every tag has fewer than {min_positives} "
                          "pieces of one class)")
-    sets = {}
-    for split, n in (("train", train_clips), ("test", test_clips)):
+    sets = []
+    for split, n in (("train", train_clips), (test_split, test_clips)):
         audio, pieces, groups = corpus_clips(corpus, split, tokenizer.sample_rate, seconds, n)
         y, known = table.matrix(pieces)
-        sets[split] = (code_features(tokenizer, audio), torch.tensor(y), torch.tensor(known), groups)
-    (tx, ty, tk, _), (vx, vy, vk, groups) = sets["train"], sets["test"]
+        sets.append((code_features(tokenizer, audio), torch.tensor(y), torch.tensor(known), groups))
+    (tx, ty, tk, _), (vx, vy, vk, groups) = sets
     res = probe_attributes(tx, ty, tk, vx, vy, vk, groups, table.tags, resamples=resamples, seed=seed)
-    data = {"corpus": str(corpus), "seconds_per_clip": seconds, "train_clips": len(tx), "test_clips": len(vx)}
+    data = {"corpus": str(corpus), "split": test_split, "seconds_per_clip": seconds, "train_clips": len(tx),
+            "test_clips": len(vx)}
     return res.to_dict() | {"tags": table.tags, "excluded_tags": table.excluded,
                             **_provenance(tokenizer, EvalClips(vx, tokenizer.sample_rate, data))}
 

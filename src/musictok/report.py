@@ -44,9 +44,10 @@ COLUMNS: list[tuple[str, str, str]] = [  # (key, header, format)
     ("real_probe_ap", "real: probe AP ↑", "{:.3f}"), ("real_probe_auc", "real: probe ROC-AUC ↑", "{:.3f}"),
     ("real_probe_auc_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
     # behind `bench --frechet` (metrics/frechet.py): continuations against held-out clips
-    ("fd_mel_recon", "recon.: Mel-stat. FD ↓", "{:.2f}"),
-    ("fd_mel", "gen.: Mel-stat. FD ↓", "{:.2f}"), ("fd_mel_ci", "its 95% interval", "[{:.2f}, {:.2f}]"),
-    ("fd_tagger", "gen.: tagger FD ↓", "{:.2f}"), ("fd_tagger_ci", "its 95% interval", "[{:.2f}, {:.2f}]"),
+    ("fd_mel_recon", "recon.: Mel-stat. FD ↓", "{:.3g}"),
+    ("fd_mel", "gen.: Mel-stat. FD ↓", "{:.3g}"), ("fd_mel_ci", "its 95% interval", "[{:.3g}, {:.3g}]"),
+    ("fd_tagger_recon", "recon.: tagger FD ↓", "{:.3g}"),
+    ("fd_tagger", "gen.: tagger FD ↓", "{:.3g}"), ("fd_tagger_ci", "its 95% interval", "[{:.3g}, {:.3g}]"),
 ]
 OPTIONAL = {k for k, _, _ in COLUMNS[COLUMNS.index(("probe_ap", "probe AP ↑", "{:.3f}")):]}
 
@@ -154,10 +155,10 @@ def _metric_notes(result: dict) -> list[str]:
             out.append(f"- {name}: " + ", ".join(f"{t} (test prevalence {v:.2f})" for t, v in p.items()))
     floor = result.get("frechet_floor")
     if floor:
-        out += ["", f"Fréchet distances: {floor['description']} Floor (two disjoint halves of the held-out clips, "
-                f"same number of windows): Mel-stat. {floor['mel']:.2f} [{floor['mel_ci'][0]:.2f}, "
-                f"{floor['mel_ci'][1]:.2f}]" + (f", tagger {floor['tagger']:.2f} [{floor['tagger_ci'][0]:.2f}, "
-                                                f"{floor['tagger_ci'][1]:.2f}]" if floor.get("tagger") is not None else "")
+        out += ["", f"Fréchet distances: {floor['description']} Floor (the prompts' true continuations, real music, "
+                f"against the same reference at the same sizes): Mel-stat. {floor['mel']:.3g} [{floor['mel_ci'][0]:.3g}, "
+                f"{floor['mel_ci'][1]:.3g}]" + (f", tagger {floor['tagger']:.3g} [{floor['tagger_ci'][0]:.3g}, "
+                                                f"{floor['tagger_ci'][1]:.3g}]" if floor.get("tagger") is not None else "")
                 + "."]
     return out
 
