@@ -97,7 +97,8 @@ def folder_token_cache(tokenizer, folder: str | Path, split: str, cache_dir: str
     for f in files:
         st = f.stat()
         key = hashlib.sha1(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        path = _cache_folder(tokenizer, cache_dir) / "files" / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', f.stem)[:40]}-{key}.mtok"
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f.stem)[:40]
+        path = _cache_folder(tokenizer, cache_dir) / "files" / f"{stem}-{key}.mtok"
         if not path.is_file():
             wav, _ = load(f, tokenizer.sample_rate)
             tokenizer.encode(torch.from_numpy(wav)).save(path)
@@ -168,7 +169,8 @@ class TokenWindows(Dataset):
         lengths = np.array([n - frames + 1 for n in spans], dtype=np.float64)
         if groups is not None and group_weights is not None:
             kept = np.array([g for g, ok in zip(groups, long_enough) if ok])
-            totals = {g: lengths[kept == g].sum() for g in set(kept.tolist())}  # a source of only short pieces drops out
+            # a source of only short pieces drops out; the others share the windows by weight
+            totals = {g: lengths[kept == g].sum() for g in set(kept.tolist())}
             lengths = lengths * np.array([group_weights[g] / totals[g] for g in kept])
         self.spans, self.p = spans, lengths / lengths.sum()
         if not random:
@@ -302,7 +304,8 @@ def _check_same_tokenizer(tokenizer, init: InitPoint) -> None:
     want = Fingerprint(recorded.get("name", "?"), recorded.get("config_hash", "?"), recorded.get("weights_hash", "?"))
     if tokenizer.fingerprint() != want:
         raise MusictokError(f"init {init.given}: it was trained on tokens of {want.short()}, but "
-                            f"{recorded.get('source')} is now {tokenizer.fingerprint().short()}; its tokens would differ")
+                            f"{recorded.get('source')} is now {tokenizer.fingerprint().short()}; "
+                            "its tokens would differ")
 
 
 @dataclass

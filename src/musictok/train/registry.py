@@ -216,8 +216,8 @@ class PreparedRun:
         """The kind's closing lines, plus, for a fine-tune, both fingerprints."""
         lines = self.kind.summary(self.run, summary)
         if self.init is not None:
-            lines.append(f"initialised from {self.init.given} ({self.init.fingerprint.short()}); "
-                         f"the export is {_export_fingerprint(Path(summary.out_dir) / 'export')}")
+            lines.append(f"initialised from {self.init.given}: {self.init.fingerprint.short()}; "
+                         f"the export: {_export_fingerprint(Path(summary.out_dir) / 'export')}")
         return lines
 
 
@@ -297,9 +297,9 @@ def prepare_run(req: RunRequest) -> PreparedRun:
 def _init_of(req: RunRequest, raw: dict | None, where: str) -> InitPoint | None:
     """The checkpoint a run starts from (``--init``, else the config's ``init:``), checked against the config's
     kind; the config (when there is one) is merged with it in place."""
-    given, option = req.init, "--init"
+    given, option, prefix = req.init, "--init", ""
     if given is None and raw is not None and raw.get("init") is not None:
-        given, option = raw["init"], f"{where}: init:"
+        given, option, prefix = raw["init"], "init:", f"{where}: "  # errors name the config file first
         if not isinstance(given, str) or not given:
             raise RunError(f"{where}: init: must be a bundled model name or a model folder, got {given!r}")
     if given is None:
@@ -307,17 +307,17 @@ def _init_of(req: RunRequest, raw: dict | None, where: str) -> InitPoint | None:
     config_kind = RUN_KINDS.get(raw.get("kind")) if raw is not None else None
     if config_kind is not None and config_kind.finetune is None:
         how = " (a stage starts from init_from, the previous stage's export)" if config_kind.name == "duotok" else ""
-        raise RunError(f"{option} {given}: a {config_kind.name} run does not fine-tune{how}")
+        raise RunError(f"{prefix}{option} {given}: a {config_kind.name} run does not fine-tune{how}")
     try:
         init = load_init(given, option)
     except ValueError as e:
-        raise RunError(str(e)) from None
-    if raw is not None and raw.get("kind") in RUN_KINDS:
-        if raw["kind"] != init.kind:
-            raise RunError(f"{option} {given}: holds a {init.what} (kind {init.kind}), but {where} trains kind "
-                           f"{raw['kind']}")
+        raise RunError(f"{prefix}{e}") from None
+    if config_kind is not None:
+        if config_kind.name != init.kind:
+            raise RunError(f"{prefix}{option} {given}: holds a {init.what} (kind {init.kind}), but {where} trains "
+                           f"kind {config_kind.name}")
         try:
-            merge_init(raw, init, RUN_KINDS[init.kind].finetune, option)
+            merge_init(raw, init, config_kind.finetune, option)
         except (TypeError, ValueError) as e:
             raise RunError(f"{where}: {e}") from None
     return init
