@@ -140,7 +140,7 @@ def _dual_lm_task(run, train_tokens: list[Tokens], valid_tokens: list[Tokens], t
             self.frames = max(1, round(self.lm.context_seconds * self.layout.streams[0].frame_rate))
             self.pattern = context_pattern(self.lm.pattern, self.layout, self.frames, self.lm.pattern_options)
             self.train_tokens = train_tokens
-            self.valid = TokenWindows(valid_tokens, self.frames, random=False, max_windows=self.lm.valid_windows)
+            self.valid = {"": TokenWindows(valid_tokens, self.frames, random=False, max_windows=self.lm.valid_windows)}
             self.model = TokenLM.from_pattern(self.model_config, self.pattern).to(device)
             self.model_ddp = wrap_ddp(self.model, dist_info, device)
             self.opt = torch.optim.AdamW(self.model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)

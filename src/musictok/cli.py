@@ -789,12 +789,12 @@ def bench_cmd(
         raise UserError(str(e)) from None
 
 
-def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Optional[int],
+def _train(command: str, config: Optional[Path], resume: bool, out: Optional[Path], steps: Optional[int],
            max_minutes: Optional[float], vocoder: Optional[Path] = None, init_from: Optional[Path] = None,
-           sets: Optional[list[str]] = None) -> None:
+           sets: Optional[list[str]] = None, init: Optional[str] = None, audio: Optional[list[str]] = None) -> None:
     from .errors import MusictokError
-    from .train.config import load_run_config
     from .train.loop import CheckpointError, Trainer
+    from .train.registry import RunError, RunRequest, prepare_run
 
     overrides: dict = {}
     if out is not None:
@@ -815,99 +815,36 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
             overrides[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+    request = RunRequest(command, config, init, list(audio or []), overrides, str(vocoder) if vocoder else None)
     try:
-        run = load_run_config(config, overrides)
-    except ValueError as e:
+        prepared = prepare_run(request)
+    except RunError as e:
         raise UserError(str(e)) from None
-    from .nn.vocoder import VocoderConfig
-    from .tokenizers.bandtok import BandTokConfig
-    from .settings import build_checked, check_types
-    from .train.config import build_model_config
-
-    try:  # check the model section now, not after the data loader has started
-        if run.kind == "separator":
-            from .train.separator import separator_config
-
-            separator_config(run.model)
-        elif run.kind == "lm":
-            from .lm.model import TokenLMConfig
-            from .train.lm import LMSection
-
-            build_checked(LMSection, run.lm, "lm")
-            model = dict(run.model)
-            preset = model.pop("preset", "small")
-            check_types(TokenLMConfig, model, "model")
-            TokenLMConfig.preset(preset, **model)
-        elif run.kind == "codec":
-            from .train.codec import codec_model_config
-
-            codec_model_config(run.model)
-        elif run.kind == "duotok":
-            from .train.duotok import DuoTokStage, duotok_model_config
-
-            build_checked(DuoTokStage, run.duotok, "duotok")
-            duotok_model_config(run)
-        else:
-            build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
-    except (TypeError, ValueError) as e:
-        where = "" if str(e).startswith(("model.", "lm.", "unknown lm keys", "init_from", "duotok.")) \
-            else "model or lm section: "
-        raise UserError(f"{config}: {where}{e}") from None
-    if run.kind not in kind.split("|"):
-        command = {"vocoder": "vocoder", "lm": "lm", "separator": "separator"}.get(run.kind, "tokenizer")
-        raise UserError(f"{config}: is a {run.kind} config; use `musictok train {command}`")
-    for spec in run.data.source_specs:
-        src = Path(spec.path)
-        if not src.exists() or (not run.data.sources and not spec.is_corpus):
-            hint = ("`make data-real` (or `musictok data import DIR --out ...`)" if "real" in src.name
-                    else f"`musictok data build --out {src}`")
-            raise UserError(f"{src}: no corpus here (data source of {config}); run {hint} first")
-    if run.kind == "separator":
-        from .train.separator import SeparatorTask
-
-        task = SeparatorTask(run)
-    elif run.kind == "vocoder":
-        from .train.vocoder import VocoderTask
-
-        task = VocoderTask(run)
-    elif run.kind == "lm":
-        from .train.lm import LMTask
-
-        task = LMTask(run)
-    elif run.kind == "codec":
-        from .train.codec import CodecTask
-
-        if vocoder:
-            raise UserError("--vocoder is for Mel tokenizers (kind: bandtok); a waveform codec has its own decoder")
-        task = CodecTask(run)
-    elif run.kind == "duotok":
-        from .train.duotok import DuoTokTask
-
-        try:
-            task = DuoTokTask(run, vocoder_dir=str(vocoder) if vocoder else None)
-        except ValueError as e:
-            raise UserError(f"{config}: {e}") from None
-    else:
-        from .train.tokenizer import BandTokTask
-
-        task = BandTokTask(run, vocoder_dir=str(vocoder) if vocoder else None)
-    meta = {"command": "musictok " + " ".join(sys.argv[1:]), "run_config": run.to_dict()}
+    meta = prepared.meta("musictok " + " ".join(sys.argv[1:]))
     try:
-        summary = Trainer(task, run.train, console=console, extra_meta=meta).run(resume=resume)
+        summary = Trainer(prepared.task, prepared.run.train, console=console, extra_meta=meta).run(resume=resume)
     except (FileExistsError, CheckpointError, ValueError, MusictokError) as e:
         raise UserError(str(e)) from None
     if os.environ.get("RANK", "0") != "0":
         return
-    state = "stopped early (resume with --resume)" if summary.stopped_early else "finished"
-    console.print(f"{state} at step {summary.end_step}/{run.train.steps} in {summary.wall_seconds / 60:.1f} min "
-                  f"({summary.seconds_per_step:.2f} s/step); export: {Path(summary.out_dir) / 'export'}")
+    for line in prepared.summary_lines(summary):
+        console.print(line, markup=False, highlight=False)
+
+
+_RESUME_HELP = "Continue the run in the output folder from its checkpoint."
+_OUT_HELP = "Output folder (default: train.out_dir of the config; a fine-tune without one: runs/finetune-<name>)."
+_INIT_HELP = ("Fine-tune: start from this saved model (bundled name or folder); its config is the model's, and "
+              "without --config a default recipe applies (docs/finetune.md).")
+_AUDIO_HELP = ("A folder of audio to train on, replacing the config's data sources (repeatable; DIR:weight for "
+               "unequal shares); some of its files are held out for validation.")
+_SET_HELP = "Override a config key, section.key=value (repeatable), e.g. --set train.lr=5e-5."
 
 
 @train_app.command("tokenizer")
 def train_tokenizer(
-    config: Path = typer.Option(..., help="Run config YAML (kind: bandtok, codec or duotok), e.g. configs/bandtok-small.yaml, configs/rvq-small.yaml or configs/duotok-small-stage1.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    config: Optional[Path] = typer.Option(None, help="Run config YAML (kind: bandtok, codec or duotok), e.g. configs/bandtok-small.yaml, configs/rvq-small.yaml or configs/duotok-small-stage1.yaml; optional with --init."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
+    out: Optional[Path] = typer.Option(None, help=_OUT_HELP),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
     vocoder: Optional[Path] = typer.Option(None, help="A trained vocoder folder to bundle into the export."),
@@ -915,27 +852,33 @@ def train_tokenizer(
                                              "(overrides init_from of the config)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key, section.key=value "
                                              "(repeatable), e.g. --set duotok.noise_prob=0 for an ablation."),
+    init: Optional[str] = typer.Option(None, "--init", help=_INIT_HELP),
+    audio: Optional[list[str]] = typer.Option(None, "--audio", help=_AUDIO_HELP),
 ) -> None:
-    """Train a tokenizer on the rendered corpus (DuoTok: one stage per run)."""
-    _train("bandtok|codec|duotok", config, resume, out, steps, max_minutes, vocoder, init_from, set_)
+    """Train a tokenizer on the rendered corpus (DuoTok: one stage per run), or fine-tune one on your audio."""
+    _train("tokenizer", config, resume, out, steps, max_minutes, vocoder, init_from, set_, init, audio)
 
 
 @train_app.command("lm")
 def train_lm(
-    config: Path = typer.Option(..., help="Run config YAML (kind: lm), e.g. configs/lm-small.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    config: Optional[Path] = typer.Option(None, help="Run config YAML (kind: lm), e.g. configs/lm-small.yaml; optional with --init."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
+    out: Optional[Path] = typer.Option(None, help=_OUT_HELP),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    init: Optional[str] = typer.Option(None, "--init", help=_INIT_HELP + " Here: a token LM; --audio is encoded "
+                                       "with its tokenizer."),
+    audio: Optional[list[str]] = typer.Option(None, "--audio", help=_AUDIO_HELP),
 ) -> None:
-    """Train a token LM on a tokenizer's tokens of the rendered corpus (tokens cached on first use)."""
-    _train("lm", config, resume, out, steps, max_minutes)
+    """Train a token LM on a tokenizer's tokens of the rendered corpus (tokens cached on first use), or fine-tune one."""
+    _train("lm", config, resume, out, steps, max_minutes, sets=set_, init=init, audio=audio)
 
 
 @train_app.command("separator")
 def train_separator(
     config: Path = typer.Option(..., help="Run config YAML (kind: separator), e.g. configs/sep-lm-small.yaml or configs/sep-mask-small.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
@@ -946,14 +889,17 @@ def train_separator(
 
 @train_app.command("vocoder")
 def train_vocoder(
-    config: Path = typer.Option(..., help="Run config YAML (kind: vocoder), e.g. configs/vocoder-small.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    config: Optional[Path] = typer.Option(None, help="Run config YAML (kind: vocoder), e.g. configs/vocoder-small.yaml; optional with --init."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
+    out: Optional[Path] = typer.Option(None, help=_OUT_HELP),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    init: Optional[str] = typer.Option(None, "--init", help=_INIT_HELP),
+    audio: Optional[list[str]] = typer.Option(None, "--audio", help=_AUDIO_HELP),
 ) -> None:
-    """Train the Mel → waveform vocoder on the rendered corpus."""
-    _train("vocoder", config, resume, out, steps, max_minutes)
+    """Train the Mel → waveform vocoder on the rendered corpus, or fine-tune one on your audio."""
+    _train("vocoder", config, resume, out, steps, max_minutes, sets=set_, init=init, audio=audio)
 
 
 def main() -> None:
