@@ -32,6 +32,7 @@ import torch
 
 from . import __version__
 from .atomic import write_json, write_text
+from .metrics.version import METRICS_VERSION
 
 Log = Callable[[str], None]
 
@@ -168,7 +169,7 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     wall = time.time() - t_start
     result = {"config": dataclasses.asdict(cfg), "rows": [dataclasses.asdict(r) for r in rows], "speed": speed,
               "extras": extras, "wall_seconds": wall, "date": date, "musictok_version": __version__,
-              "machine": _machine()}
+              "metrics_version": METRICS_VERSION, "machine": _machine()}
     plots = _plots(result, out, stem)
     write_json(out / f"{stem}.json", result)
     write_text(out / f"{stem}.md", markdown_report(result, plots))
@@ -500,7 +501,8 @@ def markdown_report(result: dict, plots: dict[str, Path]) -> str:
     cfg = result["config"]
     head = "| tokenizer | pattern | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
     lines = [f"# Tokenizer benchmark, {result['date']}", "",
-             f"Machine: {result['machine']}. musictok {result['musictok_version']}. Wall time "
+             f"Machine: {result['machine']}. musictok {result['musictok_version']}, metrics "
+             f"v{result['metrics_version']}. Wall time "
              f"{result['wall_seconds'] / 60:.1f} min.", "",
              "Held constant for every row: the LM (preset `{lm_preset}`, {lm_layers} layers × {lm_embd}, {lm_heads} "
              "heads), {lm_steps} steps of batch {lm_batch}, AdamW lr {lm_lr}, {context_seconds:g} s of context, seed "
