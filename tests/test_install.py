@@ -95,6 +95,17 @@ def test_torch_is_a_lower_bound_below_the_locked_release():
     assert _torch_floor() < _constraints()["torch"]
 
 
+def test_rendering_without_tinysoundfont_says_how_to_install_it(monkeypatch):
+    """pip brings no synthesizer (tinysoundfont is installed --no-deps): rendering says how to get it."""
+    from musictok.data.render import SoundFontError, embedded_soundfont, render_notes
+
+    monkeypatch.setitem(sys.modules, "tinysoundfont", None)  # what `import tinysoundfont` sees when absent
+    with pytest.raises(SoundFontError) as e:
+        render_notes([], 0, 16000, 64, embedded_soundfont())
+    if (ROOT / "constraints.txt").is_file():
+        assert f"pip install --no-deps tinysoundfont=={_constraints()['tinysoundfont']}" in str(e.value)
+
+
 def _torch_floor() -> Version:
     (torch,) = [r for r in map(Requirement, _pyproject()["project"]["dependencies"]) if r.name == "torch"]
     return Version(next(s.version for s in torch.specifier if s.operator == ">="))

@@ -130,11 +130,21 @@ def choose_soundfonts(pool: Sequence[SoundFont], programs: Sequence[int | None],
     return out
 
 
+def _synth():
+    """TinySoundFont's extension module. Not a dependency of the package: its own dependency, pyaudio (live
+    playback, unused here), needs PortAudio headers to build, so it is installed without dependencies."""
+    try:
+        from tinysoundfont import _tinysoundfont
+    except ImportError:
+        raise SoundFontError("rendering needs TinySoundFont: pip install --no-deps tinysoundfont==0.3.7 "
+                             "(`make demo` / `make test` install it)") from None
+    return _tinysoundfont
+
+
 @lru_cache(maxsize=None)
 def _loaded(path: str):
     """The parsed SoundFont, once per process (a pool is a handful of files; forked workers share it)."""
-    from tinysoundfont import _tinysoundfont
-
+    _tinysoundfont = _synth()
     try:
         return _tinysoundfont.SoundFont(path)
     except Exception as e:
@@ -155,8 +165,7 @@ def render_notes(
     Returns float32 mono ``(num_samples,)``. Deterministic: TinySoundFont has no random state, and each stem
     gets a fresh clone of the parsed SoundFont (what `tinysoundfont.Synth` does, minus the reload).
     """
-    from tinysoundfont import _tinysoundfont
-
+    _tinysoundfont = _synth()
     synth = _tinysoundfont.SoundFont(_loaded(str(soundfont)))  # shares the samples, fresh voices
     synth.set_output(_tinysoundfont.OutputMode.StereoInterleaved, sample_rate, 0.0)
     synth.set_max_voices(256)
