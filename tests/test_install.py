@@ -20,6 +20,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from packaging.requirements import Requirement
@@ -146,9 +147,14 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def _fresh_venv(path: Path) -> Path:
+@pytest.fixture
+def venv_python(tmp_path) -> Iterator[Path]:
+    """The python of a new venv with no packages (not even pip: the outer pip drives it with ``--python``).
+    Removed afterwards: with torch inside it weighs 0.7 GB, and pytest keeps the last three runs' folders."""
+    path = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(path)
-    return path / "bin" / "python"
+    yield path / "bin" / "python"
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _site_packages(python: Path) -> Path:
@@ -175,33 +181,33 @@ def _installed_torch(python: Path) -> str:
 
 
 @pytest.mark.slow
-def test_wheel_keeps_the_installed_torch(wheel, tmp_path):
+def test_wheel_keeps_the_installed_torch(wheel, venv_python, tmp_path):
     """The CPU torch of this environment, installed from pip's find-links alone (no index), is kept."""
     version = importlib.metadata.version("torch")
-    python = _fresh_venv(tmp_path / "venv")
-    r = _pip("install", "--no-index", "--no-deps", "--quiet", f"torch=={version}", python=python)
+    # --no-compile: byte-compiling torch's thousands of modules is most of an install's CPU time
+    r = _pip("install", "--no-index", "--no-deps", "--no-compile", "--quiet", f"torch=={version}",
+             python=venv_python)
     if r.returncode != 0:
         pytest.skip(f"no torch {version} wheel among pip's find-links (this machine keeps one on disk)")
-    plan = _would_install(python, wheel, tmp_path)
+    plan = _would_install(venv_python, wheel, tmp_path)
     assert "musictok" in plan and "numpy" in plan  # the dry run did resolve the dependencies
     assert "torch" not in plan, f"pip would replace torch {version} with {plan.get('torch')}"
-    assert _installed_torch(python) == version
+    assert _installed_torch(venv_python) == version
     print(f"\nfresh venv with torch {version}: pip would install {len(plan)} packages, torch not among them")
 
 
 @pytest.mark.slow
-def test_wheel_keeps_an_older_cuda_torch(wheel, tmp_path):
+def test_wheel_keeps_an_older_cuda_torch(wheel, venv_python, tmp_path):
     """A CUDA build at the declared lower bound (metadata only: what the resolver reads) is kept too."""
     floor = _torch_floor()
     version = ".".join(map(str, (*floor.release, 0, 0)[:3])) + "+cu121"
-    python = _fresh_venv(tmp_path / "venv")
-    info = _site_packages(python) / f"torch-{version}.dist-info"
+    info = _site_packages(venv_python) / f"torch-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
     (info / "INSTALLER").write_text("pip\n")
     (info / "RECORD").write_text("")
-    assert _installed_torch(python) == version
-    plan = _would_install(python, wheel, tmp_path)
+    assert _installed_torch(venv_python) == version
+    plan = _would_install(venv_python, wheel, tmp_path)
     assert "musictok" in plan
     assert "torch" not in plan, f"pip would replace torch {version} with {plan.get('torch')}"
     print(f"\nfresh venv with torch {version}: pip would install {len(plan)} packages, torch not among them")

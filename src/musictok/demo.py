@@ -79,8 +79,8 @@ def run_demo(out: Path, data: Path, pieces: int = 4, console: Console | None = N
                   f"{piece['duration_seconds']:.1f} s, split {piece['split']}")
     for p in pngs:
         console.print(f"wrote {p}")
-    summary = {"metrics_version": METRICS_VERSION, "pieces": report.pieces, "hours": report.hours, "max_mix_error": worst,
-               "figures": [str(p) for p in pngs]}
+    summary = {"metrics_version": METRICS_VERSION, "pieces": report.pieces, "hours": report.hours,
+               "max_mix_error": worst, "figures": [str(p) for p in pngs]}
     console.rule(f"[bold]4. tokenize it with {tokenizer}")
     summary["tokenizer"] = _tokenize_demo(tokenizer, folder / piece["mix"], piece["id"], seconds, out, console)
     console.rule(f"[bold]5. continue it with {lm}")

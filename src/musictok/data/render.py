@@ -144,9 +144,9 @@ def _synth():
 @lru_cache(maxsize=None)
 def _loaded(path: str):
     """The parsed SoundFont, once per process (a pool is a handful of files; forked workers share it)."""
-    _tinysoundfont = _synth()
+    tsf = _synth()
     try:
-        return _tinysoundfont.SoundFont(path)
+        return tsf.SoundFont(path)
     except Exception as e:
         raise SoundFontError(f"{path}: cannot be loaded as a SoundFont ({e})") from None
 
@@ -165,9 +165,9 @@ def render_notes(
     Returns float32 mono ``(num_samples,)``. Deterministic: TinySoundFont has no random state, and each stem
     gets a fresh clone of the parsed SoundFont (what `tinysoundfont.Synth` does, minus the reload).
     """
-    _tinysoundfont = _synth()
-    synth = _tinysoundfont.SoundFont(_loaded(str(soundfont)))  # shares the samples, fresh voices
-    synth.set_output(_tinysoundfont.OutputMode.StereoInterleaved, sample_rate, 0.0)
+    tsf = _synth()
+    synth = tsf.SoundFont(_loaded(str(soundfont)))  # shares the samples, fresh voices
+    synth.set_output(tsf.OutputMode.StereoInterleaved, sample_rate, 0.0)
     synth.set_max_voices(256)
     synth.channel_set_bank(0, 128 if is_drums else 0)
     synth.channel_set_preset_number(0, 0 if is_drums else program, is_drums)

@@ -29,10 +29,11 @@ v1 (2026-11-27):
 
 Before v1 no version was written. The results made before commit 1101af3 (2026-11-27; in ``docs/results``
 the ``bandtok-small-*``, ``lm-small-*``, ``codecs`` and ``bench-2026-11-22`` JSON files) reported the MI
-between codebooks, and the MI and NMI between neighbours, as the Miller-Madow plug-in alone (≈ 5.6 bits
-for independent 1024-code streams over ≈ 5,600 frames: estimator bias, not dependence) and the MMD with kernel widths from the median distance,
-every frame its own sample; a silent reference gave an SI-SDR set by eps. Their other metrics follow the v1
-definitions. ``real-music.json`` was made under v1 but before the version was written.
+between codebooks, and the MI and NMI between neighbours, as the Miller-Madow plug-in alone (≈ 5.6 bits for
+independent 1024-code streams over ≈ 5,600 frames: estimator bias, not dependence), and the MMD with kernel
+widths from the median distance, every frame its own sample; a silent reference gave an SI-SDR set by eps.
+Their other metrics follow the v1 definitions. ``real-music.json`` was made under v1 but before the version
+was written.
 """
 
 from __future__ import annotations
