@@ -7,6 +7,7 @@ import sys
 import torch
 
 from musictok.bench import BenchConfig, natural_patterns, run_bench
+from musictok.metrics import METRICS_VERSION
 from musictok.tokenizers.bandtok import BandTok, BandTokConfig
 from musictok.tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
 from musictok.tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
@@ -43,6 +44,7 @@ def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
     r = subprocess.run([sys.executable, "-c", "from musictok.cli import main; main()", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "bench-test.json").read_text())
+    assert result["metrics_version"] == METRICS_VERSION
     pairs = [(r["tokenizer"], r["pattern"]) for r in result["rows"]]
     assert pairs == [("band", "band-grid"), ("rvq", "flatten"), ("rvq", "parallel"), ("rvq", "delay"),
                      ("pyr", "coarse-to-fine")]

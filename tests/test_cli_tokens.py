@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from musictok.audio import save
+from musictok.metrics import METRICS_VERSION
 from musictok.tokenizers.bandtok import BandTok, BandTokConfig
 
 SR = 16000
@@ -76,6 +77,7 @@ def test_eval_recon_and_tokens_write_json(setup):
     assert set(res["reconstruction"]) == {"tokens", "mel→griffin-lim"}
     assert res["reconstruction"]["tokens"]["mel_distance"] > 0
     assert res["tokenizer"]["name"] == "bandtok" and res["data"]["clips"] == 4 and "musictok_version" in res
+    assert res["metrics_version"] == METRICS_VERSION  # which definitions made these numbers
     r = run("eval", "tokens", "--tokenizer", str(setup / "tok"), "--audio", str(setup / "audio"), "--seconds", "1",
             "--json", str(setup / "tokens.json"))
     assert r.returncode == 0, r.stderr
@@ -84,6 +86,7 @@ def test_eval_recon_and_tokens_write_json(setup):
     assert "mutual_information" in dep and "neighbour_mutual_information_time" in dep
     assert 0 <= res["stability"]["gain_minus_6db"] <= 1
     assert 0 < res["streams"]["bands"]["codebook"]["pooled"]["utilization"] <= 1
+    assert res["metrics_version"] == METRICS_VERSION
 
 
 def test_eval_needs_exactly_one_source(setup):

@@ -29,6 +29,7 @@ import torch
 from . import __version__
 from .atomic import write_json, write_text
 from .report import audio_data_uri, bench_plots, html_report, machine, markdown_report
+from .metrics.version import METRICS_VERSION
 
 Log = Callable[[str], None]
 
@@ -178,7 +179,7 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     wall = time.time() - t_start
     result = {"config": dataclasses.asdict(cfg), "rows": [dataclasses.asdict(r) for r in rows], "speed": speed,
               "extras": extras, "wall_seconds": wall, "date": date, "musictok_version": __version__,
-              "machine": machine()}
+              "metrics_version": METRICS_VERSION, "machine": machine()}
     if cfg.probe:
         result["probe"] = _probe_summary(cfg, extras)
     if frechet:

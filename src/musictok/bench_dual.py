@@ -32,6 +32,7 @@ from . import __version__
 from .atomic import write_json, write_text
 from .report import dual_markdown_report, dual_plots
 from .data.score import DUO_TRACKS
+from .metrics.version import METRICS_VERSION
 from .tokens import TokenLayout, Tokens
 
 Log = Callable[[str], None]
@@ -272,7 +273,7 @@ def run_dual_bench(cfg: DualBenchConfig, log: Log = print) -> dict:
         tokenizers[name.rstrip("/").split("/")[-1]] = tok
     rows = {short: evaluate_dual(cfg, short, tok, work, log) for short, tok in tokenizers.items()}
     result = {"config": dataclasses.asdict(cfg), "rows": rows, "wall_seconds": time.time() - t0, "date": date,
-              "musictok_version": __version__}
+              "musictok_version": __version__, "metrics_version": METRICS_VERSION}
     plots = dual_plots(rows, out, stem)
     write_json(out / f"{stem}.json", result)
     write_text(out / f"{stem}.md", dual_markdown_report(result, plots))

@@ -21,6 +21,7 @@ from . import __version__
 from .metrics.codebook import codebook_health
 from .metrics.dependence import dependence_metrics
 from .metrics.reconstruction import reconstruction_metrics
+from .metrics.version import METRICS_VERSION
 
 
 @dataclass
@@ -65,7 +66,8 @@ def load_clips(sample_rate: int, *, audio_dir: str | Path | None = None, corpus:
 
 def _provenance(tokenizer, clips: EvalClips) -> dict:
     return {"tokenizer": dataclasses.asdict(tokenizer.fingerprint()) | {"source": tokenizer.source},
-            "data": clips.source, "musictok_version": __version__}
+            "data": clips.source, "musictok_version": __version__,
+            "metrics_version": METRICS_VERSION}
 
 
 def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[], None] | None = None) -> dict:
@@ -246,7 +248,8 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
             "loss_by_position_bits": by_position.tolist(), "windows": len(windows),
             "context_frames": meta["context_frames"], "pattern": meta["pattern"], "rope": meta["config"]["rope"],
             "lm_source": str(lm_dir), "tokenizer": meta["tokenizer"],
-            "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__}
+            "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__,
+            "metrics_version": METRICS_VERSION}
 
 
 def _unigram(train_codes: Tensor, codes: Tensor, spec, sizes):

@@ -117,7 +117,8 @@ def markdown_report(result: dict, plots: dict[str, Path]) -> str:
     columns = shown_columns(result["rows"])
     head = "| tokenizer | pattern | " + " | ".join(h for _, h, _ in columns) + " |"
     lines = [f"# Tokenizer benchmark, {result['date']}", "",
-             f"Machine: {result['machine']}. musictok {result['musictok_version']}. Wall time "
+             f"Machine: {result['machine']}. musictok {result['musictok_version']}, metrics "
+             f"v{result.get('metrics_version', '?')}. Wall time "
              f"{result['wall_seconds'] / 60:.1f} min.", "",
              "Held constant for every row: the LM (preset `{lm_preset}`, {lm_layers} layers × {lm_embd}, {lm_heads} "
              "heads), {lm_steps} steps of batch {lm_batch}, AdamW lr {lm_lr}, {context_seconds:g} s of context, seed "
