@@ -205,7 +205,20 @@ CASES: dict[str, Case] = {
     "encode-hot-float-wav-warns": Case(
         lambda ws, t: ["encode", ws / IN / "hot.wav", "-o", t / "out", "--tokenizer", ws / "tok"], code=0,
         error=None, absent=lambda ws, t: [], warning=("hot.wav", "+32.6 dBFS", "above full scale")),
+    "encode-channels-unknown": Case(lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer",
+                                                   ws / "tok", "--channels", "quad"], error=("--channels", "'quad'")),
+    "encode-stereo-of-8-channels": Case(
+        lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok", "--channels",
+                       "stereo"], error=("eight.wav", "8 channels", "--channels mono")),
+    "encode-8-channels-kept-as-mono-warns": Case(
+        lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok"], code=0,
+        error=None, absent=lambda ws, t: [], warning=("eight.wav", "8 channels downmixed to mono"),
+        check=lambda r, ws, t: (t / "out" / "eight.mtok").is_file()),
     # ---- decode
+    "decode-sample-rate-word": Case(lambda ws, t: ["decode", _mtok_dir(ws, t) / "song.mtok", "-o", t / "out",
+                                                   "--sample-rate", "fast"], error=("--sample-rate", "'fast'")),
+    "decode-sample-rate-too-low": Case(lambda ws, t: ["decode", _mtok_dir(ws, t) / "song.mtok", "-o", t / "out",
+                                                      "--sample-rate", "8"], error=("--sample-rate", "outside")),
     "decode-dir-onto-itself": Case(
         lambda ws, t: ["decode", _mtok_dir(ws, t), "-o", t / "songs", "--overwrite"],
         error=("song.mtok", "would write over", "song.wav", "made from"), absent=lambda ws, t: []),

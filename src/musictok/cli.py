@@ -360,7 +360,7 @@ def encode_cmd(
                                                                        on_file=cb, channels=channels))
     console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)} ({model.layout.tokens_per_second:g} tokens/s, "
-                  f"{model.layout.bitrate / 1000:.3g} kbps)")
+                  f"{model.layout.bitrate / 1000:.3g} kbps per channel)")
     if report.failed:
         raise typer.Exit(1)
 
