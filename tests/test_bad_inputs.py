@@ -210,6 +210,10 @@ CASES: dict[str, Case] = {
     "encode-stereo-of-8-channels": Case(
         lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok", "--channels",
                        "stereo"], error=("eight.wav", "8 channels", "--channels mono")),
+    "encode-mid-side-warns-of-phases": Case(
+        lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer", ws / "tok", "--channels",
+                       "mid-side"], code=0, error=None, absent=lambda ws, t: [],
+        warning=("--channels mid-side", "own phases", "--channels stereo")),
     "encode-8-channels-kept-as-mono-warns": Case(
         lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok"], code=0,
         error=None, absent=lambda ws, t: [], warning=("eight.wav", "8 channels downmixed to mono"),

@@ -12,8 +12,11 @@ Two channel layouts of a stereo signal ``(L, R)``:
 
 - ``stereo``: the left and the right channel as they are;
 - ``mid-side``: ``M = (L + R) / 2`` and ``S = (L − R) / 2``, decoded back with ``L = M + S``, ``R = M − S``.
-  Most of a mix sits in the mid; a near-mono recording has a quiet side. (The matrix is exact: a tokenizer
-  error ``e_M`` in the mid lands in both channels, one ``e_S`` in the side with opposite signs.)
+  Most of a mix sits in the mid; a near-mono recording has a quiet side. The sums must cancel what each
+  channel does not hold, so they need a decoder that returns the waveform, phase included. A phase-free
+  decoder (``Tokenizer.phase_free``: both bundled ones) picks the phases of M and S on its own: a source
+  panned hard left has the same magnitudes in M and S, so it lands in both channels or in neither
+  (``docs/results/stereo.md``). ``stereo`` has no such sums.
 
 Gain: a level-normalising tokenizer (``level_dbfs``) gets one gain per clip, measured over all samples of
 the left and right channels, and shared by the clip's channels (as EnCodec's normalised stereo mode and

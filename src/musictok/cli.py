@@ -340,7 +340,7 @@ def encode_cmd(
 ) -> None:
     """Turn audio into token files (.mtok), one per input file (or per pair of stems)."""
     from .audio import AUDIO_EXTENSIONS
-    from .convert import MTOK, check_channels, encode_files, encode_stem_files, plan, plan_stem_pairs
+    from .convert import MTOK, channels_warning, check_channels, encode_files, encode_stem_files, plan, plan_stem_pairs
     from .tokenizers.base import Tokenizer, TokenizerError
 
     _check_device(device)
@@ -352,6 +352,9 @@ def encode_cmd(
         check_channels(model, channels)
     except (FileNotFoundError, ValueError, TokenizerError) as e:
         raise UserError(str(e)) from None
+    caution = channels_warning(model, channels)
+    if caution:
+        err_console.print(f"[yellow]warning:[/] {escape(caution)}")
     if stems:
         report = _run_files("encoding", pairs, lambda cb: encode_stem_files(pairs, model, overwrite=overwrite,
                                                                             on_file=cb))

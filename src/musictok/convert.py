@@ -139,6 +139,16 @@ def check_channels(tokenizer, channels: str) -> None:
                            "mixes; use --channels mono")
 
 
+def channels_warning(tokenizer, channels: str) -> str | None:
+    """A caution for ``--channels mid-side`` with a decoder that picks its own phases (see
+    ``musictok.channels``), or ``None``."""
+    if channels != "mid-side" or not tokenizer.phase_free:
+        return None
+    return (f"--channels mid-side: {tokenizer.name} picks its own phases when it decodes, so left = mid + side and "
+            "right = mid − side do not cancel: panned sources leak into the other channel or vanish; prefer "
+            "--channels stereo")
+
+
 def file_channels(channels: str, input_channels: int, tokenizer, path: str | Path | None = None
                   ) -> tuple[str, str | None]:
     """The channel layout a file of ``input_channels`` channels is encoded in under ``--channels``, and a
