@@ -184,6 +184,8 @@ CASES: dict[str, Case] = {
     "info-folder": Case(lambda ws, t: ["info", ws / IN / "empty_dir"], error=("empty_dir", "directory")),
     "info-hot": Case(lambda ws, t: ["info", ws / IN / "hot.wav"], code=0, error=None,
                      check=lambda r, ws, t: "+32.6" in r.out and "above 0 dBFS" in r.out),
+    "info-truncated-mtok": Case(lambda ws, t: ["info", _damaged(ws, t, cut=True)], error=("song.mtok", "truncated"),
+                                absent=lambda ws, t: []),
     # ---- encode
     "encode-lm-as-tokenizer": Case(lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer",
                                                   ws / "lm"], error=("lm", "is a token LM, not a tokenizer")),
