@@ -184,6 +184,8 @@ CASES: dict[str, Case] = {
     "info-folder": Case(lambda ws, t: ["info", ws / IN / "empty_dir"], error=("empty_dir", "directory")),
     "info-hot": Case(lambda ws, t: ["info", ws / IN / "hot.wav"], code=0, error=None,
                      check=lambda r, ws, t: "+32.6" in r.out and "above 0 dBFS" in r.out),
+    "info-truncated-mtok": Case(lambda ws, t: ["info", _damaged(ws, t, cut=True)], error=("song.mtok", "truncated"),
+                                absent=lambda ws, t: []),
     # ---- encode
     "encode-lm-as-tokenizer": Case(lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer",
                                                   ws / "lm"], error=("lm", "is a token LM, not a tokenizer")),
@@ -205,7 +207,24 @@ CASES: dict[str, Case] = {
     "encode-hot-float-wav-warns": Case(
         lambda ws, t: ["encode", ws / IN / "hot.wav", "-o", t / "out", "--tokenizer", ws / "tok"], code=0,
         error=None, absent=lambda ws, t: [], warning=("hot.wav", "+32.6 dBFS", "above full scale")),
+    "encode-channels-unknown": Case(lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer",
+                                                   ws / "tok", "--channels", "quad"], error=("--channels", "'quad'")),
+    "encode-stereo-of-8-channels": Case(
+        lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok", "--channels",
+                       "stereo"], error=("eight.wav", "8 channels", "--channels mono")),
+    "encode-mid-side-warns-of-phases": Case(
+        lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer", ws / "tok", "--channels",
+                       "mid-side"], code=0, error=None, absent=lambda ws, t: [],
+        warning=("--channels mid-side", "own phases", "--channels stereo")),
+    "encode-8-channels-kept-as-mono-warns": Case(
+        lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok"], code=0,
+        error=None, absent=lambda ws, t: [], warning=("eight.wav", "8 channels downmixed to mono"),
+        check=lambda r, ws, t: (t / "out" / "eight.mtok").is_file()),
     # ---- decode
+    "decode-sample-rate-word": Case(lambda ws, t: ["decode", _mtok_dir(ws, t) / "song.mtok", "-o", t / "out",
+                                                   "--sample-rate", "fast"], error=("--sample-rate", "'fast'")),
+    "decode-sample-rate-too-low": Case(lambda ws, t: ["decode", _mtok_dir(ws, t) / "song.mtok", "-o", t / "out",
+                                                      "--sample-rate", "8"], error=("--sample-rate", "outside")),
     "decode-dir-onto-itself": Case(
         lambda ws, t: ["decode", _mtok_dir(ws, t), "-o", t / "songs", "--overwrite"],
         error=("song.mtok", "would write over", "song.wav", "made from"), absent=lambda ws, t: []),

@@ -229,20 +229,25 @@ def _composers(names) -> Counter:
 
 @app.command("info")
 def info_cmd(
-    files: list[Path] = typer.Argument(..., help="Audio files (anything libsndfile reads)."),
+    files: list[Path] = typer.Argument(..., help="Audio files (anything libsndfile reads) or .mtok token files."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
-    """Duration, sample rate, channels, peak and loudness of audio files (read a block at a time).
+    """Duration, sample rate, channels, peak and loudness of audio files (read a block at a time); duration,
+    channel layout, tokenizer and the input's rate of token files.
 
     peak dBFS: the largest sample, in dB below full scale (above 0: the file clips in fixed point);
     LUFS: integrated loudness (ITU-R BS.1770-4), defined for at most five channels."""
     from .audio import AudioError, info
+    from .convert import MTOK
 
+    tokens = [f for f in files if f.suffix.lower() == MTOK]
+    failed = _token_info(tokens, as_json) if tokens else 0
+    files = [f for f in files if f.suffix.lower() != MTOK]
     table = Table()
     table.add_column("file", overflow="fold", ratio=1)  # the name first, then its folder, wrapped
     for col in ("duration", "rate", "ch", "peak dBFS", "LUFS", "format"):
         table.add_column(col, no_wrap=True)
-    failed, notes = 0, set()
+    notes = set()
     for f in files:
         try:
             i = info(f)
@@ -268,6 +273,35 @@ def info_cmd(
             console.print(note)
     if failed:
         raise typer.Exit(1)
+
+
+def _token_info(files: list[Path], as_json: bool) -> int:
+    """`info` of .mtok files: a table (or JSON lines); returns how many could not be read."""
+    from .convert import token_file_info
+    from .errors import MusictokError
+
+    table = Table()
+    table.add_column("token file", overflow="fold", ratio=1)
+    for col in ("duration", "rate", "channels", "input", "tokens/s", "tokenizer"):
+        table.add_column(col, no_wrap=col != "tokenizer")
+    failed = 0
+    for f in files:
+        try:
+            i = token_file_info(f)
+        except MusictokError as e:
+            err_console.print(f"[red]error:[/] {escape(str(e))}")
+            failed += 1
+            continue
+        if as_json:
+            print(json.dumps(i.to_dict()))
+            continue
+        channels = i.channels if i.channels == "mono" else f"{i.channels} ({', '.join(i.channel_names)})"
+        source = "–" if i.source_sample_rate is None else f"{i.source_sample_rate} Hz, {i.source_channels} ch"
+        table.add_row(escape(str(f)), f"{i.duration:.2f} s", str(i.sample_rate), channels, source,
+                      f"{i.tokens_per_second:g}", escape(i.tokenizer))
+    if not as_json and table.row_count:
+        console.print(table)
+    return failed
 
 
 def _fmt_db(x: float) -> str:
@@ -300,10 +334,13 @@ def encode_cmd(
     stems: bool = typer.Option(False, "--stems", help="Two-track tokenizers (duotok): the inputs are pairs of "
                                "stem files, lead then accompaniment; one .mtok per pair holds both tracks. "
                                "Without it a duotok separates each input mix into the two tracks itself."),
+    channels: str = typer.Option("keep", help="keep (a stereo file stays stereo, anything else is mono), mono "
+                                 "(downmix), stereo (left, right) or mid-side (mid, side); each channel becomes "
+                                 "its own token streams. A mono file stays mono."),
 ) -> None:
     """Turn audio into token files (.mtok), one per input file (or per pair of stems)."""
     from .audio import AUDIO_EXTENSIONS
-    from .convert import MTOK, encode_files, encode_stem_files, plan, plan_stem_pairs
+    from .convert import MTOK, channels_warning, check_channels, encode_files, encode_stem_files, plan, plan_stem_pairs
     from .tokenizers.base import Tokenizer, TokenizerError
 
     _check_device(device)
@@ -312,13 +349,21 @@ def encode_cmd(
         model = Tokenizer.from_pretrained(tokenizer, map_location=device)
         if stems and model.stem_inputs != 2:
             raise ValueError(f"--stems: {tokenizer} encodes one signal; stems need a two-track tokenizer (duotok)")
+        check_channels(model, channels)
     except (FileNotFoundError, ValueError, TokenizerError) as e:
         raise UserError(str(e)) from None
-    encode = encode_stem_files if stems else encode_files
-    report = _run_files("encoding", pairs, lambda cb: encode(pairs, model, overwrite=overwrite, on_file=cb))
+    caution = channels_warning(model, channels)
+    if caution:
+        err_console.print(f"[yellow]warning:[/] {escape(caution)}")
+    if stems:
+        report = _run_files("encoding", pairs, lambda cb: encode_stem_files(pairs, model, overwrite=overwrite,
+                                                                            on_file=cb))
+    else:
+        report = _run_files("encoding", pairs, lambda cb: encode_files(pairs, model, overwrite=overwrite,
+                                                                       on_file=cb, channels=channels))
     console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)} ({model.layout.tokens_per_second:g} tokens/s, "
-                  f"{model.layout.bitrate / 1000:.3g} kbps)")
+                  f"{model.layout.bitrate / 1000:.3g} kbps per channel)")
     if report.failed:
         raise typer.Exit(1)
 
@@ -349,9 +394,12 @@ def decode_cmd(
     overwrite: bool = typer.Option(False, help="Re-decode files whose output already exists (only files musictok decoded are ever replaced)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 …"),
     levels: Optional[int] = typer.Option(None, help="Decode with only the first N levels: RVQ codebooks, or PyramidCodec levels (coarsest first)."),
+    sample_rate: str = typer.Option("model", "--sample-rate", help="model (the tokenizer's rate), original "
+                                    "(the encoded file's rate, at its exact length) or a rate in Hz."),
 ) -> None:
-    """Turn token files back into audio with the tokenizer that made them (written as they are decoded)."""
-    from .convert import MTOK, decode_files, plan
+    """Turn token files back into audio with the tokenizer that made them (written as they are decoded), every
+    channel in order."""
+    from .convert import MTOK, decode_files, parse_sample_rate, plan
     from .tokenizers.base import Tokenizer, TokenizerError
 
     cache: dict[str, Tokenizer | TokenizerError] = {}  # failures too: a missing tokenizer is looked up once
@@ -373,6 +421,7 @@ def decode_cmd(
     _check_device(device)
     if levels is not None and levels < 1:
         raise UserError(f"--levels: must be >= 1, got {levels}")
+    rate = parse_sample_rate(sample_rate)
     try:
         pairs = plan(inputs, out, (MTOK,), ".wav")
     except (FileNotFoundError, ValueError) as e:
@@ -382,7 +431,7 @@ def decode_cmd(
 
         check_levels(load_for(None), levels)
     report = _run_files("decoding", pairs, lambda cb: decode_files(pairs, load_for, overwrite=overwrite, on_file=cb,
-                                                                   levels=levels))
+                                                                   levels=levels, sample_rate=rate))
     console.print(f"{len(report.written)} decoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)}")
     if report.failed:
