@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
 __all__ = [
+    "REDUCTIONS",
     "DiscriminatorOutput",
     "MultiPeriodDiscriminator",
     "MultiResolutionDiscriminator",
@@ -47,6 +48,9 @@ __all__ = [
 LRELU_SLOPE = 0.2
 _NORMS = ("weight", "spectral", "none")
 _KINDS = ("hinge", "lsgan")
+# How the losses combine sub-discriminators and feature layers: "mean" keeps their scale independent of how
+# many there are; "sum" is DAC's / HiFi-GAN's convention, under which DAC's weights (adv 1, feature 2) were set.
+REDUCTIONS = ("mean", "sum")
 
 
 class DiscriminatorOutput(NamedTuple):
@@ -330,9 +334,15 @@ class MultiResolutionDiscriminator(_WaveformDiscriminators):
 
 
 # ------------------------------------------------------------------------------------ losses
-def _check_kind(kind: str) -> None:
+def _check_kind(kind: str, reduction: str = "mean") -> None:
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(total: Tensor, count: int, reduction: str) -> Tensor:
+    return total / count if reduction == "mean" else total
 
 
 def _as_list(logits: Tensor | Sequence[Tensor], name: str) -> list[Tensor]:
@@ -343,9 +353,9 @@ def _as_list(logits: Tensor | Sequence[Tensor], name: str) -> list[Tensor]:
 
 
 def discriminator_loss(
-    real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "hinge"
+    real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "hinge", reduction: str = "mean"
 ) -> Tensor:
-    """Loss of the discriminator, averaged over sub-discriminators (a scalar).
+    """Loss of the discriminator, averaged (``reduction="sum"``: summed) over sub-discriminators (a scalar).
 
     ``hinge``: ``mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))`` — zero once real scores are
     ``>= 1`` and fake ``<= -1``, so a confident discriminator stops pushing. ``lsgan``:
@@ -353,7 +363,7 @@ def discriminator_loss(
     sub-discriminators keeps the loss scale independent of how many periods/scales/resolutions there
     are. Pass logits of a *detached* fake so this step does not reach the generator.
     """
-    _check_kind(kind)
+    _check_kind(kind, reduction)
     real, fake = _as_list(real_logits, "real_logits"), _as_list(fake_logits, "fake_logits")
     if len(real) != len(fake):
         raise ValueError(f"got {len(real)} real and {len(fake)} fake logits; one each per sub-discriminator")
@@ -364,35 +374,38 @@ def discriminator_loss(
             total = total + F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean()
         else:
             total = total + (r - 1.0).pow(2).mean() + f.pow(2).mean()
-    return total / len(real)
+    return _reduce(total, len(real), reduction)
 
 
-def generator_adversarial_loss(fake_logits: Sequence[Tensor], kind: str = "hinge") -> Tensor:
-    """Adversarial loss of the generator, averaged over sub-discriminators (a scalar).
+def generator_adversarial_loss(fake_logits: Sequence[Tensor], kind: str = "hinge", reduction: str = "mean") -> Tensor:
+    """Adversarial loss of the generator, averaged (``reduction="sum"``: summed) over sub-discriminators.
 
     ``hinge``: ``mean(relu(1 - D(fake)))``, the clipped form used by Vocos rather than the unbounded
     ``-mean(D(fake))``: with weight-normalised (not Lipschitz-bounded) discriminators an unbounded
     target lets the generator chase ever larger logits. ``lsgan``: ``mean((D(fake) - 1)^2)``.
     """
-    _check_kind(kind)
+    _check_kind(kind, reduction)
     fake = _as_list(fake_logits, "fake_logits")
     total = fake[0].new_zeros((), dtype=torch.float32)
     for f in fake:
         f = f.float()
         total = total + (F.relu(1.0 - f).mean() if kind == "hinge" else (f - 1.0).pow(2).mean())
-    return total / len(fake)
+    return _reduce(total, len(fake), reduction)
 
 
 def feature_matching_loss(
     real_feats: Sequence[Sequence[Tensor]] | Sequence[Tensor],
     fake_feats: Sequence[Sequence[Tensor]] | Sequence[Tensor],
+    reduction: str = "mean",
 ) -> Tensor:
     """Mean L1 between the discriminator's activations on real and fake input (a scalar).
 
     Takes the ``features`` of two :class:`DiscriminatorOutput` s (or one sub-discriminator's flat
     list); real activations are detached, so the gradient only moves the generator towards the real
-    features. Averaged over layers, then over sub-discriminators, so its scale does not grow with depth.
+    features. Averaged over layers, then over sub-discriminators, so its scale does not grow with depth;
+    ``reduction="sum"`` sums both instead (DAC, HiFi-GAN).
     """
+    _check_kind("hinge", reduction)
     real, fake = list(real_feats), list(fake_feats)
     if real and isinstance(real[0], Tensor):
         real, fake = [real], [fake]
@@ -404,9 +417,8 @@ def feature_matching_loss(
     for r_layers, f_layers in zip(real, fake):
         if len(r_layers) != len(f_layers) or not r_layers:
             raise ValueError(f"sub-discriminator has {len(r_layers)} real and {len(f_layers)} fake layers")
-        per_disc = sum(
-            F.l1_loss(f.float(), r.detach().float()) for r, f in zip(r_layers, f_layers)
-        ) / len(r_layers)
+        per_disc = _reduce(sum(F.l1_loss(f.float(), r.detach().float()) for r, f in zip(r_layers, f_layers)),
+                           len(r_layers), reduction)
         total = per_disc if total is None else total + per_disc
     assert total is not None
-    return total / len(real)
+    return _reduce(total, len(real), reduction)

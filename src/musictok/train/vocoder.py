@@ -68,13 +68,14 @@ class VocoderTask(TrainTask):
             loss, logs = self.weights.mel * mel_l, {"mel": mel_l.item()}
         else:
             with autocast():
-                d_loss = vocoder_discriminator_loss(wav, fake, self.discs, gan.loss)
+                d_loss = vocoder_discriminator_loss(wav, fake, self.discs, gan.loss, gan.reduction)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             nn.utils.clip_grad_norm_([p for d in (self.mpd, self.mrd) for p in d.parameters()], self.cfg.grad_clip)
             self.opt_d.step()
             with autocast():
-                g = vocoder_generator_losses(wav, fake, self.discs, self.mel_loss, self.weights, gan.loss)
+                g = vocoder_generator_losses(wav, fake, self.discs, self.mel_loss, self.weights, gan.loss,
+                                             gan.reduction)
             loss = g["total"]
             logs = {"mel": g["mel"].item(), "adv": g["adv"].item(), "fm": g["fm"].item(), "disc": d_loss.item()}
         self.opt_g.zero_grad(set_to_none=True)
