@@ -159,3 +159,17 @@ def test_gradients_reach_generator_not_real_branch() -> None:
     d_loss = discriminator_loss(mpd(real).logits, mpd(fake.detach()).logits, "lsgan")
     d_loss.backward()
     assert all(p.grad is not None for p in mpd.parameters())
+
+
+def test_sum_reduction_is_dacs_convention() -> None:
+    """``reduction="sum"`` adds sub-discriminators and feature layers (DAC, HiFi-GAN) instead of averaging."""
+    ones, zeros = [torch.ones(2, 1, 3)], [torch.zeros(2, 1, 3)]
+    # two sub-discriminators: (0) + (1 + 1) summed = 2 (averaged: 1)
+    assert discriminator_loss(ones + zeros, zeros + ones, "lsgan", "sum").item() == pytest.approx(2.0)
+    assert generator_adversarial_loss(zeros + zeros, "lsgan", "sum").item() == pytest.approx(2.0)
+    real = [[torch.zeros(3), torch.zeros(5)], [torch.zeros(4)]]
+    fake = [[torch.ones(3), torch.full((5,), 3.0)], [torch.full((4,), 2.0)]]
+    assert feature_matching_loss(real, fake, "sum").item() == pytest.approx(1.0 + 3.0 + 2.0)
+    assert feature_matching_loss(real, fake).item() == pytest.approx(((1.0 + 3.0) / 2 + 2.0) / 2)
+    with pytest.raises(ValueError, match="reduction"):
+        generator_adversarial_loss(zeros, "lsgan", "max")
