@@ -123,8 +123,8 @@ def test_band_limit_keeps_the_low_band():
     assert (out - low).abs().max() < 5e-3 and (out - low).pow(2).mean() < 1e-6
 
 
-@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()), lambda: PyramidCodec(PyramidCodecConfig.tiny()),
-                                  _dac_tiny])
+@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()),
+                                  lambda: PyramidCodec(PyramidCodecConfig.tiny()), _dac_tiny])
 def test_chunked_encoding_matches_whole_file(make):
     model = _trained_once(make())
     wav = _music(20.0, seed=3)
@@ -164,8 +164,8 @@ def test_mmd_weight_zero_logs_but_adds_nothing():
     assert "mmd" in out.stats and "mmd" not in out.losses and not out.stats["mmd"].requires_grad
 
 
-@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()), lambda: PyramidCodec(PyramidCodecConfig.tiny()),
-                                  _dac_tiny])
+@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()),
+                                  lambda: PyramidCodec(PyramidCodecConfig.tiny()), _dac_tiny])
 def test_save_load_identical_tokens(make, tmp_path):
     model = _trained_once(make())
     wav = _music(2.0, seed=4)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from musictok.quantize.base import QuantizedResult, Quantizer, is_distributed
 from musictok.quantize.vq import VectorQuantizer, VQConfig
@@ -151,7 +152,8 @@ class ResidualVQ(Quantizer):
     @property
     def gathering(self) -> bool:
         """True while training vectors are being gathered for the k-means init (training mode only)."""
-        return self.training and self.config.kmeans_vectors > 0 and not all(bool(layer.initted) for layer in self.layers)
+        waiting = not all(bool(layer.initted) for layer in self.layers)
+        return self.training and self.config.kmeans_vectors > 0 and waiting
 
     def _gather(self, x: Tensor) -> None:
         """Add ``x``'s vectors to the k-means buffer; once it holds ``kmeans_vectors``, initialise every
@@ -171,8 +173,7 @@ class ResidualVQ(Quantizer):
     def _pass_through(self, x: Tensor, n_levels: int) -> QuantizedResult:
         """The result while the k-means buffer fills: ``z_q = x`` (all of it in level 1, the other levels
         zero), codes 0, zero losses; the stats say no codebook is in use yet."""
-        levels = torch.zeros(*x.shape[:-1], n_levels, self.dim, dtype=x.dtype, device=x.device)
-        levels = torch.cat([x.unsqueeze(-2), levels[..., 1:, :]], dim=-2)
+        levels = F.pad(x.unsqueeze(-2), (0, 0, 0, n_levels - 1))  # (..., n, D): x, then zeros
         zero = x.new_zeros(())
         return QuantizedResult(
             z_q=x,
@@ -184,13 +185,13 @@ class ResidualVQ(Quantizer):
             levels=levels,
         )
 
-    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001 (torch's signature)
+    def _save_to_state_dict(self, destination: dict[str, Tensor], prefix: str, keep_vars: bool) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
         if self._gathered:
             destination[prefix + _GATHERED] = torch.cat(self._gathered)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,  # noqa: ANN001
-                              unexpected_keys, error_msgs):
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str]) -> None:
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
         key = prefix + _GATHERED

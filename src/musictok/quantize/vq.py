@@ -256,7 +256,8 @@ class VectorQuantizer(Quantizer):
     def _nearest(self, z: Tensor, codebook: Tensor) -> Tensor:
         """Codes of ``z (N, d)`` against ``codebook (K, d)``: squared L2, or by direction (``l2norm``)."""
         if self.config.lookup == "l2norm":
-            return nearest_code(F.normalize(z.detach().float(), dim=-1), F.normalize(codebook.detach().float(), dim=-1))
+            unit = F.normalize(codebook.detach().float(), dim=-1)
+            return nearest_code(F.normalize(z.detach().float(), dim=-1), unit)
         return nearest_code(z, codebook)
 
     def _to_code_space(self, x: Tensor) -> Tensor:

@@ -8,6 +8,16 @@ prefix of levels decodes) → ``LatentDecoder`` (Vocos-style backbone + iSTFT he
 Defaults: 8 levels × 23.4375 frames/s = 187.5 tokens/s, 1.875 kbps — the same token rate and bitrate as
 ``bandtok-small``, so the two families can be compared at a matched budget.
 
+Two recipes share this class. The defaults are the bundled ``rvq-small``'s (SiLU encoder, 64-dim Euclidean
+EMA codes). DAC's recipe is a set of options (``configs/rvq-dac-small.yaml``): Snake activations, three
+dilated residual units per stage, weight norm and DAC's output conv in the encoder
+(``encoder_activation``, ``encoder_res_units``, ``weight_norm``, ``encoder_output``); factorised codes —
+each level projects its residual to ``codebook_dim`` = 8 dims, looks up by direction (``lookup: l2norm``)
+and passes on the raw codeword projected back — learned by the codebook loss (``use_ema: false``); a
+fixed share of the batch on random prefixes of levels (``dropout_mode: share``). Two additions of ours
+start the codebooks from data: ``kmeans_vectors`` (k-means on a buffer gathered over many steps) and
+``pca_init`` (each level's projections from its residual's principal directions).
+
 Training objective (``training_losses`` + the trainer's optional GAN): the multi-resolution Mel distance
 in the evaluation metric's units (DAC's definition, :func:`musictok.metrics.reconstruction.mel_distance`,
 over ``mel_windows``; ``mel_weight`` 15 as in DAC), the codebook commitment loss, and, on the batches the
@@ -176,9 +186,11 @@ class WaveformCodec(Tokenizer):
         default init and the raw waveform, RVQ levels used 1–7 of 1024 codes after 150 steps; with both,
         50–80 after 300 steps): the encoder's conv biases start at zero, and the waveform (corpus RMS ≈ 0.2)
         is multiplied by ``input_gain`` — otherwise the biases dominate the latent and every frame looks alike
-        to the quantizer. Codes are Euclidean: with cosine (unit-norm) EMA codewords a level's output has a
-        fixed norm, the residual never shrinks, and the deeper levels re-quantize the same direction — a
-        4,650-step run decoded as well from 1 level as from 8 (Mel distance 2.19 vs 2.19)."""
+        to the quantizer. Codes are never *output* unit-norm: with cosine (unit-norm) EMA codewords a level's
+        output has a fixed norm, the residual never shrinks, and the deeper levels re-quantize the same
+        direction — a 4,650-step run decoded as well from 1 level as from 8 (Mel distance 2.19 vs 2.19).
+        DAC's ``lookup: l2norm`` normalises only to choose the codeword and passes on the raw one, so its
+        levels do shrink the residual (``tests/quantize/test_rvq.py``)."""
         cfg = self.config
         self.encoder = WaveEncoder(cfg.encoder_channels, cfg.encoder_strides, cfg.latent_dim,
                                    res_units=cfg.encoder_res_units, stem_stages=cfg.encoder_stem_stages,

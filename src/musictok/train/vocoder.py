@@ -34,7 +34,7 @@ class VocoderTask(TrainTask):
         self.model = Vocoder(self.model_config).to(device)
         width = self.run.gan.channels
         self.mpd = MultiPeriodDiscriminator(channels=(width // 2, width, 2 * width, 4 * width)).to(device)
-        self.mrd = MultiResolutionDiscriminator(channels=width).to(device)
+        self.mrd = MultiResolutionDiscriminator(channels=width, spectrum=self.run.gan.mrd_spectrum).to(device)
         self.model_ddp = wrap_ddp(self.model, dist_info, device)
         self.discs = [wrap_ddp(self.mpd, dist_info, device), wrap_ddp(self.mrd, dist_info, device)]
         self.mel_loss = MultiResolutionMelLoss(self.model_config.mel.sample_rate).to(device)
