@@ -40,7 +40,8 @@ class Snake1d(nn.Module):
     """``x + sin²(α x) / α`` with one learned ``α`` per channel, on ``(B, C, T)`` (Ziyin et al., 2020).
 
     DAC's activation: a periodic inductive bias for audio, where ReLU-like units have to build every
-    oscillation out of pieces. Monotone-ish around 0 like the identity, so deep stacks start near linear.
+    oscillation out of pieces. Monotone (its slope ``1 + sin 2αx`` is never negative) and close to the
+    identity near 0, so deep stacks start near linear.
     ``α`` starts at 1 as in DAC; the ``1e-9`` keeps ``1 / α`` finite if ``α`` reaches 0.
     """
 
@@ -103,7 +104,13 @@ def _encoder_reach(strides: Sequence[int], stem_stages: int, res_units: int, dil
     for i, s in enumerate(strides):
         if i >= stem_stages:
             reach += sum((kernel // 2) * dilations[k % len(dilations)] for k in range(res_units)) * scale
-        reach += (s - 1 if (i < stem_stages or s % 2) else 2 * s - 1) * scale if s > 1 else scale
+        if s == 1:
+            span = 1  # kernel 3
+        elif i < stem_stages or s % 2:
+            span = s - 1  # kernel = stride
+        else:
+            span = 2 * s - 1  # kernel 2 · stride
+        reach += span * scale
         scale *= s
     reach += 3 * head_blocks * scale  # ConvNeXt depthwise kernel 7
     reach += scale if output == "conv" else 0  # kernel 3
