@@ -159,3 +159,36 @@ def test_gradients_reach_generator_not_real_branch() -> None:
     d_loss = discriminator_loss(mpd(real).logits, mpd(fake.detach()).logits, "lsgan")
     d_loss.backward()
     assert all(p.grad is not None for p in mpd.parameters())
+
+
+def test_sum_reduction_is_dacs_convention() -> None:
+    """``reduction="sum"`` adds sub-discriminators and feature layers (DAC, HiFi-GAN) instead of averaging."""
+    ones, zeros = [torch.ones(2, 1, 3)], [torch.zeros(2, 1, 3)]
+    # two sub-discriminators: (0) + (1 + 1) summed = 2 (averaged: 1)
+    assert discriminator_loss(ones + zeros, zeros + ones, "lsgan", "sum").item() == pytest.approx(2.0)
+    assert generator_adversarial_loss(zeros + zeros, "lsgan", "sum").item() == pytest.approx(2.0)
+    real = [[torch.zeros(3), torch.zeros(5)], [torch.zeros(4)]]
+    fake = [[torch.ones(3), torch.full((5,), 3.0)], [torch.full((4,), 2.0)]]
+    assert feature_matching_loss(real, fake, "sum").item() == pytest.approx(1.0 + 3.0 + 2.0)
+    assert feature_matching_loss(real, fake).item() == pytest.approx(((1.0 + 3.0) / 2 + 2.0) / 2)
+    with pytest.raises(ValueError, match="reduction"):
+        generator_adversarial_loss(zeros, "lsgan", "max")
+
+
+def test_complex_mrd_sees_the_phase_the_magnitude_mrd_cannot() -> None:
+    sr, t = 16000, torch.arange(16000) / 16000
+    a, b = torch.sin(2 * torch.pi * 440 * t)[None], torch.cos(2 * torch.pi * 440 * t)[None]  # 90° apart
+    magnitude = MultiResolutionDiscriminator(resolutions=((512, 128, 512),), channels=4)
+    complex_ = MultiResolutionDiscriminator(resolutions=((512, 128, 512),), channels=4, spectrum="complex")
+    branch_m, branch_c = magnitude.discriminators[0], complex_.discriminators[0]
+    spec_a, spec_b = branch_c.spectrogram(a[:, None]), branch_c.spectrogram(b[:, None])
+    assert spec_a.shape == (1, 2, 257, sr // 128 + 1)
+    torch.testing.assert_close(torch.log1p(spec_a.pow(2).sum(1, keepdim=True).sqrt()), branch_m.spectrogram(a[:, None]))
+    inner = slice(4, -4)  # frames away from the reflect-padded edges
+    mag_a, mag_b = branch_m.spectrogram(a[:, None]), branch_m.spectrogram(b[:, None])
+    assert (mag_a - mag_b)[..., inner].abs().max() < 0.01 * mag_a.abs().max()  # 0.15 % measured
+    assert (spec_a - spec_b)[..., inner].abs().max() > 0.5 * spec_a.abs().max()
+    logits, feats = complex_(a)
+    assert len(logits) == 1 and logits[0].shape[:2] == (1, 1) and len(feats[0]) == 5
+    with pytest.raises(ValueError, match="spectrum"):
+        MultiResolutionDiscriminator(spectrum="power")

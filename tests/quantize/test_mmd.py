@@ -3,6 +3,7 @@
 gradient for every level through the pre-quantisation residual streams."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from musictok.quantize.rvq import ResidualVQ, RVQConfig
 from musictok.quantize.vq import VQConfig
 from musictok.tokenizers.rvq_codec import RVQCodecConfig
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CFG = RVQCodecConfig.small()
 LEVELS, DIM = CFG.num_quantizers, CFG.latent_dim  # 8 × 64
 BATCH, FRAMES = 8, round(CFG.frame_rate)  # configs/rvq-small.yaml: batch 8 × 1 s clips = 23 frames
@@ -162,3 +164,40 @@ def test_bad_inputs_are_refused():
         MMDConfig(streams="outputs")
     with pytest.raises(ValueError, match="pool_batches"):
         MMDConfig(pool_batches=0)
+
+
+def test_factorised_dac_setting_every_level_gets_gradient_and_lookup_streams_keep_the_kernels_alive():
+    """configs/rvq-dac-small.yaml: 8 levels × 256-dim latents, factorised 8-dim l2norm codes. Every level's
+    residual stream gets gradient; on the 256-dim streams (2,048 standardised features) every pair of samples
+    sits ≈ 4,096 apart in squared distance, far in the tails of kernels of variance ≤ 50, so the statistic
+    and its gradient vanish (≈ 1e-16); the look-up streams (8 × 8 features) keep them informative."""
+    import dataclasses
+
+    import yaml
+
+    from musictok.train.codec import codec_model_config
+
+    _, cfg = codec_model_config(yaml.safe_load(open(CONFIGS / "rvq-dac-small.yaml"))["model"])
+    assert (cfg.num_quantizers, cfg.latent_dim, cfg.codebook_dim) == (8, 256, 8)
+    rvq = ResidualVQ(dataclasses.replace(cfg.quantizer_config(), kmeans_vectors=4096)).train()
+    mix = torch.randn(256, 256, generator=torch.Generator().manual_seed(0)) / 16
+    spectrum = 2.0 ** (-torch.arange(256) / 32)
+
+    def latents(clips: int, seed: int) -> torch.Tensor:
+        return torch.randn(clips, FRAMES, 256, generator=torch.Generator().manual_seed(seed)) * spectrum @ mix.T * 4
+
+    for seed in range(3):
+        rvq(latents(64, seed))  # 3 × 64 × 23 >= 4096 latents: buffered k-means + PCA init
+    assert all(bool(layer.initted) for layer in rvq.layers)
+    rvq.eval()
+    x = latents(BATCH, 10).requires_grad_()
+    per_level = {}
+    for kind in ("inputs", "lookup"):
+        streams = rvq.residual_streams(x, lookup=kind == "lookup")
+        streams.retain_grad()
+        independence_mmd(streams, MMDConfig()).backward()
+        per_level[kind] = streams.grad.abs().sum(dim=(0, 1, 3))
+        assert streams.shape == (BATCH, FRAMES, LEVELS, 256 if kind == "inputs" else 8)
+        assert per_level[kind].shape == (LEVELS,) and bool((per_level[kind] > 0).all()), kind
+    assert float(per_level["inputs"].max()) < 1e-9 * float(per_level["lookup"].min())
+    assert float(x.grad.abs().sum()) > 0

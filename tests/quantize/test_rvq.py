@@ -133,3 +133,137 @@ def test_config_from_dict() -> None:
     assert rvq.codebooks.shape == (2, 16, 8)
     assert rvq.layers[1].config.seed == rvq.layers[0].config.seed + 1
     assert not torch.equal(rvq.layers[0].embed, rvq.layers[1].embed)
+
+
+# ---------------------------------------------------------------- factorised codes (DAC) and buffered k-means
+DIM, LEVELS, CODES = 32, 6, 64
+
+
+def _structured(n: int, seed: int) -> torch.Tensor:
+    """``(n, DIM)`` latents with a decaying spectrum (variance halves every 4 directions) and 16 clusters:
+    the shape of an encoder's output, where a few directions carry most of the energy."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.linalg.qr(torch.randn(DIM, DIM, generator=torch.Generator().manual_seed(99)))[0]
+    scales = 2.0 ** (-torch.arange(DIM) / 4)
+    centers = torch.randn(16, DIM, generator=torch.Generator().manual_seed(98)) * scales
+    points = centers[torch.randint(0, 16, (n,), generator=g)] + 0.5 * torch.randn(n, DIM, generator=g) * scales
+    return points @ basis.T
+
+
+def _factorised(pca_init: bool = True, **options) -> ResidualVQ:
+    quantizer = VQConfig(dim=DIM, codebook_size=CODES, codebook_dim=8, lookup="l2norm", use_ema=False,
+                         pca_init=pca_init, weight_norm=True)
+    return ResidualVQ(RVQConfig(quantizer, num_quantizers=LEVELS, kmeans_vectors=2048, **options))
+
+
+def _prefix_errors(rvq: ResidualVQ, x: torch.Tensor) -> list[float]:
+    """Relative squared error of decoding with the first 1..L levels."""
+    rvq.eval()
+    return [(rvq(x, n_quantizers=n).z_q - x).pow(2).mean().item() / x.pow(2).mean().item()
+            for n in range(1, LEVELS + 1)]
+
+
+def _fill(rvq: ResidualVQ) -> None:
+    rvq.train()
+    for seed in range(3):  # 3 × 1024 >= 2048 vectors: the third call initialises
+        rvq(_structured(1024, seed).view(2, 512, DIM))
+
+
+def test_kmeans_buffer_passes_through_then_initialises_every_level() -> None:
+    rvq = _factorised().train()
+    x = _structured(1024, 0).view(2, 512, DIM)
+    first = rvq(x)
+    assert torch.equal(first.z_q, x) and not first.codes.any() and float(first.loss) == 0.0
+    assert not any(bool(layer.initted) for layer in rvq.layers)
+    assert rvq.state_dict()["kmeans_gathered"].shape == (1024, DIM)
+    rvq(_structured(1024, 1).view(2, 512, DIM))
+    third = rvq(_structured(1024, 2).view(2, 512, DIM))  # buffer full: init, then quantize this batch
+    assert all(bool(layer.initted) for layer in rvq.layers) and not rvq.gathering
+    assert "kmeans_gathered" not in rvq.state_dict()  # an exported model does not carry the buffer
+    assert third.codes.shape == (2, 512, LEVELS) and float(third.stats["utilization"].min()) > 0.5
+
+
+def test_a_run_resumed_while_gathering_initialises_from_the_same_vectors() -> None:
+    straight, resumed = _factorised().train(), _factorised().train()
+    straight(_structured(1024, 0).view(2, 512, DIM))
+    resumed.load_state_dict(copy.deepcopy(straight.state_dict()))  # a checkpoint taken mid-buffer
+    for seed in (1, 2):
+        straight(_structured(1024, seed).view(2, 512, DIM))
+        resumed(_structured(1024, seed).view(2, 512, DIM))
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_factorised_levels_shape_range_and_magnitude() -> None:
+    rvq = _factorised()
+    _fill(rvq)
+    rvq.eval()
+    x = _structured(512, 5).view(4, 128, DIM)
+    result = rvq(x)
+    assert result.codes.shape == (4, 128, LEVELS) and result.levels.shape == (4, 128, LEVELS, DIM)
+    assert 0 <= int(result.codes.min()) and int(result.codes.max()) < CODES
+    codewords = rvq.layers[0].codebook.detach().norm(dim=-1)
+    assert float(codewords.std()) > 0.1 * float(codewords.mean())  # raw codewords, not unit-norm
+    norms = result.levels.norm(dim=-1).mean(dim=(0, 1))  # each level's output shrinks with the residual
+    assert all(a > b for a, b in zip(norms.tolist(), norms[1:].tolist())), norms
+    torch.testing.assert_close(rvq.decode(result.codes), result.z_q, atol=1e-5, rtol=1e-5)
+
+
+def test_every_factorised_level_shrinks_the_residual_after_init() -> None:
+    x = _structured(4096, 7)
+    rvq = _factorised()
+    _fill(rvq)
+    errors = _prefix_errors(rvq, x)
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[0] < 0.5 and errors[-1] < 0.2 * errors[0]
+    # DAC's random projections: a fresh level adds a rank-8 map of the residual in an unrelated direction,
+    # so more levels make it worse until training aligns W_out with W_in (what pca_init avoids)
+    random = _factorised(pca_init=False)
+    _fill(random)
+    random_errors = _prefix_errors(random, x)
+    assert random_errors[-1] > random_errors[0] > 1.0, random_errors
+
+
+def test_trained_factorised_rvq_still_shrinks_with_every_level() -> None:
+    """A few hundred steps of the DAC losses (codebook + commitment, no EMA) with quantizer dropout keep every
+    prefix useful: the error falls with each added level."""
+    torch.manual_seed(0)
+    rvq = _factorised(quantizer_dropout=0.5, dropout_mode="share")
+    _fill(rvq)
+    optimizer = torch.optim.Adam(rvq.parameters(), lr=3e-3)
+    rvq.train()
+    for step in range(150):
+        x = _structured(512, 100 + step).view(8, 64, DIM)
+        result = rvq(x)
+        loss = (result.z_q - x).pow(2).mean() + result.loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    errors = _prefix_errors(rvq, _structured(4096, 7))
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 0.2 * errors[0]
+
+
+def test_share_dropout_drops_a_fixed_share_of_the_batch_in_training_only() -> None:
+    quantizer = VQConfig(dim=DIM, codebook_size=CODES)
+    rvq = ResidualVQ(RVQConfig(quantizer, num_quantizers=8, quantizer_dropout=0.5, dropout_mode="share")).train()
+    x = torch.randn(8, 4, DIM)
+    short = [int((rvq._dropout_levels(x) < 8).sum()) for _ in range(400)]
+    # floor(0.5 · 8) = 4 items draw n ~ U{1..8}: at most 4 use fewer levels, 3.5 on average
+    assert max(short) == 4 and sum(short) / len(short) == pytest.approx(3.5, abs=0.2)
+    bernoulli = ResidualVQ(RVQConfig(quantizer, num_quantizers=8, quantizer_dropout=0.5)).train()
+    assert max(int((bernoulli._dropout_levels(x) < 8).sum()) for _ in range(400)) > 4
+    x = torch.randn(8, 64, DIM, generator=torch.Generator().manual_seed(0))  # 512 vectors: no level is exact
+    rvq(x)  # first-batch k-means
+    used = (rvq(x).levels.abs().sum(-1) > 0).sum(-1)[:, 0]  # levels per item
+    assert 1 <= int((used < 8).sum()) <= 4
+    rvq.eval()
+    assert bool(((rvq(x).levels.abs().sum(-1) > 0).sum(-1) == 8).all())
+
+
+def test_rvq_options_are_checked() -> None:
+    quantizer = VQConfig(dim=4, codebook_size=8)
+    with pytest.raises(ValueError, match="dropout_mode"):
+        RVQConfig(quantizer, dropout_mode="fixed")
+    with pytest.raises(ValueError, match="kmeans_init"):
+        RVQConfig(VQConfig(dim=4, codebook_size=8, kmeans_init=False), kmeans_vectors=100)

@@ -197,6 +197,60 @@ def test_gradient_codebook_follows_shifted_inputs() -> None:
     assert vq(x + shift).losses["codebook"].item() < fitted + 0.1 * (shifted - fitted)
 
 
+def test_l2norm_lookup_picks_by_direction_and_passes_the_raw_codeword() -> None:
+    """DAC's look-up: the nearest codeword by direction, but the codeword itself (not unit-norm) is the output."""
+    vq = VectorQuantizer(VQConfig(dim=2, codebook_size=2, kmeans_init=False, lookup="l2norm", use_ema=False)).eval()
+    with torch.no_grad():
+        vq.embed.copy_(torch.tensor([[3.0, 3.0], [1.0, 0.0]]))
+    x = torch.tensor([[0.9, 0.5]])  # nearer [1, 0] in L2 (0.26 vs 10.66), nearer [3, 3] in direction
+    euclid = VectorQuantizer(VQConfig(dim=2, codebook_size=2, kmeans_init=False, use_ema=False)).eval()
+    with torch.no_grad():
+        euclid.embed.copy_(vq.embed)
+    assert euclid.encode(x).tolist() == [1] and vq.encode(x).tolist() == [0]
+    torch.testing.assert_close(vq(x).z_q, torch.tensor([[3.0, 3.0]]))  # norm 4.24, not 1
+
+
+def test_l2norm_kmeans_clusters_directions_and_keeps_their_norms() -> None:
+    directions = torch.eye(4) * torch.tensor([1.0, 2.0, 4.0, 8.0])[:, None]  # four directions, four norms
+    x = _blobs(directions, 64, 0.05, seed=0)
+    vq = VectorQuantizer(VQConfig(dim=4, codebook_size=4, lookup="l2norm", use_ema=False)).train()
+    vq(x)
+    norms = sorted(vq.codebook.norm(dim=-1).tolist())
+    assert norms == pytest.approx([1.0, 2.0, 4.0, 8.0], rel=0.05)
+    assert len(set(vq.encode(x).tolist())) == 4
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_pca_init_projects_onto_the_principal_subspace(weight_norm: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(16, 16, generator=g))[0][:, :4]  # a 4-d subspace of 16 dims
+    mean = torch.randn(16, generator=g)
+    x = torch.randn(512, 4, generator=g) * torch.tensor([4.0, 3.0, 2.0, 1.0]) @ basis.T + mean
+    vq = VectorQuantizer(VQConfig(dim=16, codebook_size=8, codebook_dim=4, pca_init=True, weight_norm=weight_norm))
+    vq.init_from_data(x)
+    w_in = vq.project_in.weight.detach()
+    torch.testing.assert_close(w_in @ w_in.T, torch.eye(4), atol=1e-4, rtol=0)  # orthonormal rows
+    with torch.no_grad():
+        round_trip = vq.project_out(vq.project_in(x))
+    torch.testing.assert_close(round_trip, x, atol=1e-3, rtol=0)  # the data lie in that subspace
+    assert bool(vq.initted) and vq.codebook.shape == (8, 4)
+    names = set(vq.state_dict())
+    assert ("project_in.parametrizations.weight.original0" in names) == weight_norm
+
+
+def test_factorised_codes_train_projections_and_codebook_by_loss() -> None:
+    config = VQConfig(dim=32, codebook_size=64, codebook_dim=8, lookup="l2norm", use_ema=False, weight_norm=True)
+    vq = VectorQuantizer(config).train()
+    x = torch.randn(4, 50, 32, generator=torch.Generator().manual_seed(0))
+    result = vq(x)
+    assert result.z_q.shape == (4, 50, 32) and 0 <= int(result.codes.min()) and int(result.codes.max()) < 64
+    assert result.losses["codebook"].item() == pytest.approx(4 * result.losses["commitment"].item())  # 1 vs 0.25
+    (result.z_q.pow(2).mean() + result.loss).backward()
+    assert vq.embed.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vq.project_in.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in vq.project_out.parameters())
+
+
 def test_code_stats() -> None:
     codes = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     stats = code_stats(codes, codebook_size=8)
@@ -226,6 +280,12 @@ def test_user_errors() -> None:
         vq.decode(torch.tensor([8]))
     with pytest.raises(ValueError, match="decay"):
         VQConfig(dim=4, decay=1.0)
+    with pytest.raises(ValueError, match="lookup"):
+        VQConfig(dim=4, lookup="manhattan")
+    with pytest.raises(ValueError, match="not both"):
+        VQConfig(dim=4, codebook_dim=2, cosine=True, lookup="l2norm")
+    with pytest.raises(ValueError, match="codebook_dim"):
+        VQConfig(dim=4, pca_init=True)
 
 
 def _ddp_worker(rank: int, world: int, init_file: str, data: torch.Tensor, out: dict) -> None:

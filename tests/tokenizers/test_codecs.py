@@ -1,17 +1,32 @@
 """The waveform codecs (RVQ codec and PyramidCodec) on tiny randomly initialised models: rates, shapes,
-the pyramid's algorithms, partial decoding, chunking, persistence and the MMD term's gradients."""
+the pyramid's algorithms, partial decoding, chunking, persistence and the MMD term's gradients; the bundled
+codecs decode as they did before the DAC options existed."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from signals import music
 
 from musictok.spectral import band_limit
 from musictok.tokenizers.base import Tokenizer
 from musictok.tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
 from musictok.tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
+from musictok.train.codec import codec_model_config
 
 SR = 16000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config_model(name: str):
+    """The model config of ``configs/<name>.yaml``."""
+    return codec_model_config(yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())["model"])[1]
+
+
+def _dac_tiny() -> RVQCodec:
+    return RVQCodec(_config_model("rvq-dac-tiny"))
 
 
 def _music(seconds: float, seed: int = 0) -> torch.Tensor:
@@ -108,7 +123,8 @@ def test_band_limit_keeps_the_low_band():
     assert (out - low).abs().max() < 5e-3 and (out - low).pow(2).mean() < 1e-6
 
 
-@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()), lambda: PyramidCodec(PyramidCodecConfig.tiny())])
+@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()),
+                                  lambda: PyramidCodec(PyramidCodecConfig.tiny()), _dac_tiny])
 def test_chunked_encoding_matches_whole_file(make):
     model = _trained_once(make())
     wav = _music(20.0, seed=3)
@@ -148,7 +164,8 @@ def test_mmd_weight_zero_logs_but_adds_nothing():
     assert "mmd" in out.stats and "mmd" not in out.losses and not out.stats["mmd"].requires_grad
 
 
-@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()), lambda: PyramidCodec(PyramidCodecConfig.tiny())])
+@pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()),
+                                  lambda: PyramidCodec(PyramidCodecConfig.tiny()), _dac_tiny])
 def test_save_load_identical_tokens(make, tmp_path):
     model = _trained_once(make())
     wav = _music(2.0, seed=4)
@@ -173,3 +190,52 @@ def test_transposed_conv_decoder_option():
     wav = _music(1.5)
     out = model.decode(model.encode(wav))
     assert out.shape == (1, len(wav)) and torch.isfinite(out).all() and out.abs().max() <= 1.0
+
+
+# The bundled codecs, trained before the DAC options existed, must give the same tokens and audio: checksum of
+# the codes (sum of code × position), first codes, and the decoded signal's L1 norm on a 3 s test signal.
+BUNDLED = {
+    "rvq-small": ([79199044], [404, 763, 434, 108, 178, 979], 4414.639851),
+    "rvq-mmd-small": ([87903904], [522, 154, 218, 853, 895, 676], 2385.831811),
+    "pyramid-small": ([1148506, 4140068, 36738792], [105, 840, 25, 388, 813, 357], 2418.091161),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_bundled_codecs_encode_and_decode_as_before(name):
+    model = Tokenizer.from_pretrained(ROOT / "pretrained" / name)
+    wav = music(3.0, 24000, seed=11, peak=0.3)
+    tokens = model.encode(wav)
+    checksums = [int((c.long() * torch.arange(1, c.numel() + 1).view(c.shape)).sum()) for c in tokens.codes]
+    expected_sums, first, l1 = BUNDLED[name]
+    assert checksums == expected_sums and tokens.codes[0].reshape(-1)[:6].tolist() == first
+    assert float(model.decode(tokens).double().abs().sum()) == pytest.approx(l1, rel=1e-6)
+
+
+def test_dac_small_config_budget_and_size():
+    cfg = _config_model("rvq-dac-small")
+    model = RVQCodec(cfg)
+    assert model.layout.tokens_per_second == pytest.approx(187.5) and model.layout.bitrate == pytest.approx(1875.0)
+    assert cfg.frame_rate == pytest.approx(23.4375) and cfg.latent_dim >= 256
+    assert cfg.mel_windows == (32, 64, 128, 256, 512, 1024, 2048)  # every resolution of the metric
+    params = sum(p.numel() for p in model.parameters())
+    assert 7.5e6 < params < 8.5e6  # the size its config header states (7.95 M)
+    assert model.context_units * model.hop_samples >= model.encoder.reach  # chunked encoding stays exact
+    names = set(model.state_dict())
+    assert any("alpha" in n for n in names) and any("parametrizations" in n for n in names)
+    assert all(not layer.config.use_ema and layer.config.lookup == "l2norm" for layer in model.quantizer.layers)
+
+
+def test_dac_tiny_codec_trains_to_factorised_codes():
+    model = _dac_tiny().train()
+    wav = torch.stack([_music(1.0, seed=s) for s in range(2)])
+    first = model.forward_train(wav)  # 2 × 62 latents >= the 96 the k-means buffer needs: initialised now
+    assert all(bool(layer.initted) for layer in model.quantizer.layers)
+    assert {"mel", "vq_commitment", "vq_codebook"} <= set(first.losses)
+    model.eval()
+    tokens = model.encode(_music(2.0, seed=3))
+    assert int(tokens.codes[0].max()) < model.config.codebook_size
+    levels = model.code_embeddings(tokens)[0]  # (1, frames, L, D): raw codewords projected back
+    norms = levels.norm(dim=-1)
+    assert levels.shape[-2:] == (model.config.num_quantizers, model.config.latent_dim)
+    assert float(norms.std()) > 0.05 * float(norms.mean())

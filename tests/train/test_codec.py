@@ -1,5 +1,7 @@
 """Training the waveform codecs: tiny runs with the GAN phase and the MMD term, exact resume, export."""
 
+import json
+
 import pytest
 import torch
 
@@ -53,3 +55,51 @@ def test_model_section_is_checked():
         codec_model_config({"tokenizer": "nope"})
     with pytest.raises(ValueError, match="unknown"):
         codec_model_config({"tokenizer": "rvq_codec", "preset": "tiny", "bogus": 1})
+
+
+def test_dac_tiny_config_trains_with_dacs_gan_and_exports(tiny_corpus, tmp_path):
+    """configs/rvq-dac-tiny.yaml end to end: buffered k-means on step 2, LSGAN with summed losses from step 2,
+    validation, export and reload."""
+    from pathlib import Path
+
+    from musictok.train.config import load_run_config
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "rvq-dac-tiny.yaml"
+    cfg = load_run_config(config, {"data.corpus": str(tiny_corpus), "data.valid_split": "train",
+                                   "data.clip_seconds": 0.512, "train.steps": 3, "train.valid_every": 3,
+                                   "train.out_dir": str(tmp_path / "dac")})
+    gan = cfg.gan
+    assert (gan.loss, gan.reduction, gan.adv_weight, gan.fm_weight, gan.mrd_spectrum) == ("lsgan", "sum", 1.0, 2.0,
+                                                                                          "complex")
+    task = CodecTask(cfg)
+    summary = Trainer(task, cfg.train).run()
+    assert task.mrd.discriminators[0].convs[0].in_channels == 2  # real and imaginary parts
+    assert summary.end_step == 3 and {"mel_distance", "utilization", "mmd"} <= set(summary.last_valid)
+    rows = [json.loads(line) for line in (tmp_path / "dac" / "log.jsonl").read_text().splitlines()]
+    steps = {row["step"]: row for row in rows if "loss" in row}
+    assert steps[1]["utilization"] == 0.0 and steps[2]["utilization"] > 0  # pass-through, then k-means
+    assert "adv" not in steps[2] and {"adv", "fm", "disc"} <= set(steps[3])
+    model = Tokenizer.from_pretrained(tmp_path / "dac" / "export")
+    assert all(bool(layer.initted) for layer in model.quantizer.layers)
+    assert not any("kmeans_gathered" in k for k in model.state_dict())
+    wav = torch.randn(16000) * 0.1
+    assert model.decode(model.encode(wav)).shape == (1, 16000)
+
+
+def test_gan_reduction_is_checked():
+    with pytest.raises(ValueError, match="gan.reduction"):
+        GanConfig(reduction="max")
+
+
+def test_dac_mmd_config_differs_from_its_baseline_only_by_the_mmd_term():
+    from pathlib import Path
+
+    from musictok.train.config import load_run_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    base, mmd = (load_run_config(configs / f"{name}.yaml").to_dict() for name in ("rvq-dac-small", "rvq-dac-mmd-small"))
+    assert mmd["model"].pop("mmd") == {"weight": 1000.0, "streams": "lookup", "delay": True, "pool_batches": 32}
+    assert base["model"].pop("mmd")["weight"] == 0.0
+    assert mmd["train"].pop("out_dir") == "runs/rvq-dac-mmd-small" and base["train"].pop("out_dir")
+    assert base == mmd
+    codec_model_config(load_run_config(configs / "rvq-dac-mmd-small.yaml").model)  # a valid model section

@@ -11,7 +11,8 @@ so ``logits, feats = disc(x)`` works, and the loss functions below take these li
 - :class:`MultiPeriodDiscriminator` — HiFi-GAN's MPD (Kong et al., 2020) on waveforms: samples
   ``p`` apart are stacked as columns so 2D convs with ``(k, 1)`` kernels see periodic structure.
 - :class:`MultiResolutionDiscriminator` — the UnivNet / Vocos MRD: 2D convs on the compressed STFT
-  magnitude at several (n_fft, hop, win) resolutions, where the MPD is blind to spectral detail.
+  magnitude at several (n_fft, hop, win) resolutions, where the MPD is blind to spectral detail; or, as
+  DAC's, on the complex STFT (real and imaginary parts as two channels), which sees the phase too.
 
 Widths default small (roughly 0.1M-1M parameters per discriminator) so CPU training is possible;
 every width is a constructor argument.
@@ -34,6 +35,8 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
 __all__ = [
+    "REDUCTIONS",
+    "SPECTRA",
     "DiscriminatorOutput",
     "MultiPeriodDiscriminator",
     "MultiResolutionDiscriminator",
@@ -47,6 +50,10 @@ __all__ = [
 LRELU_SLOPE = 0.2
 _NORMS = ("weight", "spectral", "none")
 _KINDS = ("hinge", "lsgan")
+SPECTRA = ("magnitude", "complex")
+# How the losses combine sub-discriminators and feature layers: "mean" keeps their scale independent of how
+# many there are; "sum" is DAC's / HiFi-GAN's convention, under which DAC's weights (adv 1, feature 2) were set.
+REDUCTIONS = ("mean", "sum")
 
 
 class DiscriminatorOutput(NamedTuple):
@@ -260,28 +267,35 @@ class MultiPeriodDiscriminator(_WaveformDiscriminators):
 
 # -------------------------------------------------------------------------- multi-resolution
 class _ResolutionDiscriminator(_ConvStack2d):
-    """One MRD branch: ``log1p |STFT|`` as ``(B, 1, F, frames)``, convs striding along frequency."""
+    """One MRD branch: ``log1p |STFT|`` as ``(B, 1, F, frames)`` (or the complex STFT as ``(B, 2, F, frames)``),
+    convs striding along frequency."""
 
     window: Tensor
 
-    def __init__(self, n_fft: int, hop: int, win: int, channels: int, n_strided: int, norm: str) -> None:
+    def __init__(self, n_fft: int, hop: int, win: int, channels: int, n_strided: int, norm: str,
+                 spectrum: str = "magnitude") -> None:
         if not 0 < win <= n_fft or hop < 1:
             raise ValueError(f"resolution needs 0 < win <= n_fft and hop >= 1, got ({n_fft}, {hop}, {win})")
+        if spectrum not in SPECTRA:
+            raise ValueError(f"spectrum must be one of {SPECTRA}, got {spectrum!r}")
         # the first conv strides too: at full frequency resolution it would cost as much as all the rest
-        convs = [nn.Conv2d(1, channels, (9, 3), stride=(2, 1), padding=(4, 1))]
+        inputs = 2 if spectrum == "complex" else 1
+        convs = [nn.Conv2d(inputs, channels, (9, 3), stride=(2, 1), padding=(4, 1))]
         convs += [
             nn.Conv2d(channels, channels, (9, 3), stride=(2, 1), padding=(4, 1)) for _ in range(n_strided)
         ]
         convs.append(nn.Conv2d(channels, channels, 3, padding=1))
         super().__init__(convs, nn.Conv2d(channels, 1, 3, padding=1), norm)
-        self.n_fft, self.hop, self.win = n_fft, hop, win
+        self.n_fft, self.hop, self.win, self.spectrum = n_fft, hop, win, spectrum
         self.register_buffer("window", torch.hann_window(win, periodic=True), persistent=False)
 
     def spectrogram(self, wav: Tensor) -> Tensor:
-        """``(B, 1, T) -> (B, 1, n_fft // 2 + 1, T // hop + 1)`` compressed magnitude, float32.
+        """``(B, 1, T) -> (B, C, n_fft // 2 + 1, T // hop + 1)`` float32: the compressed magnitude (``C = 1``)
+        or the real and imaginary parts (``C = 2``, uncompressed, as DAC).
 
         ``log1p`` compresses the loud bins by orders of magnitude while keeping silence at 0, unlike
-        ``log`` whose floor would dominate quiet passages.
+        ``log`` whose floor would dominate quiet passages. The complex STFT keeps the phase, so feature
+        matching on it asks the generator for the reference's phase, not only its spectrum.
         """
         if wav.shape[-1] <= self.n_fft // 2:
             raise ValueError(
@@ -293,6 +307,8 @@ class _ResolutionDiscriminator(_ConvStack2d):
                 wav[:, 0].float(), self.n_fft, self.hop, self.win, window=self.window,
                 center=True, pad_mode="reflect", return_complex=True,
             )
+            if self.spectrum == "complex":
+                return torch.view_as_real(spec).permute(0, 3, 1, 2)
             return torch.log1p(spec.abs()).unsqueeze(1)
 
     def forward(self, wav: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -306,7 +322,8 @@ class MultiResolutionDiscriminator(_WaveformDiscriminators):
     ``resolutions`` are ``(n_fft, hop, win_length)``; each branch sees ``log1p |STFT|`` as a one-channel
     image ``(frequency, frames)`` and strides ``n_strided`` times along frequency only (frames are few
     in short crops). Several resolutions keep the generator from trading time for frequency detail.
-    Default width 32 gives about 0.1M parameters per resolution.
+    Default width 32 gives about 0.1M parameters per resolution. ``spectrum="complex"`` feeds the real and
+    imaginary parts instead (DAC's choice; DAC also splits each into 5 frequency bands, which this does not).
     """
 
     def __init__(
@@ -315,6 +332,7 @@ class MultiResolutionDiscriminator(_WaveformDiscriminators):
         channels: int = 32,
         n_strided: int = 3,
         norm: str = "weight",
+        spectrum: str = "magnitude",
     ) -> None:
         super().__init__()
         if not resolutions or channels < 1 or n_strided < 0:
@@ -323,16 +341,22 @@ class MultiResolutionDiscriminator(_WaveformDiscriminators):
         if any(len(r) != 3 for r in self.resolutions):
             raise ValueError(f"each resolution is (n_fft, hop, win_length), got {resolutions!r}")
         self.discriminators = nn.ModuleList(
-            _ResolutionDiscriminator(n_fft, hop, win, channels, n_strided, norm)
+            _ResolutionDiscriminator(n_fft, hop, win, channels, n_strided, norm, spectrum)
             for n_fft, hop, win in self.resolutions
         )
 
 
 
 # ------------------------------------------------------------------------------------ losses
-def _check_kind(kind: str) -> None:
+def _check_kind(kind: str, reduction: str = "mean") -> None:
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(total: Tensor, count: int, reduction: str) -> Tensor:
+    return total / count if reduction == "mean" else total
 
 
 def _as_list(logits: Tensor | Sequence[Tensor], name: str) -> list[Tensor]:
@@ -343,9 +367,9 @@ def _as_list(logits: Tensor | Sequence[Tensor], name: str) -> list[Tensor]:
 
 
 def discriminator_loss(
-    real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "hinge"
+    real_logits: Sequence[Tensor], fake_logits: Sequence[Tensor], kind: str = "hinge", reduction: str = "mean"
 ) -> Tensor:
-    """Loss of the discriminator, averaged over sub-discriminators (a scalar).
+    """Loss of the discriminator, averaged (``reduction="sum"``: summed) over sub-discriminators (a scalar).
 
     ``hinge``: ``mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))`` — zero once real scores are
     ``>= 1`` and fake ``<= -1``, so a confident discriminator stops pushing. ``lsgan``:
@@ -353,7 +377,7 @@ def discriminator_loss(
     sub-discriminators keeps the loss scale independent of how many periods/scales/resolutions there
     are. Pass logits of a *detached* fake so this step does not reach the generator.
     """
-    _check_kind(kind)
+    _check_kind(kind, reduction)
     real, fake = _as_list(real_logits, "real_logits"), _as_list(fake_logits, "fake_logits")
     if len(real) != len(fake):
         raise ValueError(f"got {len(real)} real and {len(fake)} fake logits; one each per sub-discriminator")
@@ -364,35 +388,38 @@ def discriminator_loss(
             total = total + F.relu(1.0 - r).mean() + F.relu(1.0 + f).mean()
         else:
             total = total + (r - 1.0).pow(2).mean() + f.pow(2).mean()
-    return total / len(real)
+    return _reduce(total, len(real), reduction)
 
 
-def generator_adversarial_loss(fake_logits: Sequence[Tensor], kind: str = "hinge") -> Tensor:
-    """Adversarial loss of the generator, averaged over sub-discriminators (a scalar).
+def generator_adversarial_loss(fake_logits: Sequence[Tensor], kind: str = "hinge", reduction: str = "mean") -> Tensor:
+    """Adversarial loss of the generator, averaged (``reduction="sum"``: summed) over sub-discriminators.
 
     ``hinge``: ``mean(relu(1 - D(fake)))``, the clipped form used by Vocos rather than the unbounded
     ``-mean(D(fake))``: with weight-normalised (not Lipschitz-bounded) discriminators an unbounded
     target lets the generator chase ever larger logits. ``lsgan``: ``mean((D(fake) - 1)^2)``.
     """
-    _check_kind(kind)
+    _check_kind(kind, reduction)
     fake = _as_list(fake_logits, "fake_logits")
     total = fake[0].new_zeros((), dtype=torch.float32)
     for f in fake:
         f = f.float()
         total = total + (F.relu(1.0 - f).mean() if kind == "hinge" else (f - 1.0).pow(2).mean())
-    return total / len(fake)
+    return _reduce(total, len(fake), reduction)
 
 
 def feature_matching_loss(
     real_feats: Sequence[Sequence[Tensor]] | Sequence[Tensor],
     fake_feats: Sequence[Sequence[Tensor]] | Sequence[Tensor],
+    reduction: str = "mean",
 ) -> Tensor:
     """Mean L1 between the discriminator's activations on real and fake input (a scalar).
 
     Takes the ``features`` of two :class:`DiscriminatorOutput` s (or one sub-discriminator's flat
     list); real activations are detached, so the gradient only moves the generator towards the real
-    features. Averaged over layers, then over sub-discriminators, so its scale does not grow with depth.
+    features. Averaged over layers, then over sub-discriminators, so its scale does not grow with depth;
+    ``reduction="sum"`` sums both instead (DAC, HiFi-GAN).
     """
+    _check_kind("hinge", reduction)
     real, fake = list(real_feats), list(fake_feats)
     if real and isinstance(real[0], Tensor):
         real, fake = [real], [fake]
@@ -404,9 +431,8 @@ def feature_matching_loss(
     for r_layers, f_layers in zip(real, fake):
         if len(r_layers) != len(f_layers) or not r_layers:
             raise ValueError(f"sub-discriminator has {len(r_layers)} real and {len(f_layers)} fake layers")
-        per_disc = sum(
-            F.l1_loss(f.float(), r.detach().float()) for r, f in zip(r_layers, f_layers)
-        ) / len(r_layers)
+        per_disc = _reduce(sum(F.l1_loss(f.float(), r.detach().float()) for r, f in zip(r_layers, f_layers)),
+                           len(r_layers), reduction)
         total = per_disc if total is None else total + per_disc
     assert total is not None
-    return total / len(real)
+    return _reduce(total, len(real), reduction)

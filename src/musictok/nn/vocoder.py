@@ -335,6 +335,7 @@ def vocoder_generator_losses(
     mel_loss: MultiResolutionMelLoss,
     weights: VocoderLossWeights | None = None,
     kind: str = "hinge",
+    reduction: str = "mean",
 ) -> dict[str, Tensor]:
     """Generator step: ``{"mel", "adv", "fm", "total"}`` scalars, ``total`` the weighted sum to backprop.
 
@@ -345,29 +346,31 @@ def vocoder_generator_losses(
     weights = weights or VocoderLossWeights()
     real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake")
     losses = {"mel": mel_loss(real, fake)}
-    adv, fm = adversarial_losses(real, fake, discriminators, kind)
+    adv, fm = adversarial_losses(real, fake, discriminators, kind, reduction)
     losses["adv"], losses["fm"] = adv, fm
     losses["total"] = weights.mel * losses["mel"] + weights.adv * adv + weights.fm * fm
     return losses
 
 
 def adversarial_losses(wav_real: Tensor, wav_fake: Tensor, discriminators: Sequence[nn.Module],
-                       kind: str = "hinge") -> tuple[Tensor, Tensor]:
+                       kind: str = "hinge", reduction: str = "mean") -> tuple[Tensor, Tensor]:
     """Generator side of the GAN: adversarial and feature-matching losses summed over ``discriminators``
-    (real activations without gradient; gradients reach the generator through ``wav_fake``)."""
+    (real activations without gradient; gradients reach the generator through ``wav_fake``); within one,
+    sub-discriminators and layers are combined by ``reduction`` (``"sum"``: DAC's convention)."""
     real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake")
     adv = fm = real.new_zeros((), dtype=torch.float32)
     for disc in discriminators:
         with torch.no_grad():
             real_out = disc(real)
         fake_out = disc(fake)
-        adv = adv + generator_adversarial_loss(fake_out.logits, kind)
-        fm = fm + feature_matching_loss(real_out.features, fake_out.features)
+        adv = adv + generator_adversarial_loss(fake_out.logits, kind, reduction)
+        fm = fm + feature_matching_loss(real_out.features, fake_out.features, reduction)
     return adv, fm
 
 
 def vocoder_discriminator_loss(
-    wav_real: Tensor, wav_fake: Tensor, discriminators: Sequence[nn.Module], kind: str = "hinge"
+    wav_real: Tensor, wav_fake: Tensor, discriminators: Sequence[nn.Module], kind: str = "hinge",
+    reduction: str = "mean",
 ) -> Tensor:
     """Discriminator step: sum over ``discriminators`` of :func:`discriminator_loss` (a scalar).
 
@@ -376,7 +379,7 @@ def vocoder_discriminator_loss(
     real, fake = _as_mono(wav_real, "wav_real"), _as_mono(wav_fake, "wav_fake").detach()
     total = real.new_zeros((), dtype=torch.float32)
     for disc in discriminators:
-        total = total + discriminator_loss(disc(real).logits, disc(fake).logits, kind)
+        total = total + discriminator_loss(disc(real).logits, disc(fake).logits, kind, reduction)
     return total
 
 

@@ -66,7 +66,10 @@ Where this module differs from it, and why:
 - **streams**: AudioCraft's ``get_streams_pre_quantization`` returns the residual *after* each level,
   ``x - Σ_{j≤k} sg(q_j)`` for ``k = 1..L`` (the last one is never quantized, and level 1's input ``x`` is
   not among them); ``streams="inputs"`` (default) uses the inputs ``r_1..r_L`` of the ``L`` quantizers,
-  ``streams="remainders"`` AudioCraft's choice.
+  ``streams="remainders"`` AudioCraft's choice; ``streams="lookup"`` each input as its level's look-up
+  sees it (``W_in r_k``, normalised for an ``l2norm`` look-up), for factorised codes: the ``L · d``
+  numbers the codes are a function of, where the kernels still separate samples (see
+  :meth:`~musictok.quantize.rvq.ResidualVQ.residual_streams`).
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ __all__ = ["AUDIOCRAFT_BANDWIDTHS", "MMDConfig", "align_delays", "independence_m
            "mmd_squared"]
 
 AUDIOCRAFT_BANDWIDTHS: tuple[float, ...] = (0.1, 1.0, 5.0, 10.0, 20.0, 50.0)  # kernel variances σ²
-STREAMS = ("inputs", "remainders")
+STREAMS = ("inputs", "remainders", "lookup")
 
 
 @dataclass
@@ -93,7 +96,8 @@ class MMDConfig:
     bandwidths: tuple[float, ...] = AUDIOCRAFT_BANDWIDTHS  # variances σ² of the summed Gaussian kernels
     pool_batches: int = 32  # training batches re-encoded together per statistic (AudioCraft: 32)
     delay: bool = True  # align level l by l frames: the tuples the delay pattern predicts together
-    streams: str = "inputs"  # "inputs": r_k = x - Σ_{j<k} sg(q_j); "remainders": x - Σ_{j<=k} sg(q_j)
+    streams: str = "inputs"  # "inputs": r_k = x - Σ_{j<k} sg(q_j); "remainders": x - Σ_{j<=k} sg(q_j);
+    # "lookup": each r_k as its level's look-up sees it (factorised codes: d dims, see ResidualVQ.residual_streams)
     max_samples: int | None = 8192  # frames per statistic at most (whole clips drawn at random beyond)
 
     def __post_init__(self) -> None:

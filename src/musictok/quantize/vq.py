@@ -1,4 +1,4 @@
-"""Vector quantization with an EMA codebook, k-means init, dead-code restart and low-dim codes.
+"""Vector quantization with an EMA codebook, k-means init, dead-code restart and low-dim (factorised) codes.
 
 The codebook BandTok shares across Mel bands, and each level of :class:`~musictok.quantize.rvq.ResidualVQ`.
 
@@ -7,9 +7,16 @@ Method, per training step on inputs ``x (..., D)``:
 1. project to code space ``z = W_in x`` (``(..., d)``; identity unless ``codebook_dim`` is set);
    with ``cosine=True`` both ``z`` and the codewords are L2-normalised, so nearest = most similar;
 2. on the first training batch, set the codebook by k-means on ``z`` (k-means++ seeds, then a few
-   Lloyd iterations);
+   Lloyd iterations); :meth:`VectorQuantizer.init_from_data` does the same from any set of inputs
+   (the residual VQ gathers many batches for it), and with ``pca_init`` first sets ``W_in`` to the top
+   ``d`` principal directions of the inputs and ``W_out`` to its inverse map;
 3. code = nearest codeword; output ``W_out (z + sg(e - z))``: the value of the codeword with the
-   gradient of the input (straight-through), plus a commitment loss ``beta ||z - sg(e)||^2``;
+   gradient of the input (straight-through), plus a commitment loss ``beta ||z - sg(e)||^2``.
+   ``lookup="l2norm"`` (DAC, after Improved VQGAN) picks the codeword most similar in *direction*
+   (L2-normalised ``z`` against L2-normalised codewords) but passes on the codeword itself, not its
+   unit-norm version, so a level's output keeps a magnitude and the residual can shrink. ``cosine=True``
+   instead outputs the unit-norm codeword: a level's output then has a fixed norm, which a residual
+   quantizer cannot use (``tokenizers/rvq_codec.py`` has the measurement);
 4. codebook update, after quantizing with the current codebook: with ``use_ema`` an exponential moving
    average of per-code counts ``N_k`` and sums ``m_k`` (van den Oord et al., 2017), ``e_k = m_k / N~_k``
    with Laplace-smoothed counts ``N~_k = (N_k + eps) / (n + K eps) n``; otherwise ``e`` is a parameter
@@ -31,6 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrizations, parametrize
 
 from musictok.quantize.base import (
     QuantizedResult,
@@ -45,6 +53,8 @@ from musictok.quantize.base import (
 )
 
 __all__ = ["VQConfig", "VectorQuantizer"]
+
+LOOKUPS = ("euclidean", "l2norm")
 
 # k-means++ seeding is sequential in the number of codes; a random subset this large is plenty to seed
 # from (the Lloyd iterations that follow use the whole batch).
@@ -67,7 +77,10 @@ class VQConfig:
     kmeans_iters: int = 10  # Lloyd iterations of that init
     dead_after_steps: int = 100  # restart codes unused for this many training steps (0: never)
     threshold_dead: float = 0.0  # restart codes whose EMA cluster size is below this (0: never)
-    cosine: bool = False  # L2-normalise inputs and codewords (cosine-similarity codebook)
+    cosine: bool = False  # L2-normalise inputs and codewords (cosine-similarity codebook, unit-norm output)
+    lookup: str = "euclidean"  # "l2norm": nearest by direction, the raw codeword passed on (DAC)
+    weight_norm: bool = False  # weight-normalised W_in / W_out (DAC's 1x1 WNConv1d projections)
+    pca_init: bool = False  # data init also sets W_in / W_out from the inputs' principal directions
     seed: int = 0  # codebook init, k-means seeds and restart picks
 
     def __post_init__(self) -> None:
@@ -79,6 +92,27 @@ class VQConfig:
             raise ValueError(f"decay must be in [0, 1), got {self.decay}")
         if self.eps <= 0 or self.kmeans_iters < 0 or self.dead_after_steps < 0 or self.threshold_dead < 0:
             raise ValueError("eps must be > 0 and kmeans_iters, dead_after_steps, threshold_dead >= 0")
+        if self.lookup not in LOOKUPS:
+            raise ValueError(f"lookup must be one of {LOOKUPS}, got {self.lookup!r}")
+        if self.cosine and self.lookup != "euclidean":
+            raise ValueError("cosine=True already normalises the codewords it outputs; use it or "
+                             "lookup='l2norm' (normalised only for the look-up), not both")
+        low_dim = self.codebook_dim is not None and self.codebook_dim != self.dim
+        if (self.pca_init or self.weight_norm) and not low_dim:
+            raise ValueError("pca_init and weight_norm act on the projections of low-dim codes: set "
+                             f"codebook_dim below dim ({self.dim})")
+        if self.pca_init and self.codebook_dim > self.dim:
+            raise ValueError(f"pca_init needs codebook_dim <= dim, got {self.codebook_dim} > {self.dim}")
+
+
+def _set_linear(layer: nn.Module, weight: Tensor, bias: Tensor) -> None:
+    """Set an ``nn.Linear``'s weight and bias in place, through its weight-norm parametrization if any
+    (assigning the weight then stores the matching ``g`` and ``v``)."""
+    if parametrize.is_parametrized(layer, "weight"):
+        layer.weight = weight.contiguous()
+    else:
+        layer.weight.copy_(weight)
+    layer.bias.copy_(bias)
 
 
 class VectorQuantizer(Quantizer):
@@ -103,8 +137,11 @@ class VectorQuantizer(Quantizer):
         self.codebook_size = config.codebook_size
         self.code_dim = config.codebook_dim or config.dim
         low_dim = self.code_dim != self.dim
-        self.project_in = nn.Linear(self.dim, self.code_dim) if low_dim else nn.Identity()
-        self.project_out = nn.Linear(self.code_dim, self.dim) if low_dim else nn.Identity()
+        self.project_in: nn.Module = nn.Linear(self.dim, self.code_dim) if low_dim else nn.Identity()
+        self.project_out: nn.Module = nn.Linear(self.code_dim, self.dim) if low_dim else nn.Identity()
+        if config.weight_norm:
+            self.project_in = parametrizations.weight_norm(self.project_in)
+            self.project_out = parametrizations.weight_norm(self.project_out)
 
         # Random start so the module quantizes sensibly even before (or without) k-means.
         generator = torch.Generator().manual_seed(config.seed)
@@ -127,7 +164,8 @@ class VectorQuantizer(Quantizer):
 
     @property
     def codebook(self) -> Tensor:
-        """Codewords in code space, ``(K, d)`` (unit-norm when ``cosine``)."""
+        """Codewords in code space, ``(K, d)``: the values passed on (unit-norm when ``cosine``; raw with the
+        ``l2norm`` look-up, which normalises them only to choose)."""
         return F.normalize(self.embed, dim=-1) if self.config.cosine else self.embed
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> QuantizedResult:
@@ -139,12 +177,12 @@ class VectorQuantizer(Quantizer):
         (zero with EMA), stats ``perplexity`` and ``utilization`` of the batch.
         """
         lead = self._check_input(x)
-        z = self._to_code_space(x).reshape(-1, self.code_dim)
         active = self._flat_mask(mask, lead)
         if self.training and not bool(self.initted):
-            self._kmeans_init(self._select(z.detach(), active))
+            self.init_from_data(self._select(x.detach().reshape(-1, self.dim), active))
+        z = self._to_code_space(x).reshape(-1, self.code_dim)
 
-        codes = nearest_code(z, self.codebook)
+        codes = self._nearest(z, self.codebook)
         chosen = self.codebook[codes]  # (N, d); carries the gradient to `embed` when it is a parameter
         losses = {
             "commitment": self.config.commitment_weight * masked_mse(z, chosen.detach(), active),
@@ -167,7 +205,32 @@ class VectorQuantizer(Quantizer):
         lead = self._check_input(x)
         with torch.no_grad():
             z = self._to_code_space(x).reshape(-1, self.code_dim)
-            return nearest_code(z, self.codebook).reshape(lead)
+            return self._nearest(z, self.codebook).reshape(lead)
+
+    def lookup_vectors(self, x: Tensor) -> Tensor:
+        """``(..., D)`` -> ``(..., d)``: what the look-up compares with the codewords (``W_in x``, L2-normalised
+        under ``cosine`` or ``l2norm``), differentiable in ``x`` only — the projection's weights are
+        detached, so a loss on these vectors (the MMD) moves the encoder, not the look-up."""
+        lead = self._check_input(x)
+        flat = x.reshape(-1, self.dim)
+        if not isinstance(self.project_in, nn.Identity):
+            weight, bias = self.project_in.weight.detach(), self.project_in.bias.detach()
+            flat = blockwise(lambda rows: F.linear(rows, weight, bias), flat)
+        if self.config.cosine or self.config.lookup == "l2norm":
+            flat = F.normalize(flat, dim=-1)
+        return flat.reshape(*lead, self.code_dim)
+
+    @torch.no_grad()
+    def init_from_data(self, x: Tensor) -> None:
+        """Data-dependent init from inputs ``x (..., D)``: projections by PCA (``pca_init``), then the
+        codebook by k-means in code space; marks the quantizer initialised. No-op on an empty ``x``
+        outside ``torch.distributed`` (the next batch tries again)."""
+        flat = x.detach().reshape(-1, self.dim).float()
+        if flat.shape[0] == 0 and not is_distributed():
+            return
+        if self.config.pca_init:
+            self._pca_projections(flat)
+        self._kmeans_init(self._to_code_space(flat))
 
     def decode(self, codes: Tensor) -> Tensor:
         """codes ``(...)`` -> ``(..., D)``: codewords projected back up (the value of ``z_q``)."""
@@ -189,6 +252,13 @@ class VectorQuantizer(Quantizer):
                 "move the feature axis last (e.g. x.transpose(1, 2) for (B, D, T))"
             )
         return x.shape[:-1]
+
+    def _nearest(self, z: Tensor, codebook: Tensor) -> Tensor:
+        """Codes of ``z (N, d)`` against ``codebook (K, d)``: squared L2, or by direction (``l2norm``)."""
+        if self.config.lookup == "l2norm":
+            unit = F.normalize(codebook.detach().float(), dim=-1)
+            return nearest_code(F.normalize(z.detach().float(), dim=-1), unit)
+        return nearest_code(z, codebook)
 
     def _to_code_space(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, self.dim)
@@ -243,7 +313,8 @@ class VectorQuantizer(Quantizer):
         """k-means++ seeds (Arthur & Vassilvitskii, 2007): each next seed is drawn with probability
         proportional to its squared distance to the seeds so far, so separated clusters each get one
         (plain random seeds often put two in one cluster and none in another, which Lloyd cannot fix).
-        Runs on the CPU over at most ``_KMEANS_SEED_ROWS`` random rows."""
+        Runs on the CPU over at most ``_KMEANS_SEED_ROWS`` random rows. With the ``l2norm`` look-up the
+        distances are between directions, and the seeds are the rows themselves (with their norms)."""
         size = self.codebook_size
         if z.shape[0] == 0:
             return self.codebook.detach()[:size].clone()
@@ -251,18 +322,38 @@ class VectorQuantizer(Quantizer):
         rows = z.detach().float().cpu()
         if rows.shape[0] > _KMEANS_SEED_ROWS:
             rows = rows[torch.randperm(rows.shape[0], generator=generator)[:_KMEANS_SEED_ROWS]]
+        points = F.normalize(rows, dim=-1) if self.config.lookup == "l2norm" else rows
         first = int(torch.randint(0, rows.shape[0], (1,), generator=generator))
-        seeds = [rows[first]]
-        dist2 = (rows - rows[first]).pow(2).sum(1)
+        picked = [first]
+        dist2 = (points - points[first]).pow(2).sum(1)
         for _ in range(1, size):
             total = float(dist2.sum())
             if total > 0:
                 index = int(torch.multinomial(dist2 / total, 1, generator=generator))
             else:  # fewer distinct rows than codes: duplicates are unavoidable
                 index = int(torch.randint(0, rows.shape[0], (1,), generator=generator))
-            seeds.append(rows[index])
-            dist2 = torch.minimum(dist2, (rows - rows[index]).pow(2).sum(1))
-        return torch.stack(seeds)
+            picked.append(index)
+            dist2 = torch.minimum(dist2, (points - points[index]).pow(2).sum(1))
+        return rows[torch.tensor(picked)]
+
+    @torch.no_grad()
+    def _pca_projections(self, x: Tensor) -> None:
+        """``W_in`` = the top ``d`` principal directions of ``x (n, D)`` (centred by ``b_in = -W_in mean``),
+        ``W_out = W_in^T``, ``b_out = mean``: ``W_out W_in`` is then the orthogonal projection onto the
+        principal subspace around the mean, so ``x - out(in(x))`` is never longer than ``x - mean`` and a
+        fresh level removes the most variance ``d`` dimensions can. Random projections (DAC's start) add a
+        rank-``d`` map of the residual in an unrelated direction instead, which lengthens it until training
+        aligns the two."""
+        count = all_reduce_sum_(torch.tensor(float(x.shape[0]), device=x.device))
+        if float(count) < 2:
+            return
+        mean = all_reduce_sum_(x.sum(0)) / count
+        centred = x - mean
+        cov = all_reduce_sum_(centred.t() @ centred) / (count - 1)
+        _, vectors = torch.linalg.eigh(cov.double())  # ascending eigenvalues
+        basis = vectors[:, -self.code_dim:].flip(-1).float()  # (D, d), strongest first
+        _set_linear(self.project_in, basis.t(), -(basis.t() @ mean))
+        _set_linear(self.project_out, basis, mean)
 
     @torch.no_grad()
     def _kmeans_init(self, z: Tensor) -> None:
@@ -274,7 +365,7 @@ class VectorQuantizer(Quantizer):
         centroids = self._from_rank0(lambda: self._kmeans_plus_plus(z), (size, self.code_dim), z.device)
         counts = torch.zeros(size, device=z.device)
         for _ in range(max(self.config.kmeans_iters, 1)):
-            assign = nearest_code(z, centroids)
+            assign = self._nearest(z, centroids)  # l2norm: clusters by direction, centroids keep the mean norm
             counts = all_reduce_sum_(torch.bincount(assign, minlength=size).float())
             sums = all_reduce_sum_(torch.zeros_like(centroids).index_add_(0, assign, z))
             means = sums / counts.clamp_min(1.0).unsqueeze(1)

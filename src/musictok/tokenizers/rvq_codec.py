@@ -8,6 +8,16 @@ prefix of levels decodes) → ``LatentDecoder`` (Vocos-style backbone + iSTFT he
 Defaults: 8 levels × 23.4375 frames/s = 187.5 tokens/s, 1.875 kbps — the same token rate and bitrate as
 ``bandtok-small``, so the two families can be compared at a matched budget.
 
+Two recipes share this class. The defaults are the bundled ``rvq-small``'s (SiLU encoder, 64-dim Euclidean
+EMA codes). DAC's recipe is a set of options (``configs/rvq-dac-small.yaml``): Snake activations, three
+dilated residual units per stage, weight norm and DAC's output conv in the encoder
+(``encoder_activation``, ``encoder_res_units``, ``weight_norm``, ``encoder_output``); factorised codes —
+each level projects its residual to ``codebook_dim`` = 8 dims, looks up by direction (``lookup: l2norm``)
+and passes on the raw codeword projected back — learned by the codebook loss (``use_ema: false``); a
+fixed share of the batch on random prefixes of levels (``dropout_mode: share``). Two additions of ours
+start the codebooks from data: ``kmeans_vectors`` (k-means on a buffer gathered over many steps) and
+``pca_init`` (each level's projections from its residual's principal directions).
+
 Training objective (``training_losses`` + the trainer's optional GAN): the multi-resolution Mel distance
 in the evaluation metric's units (DAC's definition, :func:`musictok.metrics.reconstruction.mel_distance`,
 over ``mel_windows``; ``mel_weight`` 15 as in DAC), the codebook commitment loss, and, on the batches the
@@ -44,20 +54,29 @@ class RVQCodecConfig:
     sample_rate: int = 24000
     encoder_channels: tuple[int, ...] = (16, 32, 64, 128, 256, 256)  # one per stage + the output width
     encoder_strides: tuple[int, ...] = (4, 4, 4, 4, 4)  # product = samples per token frame
-    encoder_res_units: int = 1  # residual units before each strided conv (DAC: 3)
+    encoder_res_units: int = 1  # residual units before each strided conv (DAC: 3, dilations 1, 3, 9)
     encoder_stem_stages: int = 1  # first stages patchify (kernel = stride): full-rate convs are costly
     encoder_head_blocks: int = 2  # ConvNeXt blocks at the latent rate
+    encoder_activation: str = "silu"  # or "snake" (DAC)
+    encoder_output: str = "layernorm"  # LayerNorm + 1x1 conv, or "conv": activation + kernel-3 conv (DAC)
+    weight_norm: bool = False  # weight-normalised encoder convs and quantizer projections (DAC)
     input_gain: float = 10.0  # fixed gain before the encoder: see WaveformCodec._build_common
     latent_dim: int = 64
     num_quantizers: int = 8
     codebook_size: int = 1024
     codebook_dim: int | None = None  # low-dim codes (look-up in d dims, projected back to latent_dim)
     cosine: bool = False  # L2-normalised codes: loses each residual's magnitude, see _build_common
+    lookup: str = "euclidean"  # "l2norm": nearest by direction, the raw codeword passed on (DAC)
+    use_ema: bool = True  # EMA codebooks; False: learned by the codebook loss (DAC)
     ema_decay: float = 0.99
     commitment_weight: float = 0.25
+    codebook_weight: float = 1.0  # when use_ema is False
     kmeans_init: bool = True
+    kmeans_vectors: int = 0  # > 0: k-means on this many latents gathered over the first steps (see quantize/rvq.py)
+    pca_init: bool = False  # low-dim codes: projections start as the residuals' principal directions
     dead_after_steps: int = 200
     quantizer_dropout: float = 0.5
+    dropout_mode: str = "bernoulli"  # or "share": exactly floor(p · batch) items (DAC)
     decoder: str = "istft"  # or "transposed"
     decoder_dim: int = 192
     decoder_intermediate_dim: int = 576
@@ -83,6 +102,7 @@ class RVQCodecConfig:
                              f"got {len(self.encoder_channels)}")
         if self.stride % self.decoder_hop and self.decoder == "istft":
             raise ValueError(f"the stride {self.stride} must be a multiple of decoder_hop {self.decoder_hop}")
+        self.quantizer_config()  # the quantizer's own checks (look-up, dropout mode, ...) fail on load
 
     @property
     def stride(self) -> int:
@@ -93,12 +113,15 @@ class RVQCodecConfig:
         return self.sample_rate / self.stride
 
     def quantizer_config(self, levels: int | None = None, seed_offset: int = 0) -> RVQConfig:
+        low_dim = self.codebook_dim is not None and self.codebook_dim != self.latent_dim
         return RVQConfig(VQConfig(dim=self.latent_dim, codebook_size=self.codebook_size,
-                                  codebook_dim=self.codebook_dim, decay=self.ema_decay,
-                                  commitment_weight=self.commitment_weight, kmeans_init=self.kmeans_init,
-                                  dead_after_steps=self.dead_after_steps, cosine=self.cosine,
-                                  seed=self.seed + seed_offset),
+                                  codebook_dim=self.codebook_dim, use_ema=self.use_ema, decay=self.ema_decay,
+                                  commitment_weight=self.commitment_weight, codebook_weight=self.codebook_weight,
+                                  kmeans_init=self.kmeans_init, dead_after_steps=self.dead_after_steps,
+                                  cosine=self.cosine, lookup=self.lookup, weight_norm=self.weight_norm and low_dim,
+                                  pca_init=self.pca_init, seed=self.seed + seed_offset),
                          num_quantizers=levels or self.num_quantizers, quantizer_dropout=self.quantizer_dropout,
+                         dropout_mode=self.dropout_mode, kmeans_vectors=self.kmeans_vectors,
                          seed=self.seed + seed_offset)
 
     def to_dict(self) -> dict:
@@ -163,13 +186,16 @@ class WaveformCodec(Tokenizer):
         default init and the raw waveform, RVQ levels used 1–7 of 1024 codes after 150 steps; with both,
         50–80 after 300 steps): the encoder's conv biases start at zero, and the waveform (corpus RMS ≈ 0.2)
         is multiplied by ``input_gain`` — otherwise the biases dominate the latent and every frame looks alike
-        to the quantizer. Codes are Euclidean: with cosine (unit-norm) EMA codewords a level's output has a
-        fixed norm, the residual never shrinks, and the deeper levels re-quantize the same direction — a
-        4,650-step run decoded as well from 1 level as from 8 (Mel distance 2.19 vs 2.19)."""
+        to the quantizer. Codes are never *output* unit-norm: with cosine (unit-norm) EMA codewords a level's
+        output has a fixed norm, the residual never shrinks, and the deeper levels re-quantize the same
+        direction — a 4,650-step run decoded as well from 1 level as from 8 (Mel distance 2.19 vs 2.19).
+        DAC's ``lookup: l2norm`` normalises only to choose the codeword and passes on the raw one, so its
+        levels do shrink the residual (``tests/quantize/test_rvq.py``)."""
         cfg = self.config
         self.encoder = WaveEncoder(cfg.encoder_channels, cfg.encoder_strides, cfg.latent_dim,
                                    res_units=cfg.encoder_res_units, stem_stages=cfg.encoder_stem_stages,
-                                   head_blocks=cfg.encoder_head_blocks)
+                                   head_blocks=cfg.encoder_head_blocks, activation=cfg.encoder_activation,
+                                   weight_norm=cfg.weight_norm, output=cfg.encoder_output)
         for m in self.encoder.modules():
             if isinstance(m, nn.Conv1d) and m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -219,8 +245,9 @@ class WaveformCodec(Tokenizer):
         remainders instead). Every level, whatever the quantizer dropout; no codebook update."""
         x = self._mmd_latents(self._pad(wav))
         with torch.autocast(x.device.type, enabled=False):
-            remainders = self.config.mmd.streams == "remainders"
-            return self._mmd_quantizer().residual_streams(x.float(), remainders=remainders)
+            kind = self.config.mmd.streams
+            return self._mmd_quantizer().residual_streams(x.float(), remainders=kind == "remainders",
+                                                          lookup=kind == "lookup")
 
     def _independence_term(self, pool: list[Tensor], out: CodecOutput) -> None:
         """The MMD statistic of a pool of training batches, logged as ``stats["mmd"]``; ``mmd.weight ×`` it
@@ -260,7 +287,8 @@ class RVQCodec(WaveformCodec):
             self._build_common()
             self.quantizer = ResidualVQ(self.config.quantizer_config())
         self.hop_samples = self.config.stride
-        self.context_units = 16  # frames either side of a chunk: beyond the encoder's and decoder's reach
+        # frames either side of a chunk: beyond the encoder's reach (and the decoder's, a few frames)
+        self.context_units = max(16, math.ceil(self.encoder.reach / self.hop_samples) + 1)
 
     @property
     def num_decode_levels(self) -> int:

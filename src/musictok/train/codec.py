@@ -53,7 +53,7 @@ class CodecTask(TrainTask):
             self.init.load_into(self.model)
         width = self.run.gan.channels
         self.mpd = MultiPeriodDiscriminator(channels=(width // 2, width, 2 * width, 4 * width)).to(device)
-        self.mrd = MultiResolutionDiscriminator(channels=width).to(device)
+        self.mrd = MultiResolutionDiscriminator(channels=width, spectrum=self.run.gan.mrd_spectrum).to(device)
         self.model_ddp = wrap_ddp(self.model, dist_info, device)
         self.discs = [wrap_ddp(self.mpd, dist_info, device), wrap_ddp(self.mrd, dist_info, device)]
         self.opt_g = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -105,13 +105,13 @@ class CodecTask(TrainTask):
         if step >= gan.start_step:
             real, fake = out.targets[-1], out.outputs[-1]
             with autocast():
-                d_loss = vocoder_discriminator_loss(real, fake, self.discs, gan.loss)
+                d_loss = vocoder_discriminator_loss(real, fake, self.discs, gan.loss, gan.reduction)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             nn.utils.clip_grad_norm_([p for d in (self.mpd, self.mrd) for p in d.parameters()], self.cfg.grad_clip)
             self.opt_d.step()
             with autocast():
-                adv, fm = adversarial_losses(real, fake, self.discs, gan.loss)
+                adv, fm = adversarial_losses(real, fake, self.discs, gan.loss, gan.reduction)
             loss = loss + gan.adv_weight * adv + gan.fm_weight * fm
             logs |= {"disc": d_loss.item(), "adv": adv.item(), "fm": fm.item()}
         self.opt_g.zero_grad(set_to_none=True)

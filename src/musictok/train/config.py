@@ -104,14 +104,20 @@ def per_source(values: dict[str, dict[str, float]]) -> dict[str, float]:
 class GanConfig:
     start_step: int = 0  # reconstruction losses only before this step
     loss: str = "hinge"  # "hinge" or "lsgan"
+    reduction: str = "mean"  # sub-discriminators and feature layers: "mean", or "sum" (DAC, HiFi-GAN)
     adv_weight: float = 1.0
     fm_weight: float = 1.0
     lr: float | None = None  # discriminator learning rate (default: the generator's)
     channels: int = 32  # width of the discriminators
+    mrd_spectrum: str = "magnitude"  # waveform GANs: the MRD sees log1p |STFT|, or "complex" (DAC: with phase)
 
     def __post_init__(self) -> None:
         if self.loss not in ("hinge", "lsgan"):
             raise ValueError(f"gan.loss must be hinge or lsgan, not {self.loss!r}")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"gan.reduction must be mean or sum, not {self.reduction!r}")
+        if self.mrd_spectrum not in ("magnitude", "complex"):
+            raise ValueError(f"gan.mrd_spectrum must be magnitude or complex, not {self.mrd_spectrum!r}")
         for key in ("start_step", "adv_weight", "fm_weight"):
             require(f"gan.{key}", getattr(self, key), getattr(self, key) >= 0, ">= 0")
         require("gan.channels", self.channels, self.channels >= 1, ">= 1")

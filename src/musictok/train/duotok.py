@@ -296,7 +296,8 @@ class DuoTokTask(TrainTask):
             for k, disc in enumerate(self.disc):
                 real, fake = out.mels[k][:, None].detach(), out.mel_hats[k][:, None]
                 with autocast():
-                    d_loss = d_loss + discriminator_loss(disc(real).logits, disc(fake.detach()).logits, gan.loss)
+                    d_loss = d_loss + discriminator_loss(disc(real).logits, disc(fake.detach()).logits, gan.loss,
+                                                         gan.reduction)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.grad_clip)
@@ -307,8 +308,8 @@ class DuoTokTask(TrainTask):
                     with torch.no_grad():
                         real_out = disc(real)
                     fake_out = disc(fake)
-                    adv = adv + generator_adversarial_loss(fake_out.logits, gan.loss)
-                    fm = fm + feature_matching_loss(real_out.features, fake_out.features)
+                    adv = adv + generator_adversarial_loss(fake_out.logits, gan.loss, gan.reduction)
+                    fm = fm + feature_matching_loss(real_out.features, fake_out.features, gan.reduction)
             loss = loss + gan.adv_weight * adv + gan.fm_weight * fm
             logs |= {"disc": float(d_loss.detach()), "adv": float(adv.detach()), "fm": float(fm.detach())}
         self.opt.zero_grad(set_to_none=True)

@@ -72,7 +72,8 @@ class BandTokTask(TrainTask):
         if step >= gan.start_step:
             real, fake = out.mel.detach(), out.mel_hat
             with autocast():
-                d_loss = discriminator_loss(self.disc_ddp(real).logits, self.disc_ddp(fake.detach()).logits, gan.loss)
+                d_loss = discriminator_loss(self.disc_ddp(real).logits, self.disc_ddp(fake.detach()).logits, gan.loss,
+                                            gan.reduction)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             nn.utils.clip_grad_norm_(self.disc.parameters(), self.cfg.grad_clip)
@@ -81,8 +82,8 @@ class BandTokTask(TrainTask):
                 with torch.no_grad():
                     real_out = self.disc_ddp(real)
                 fake_out = self.disc_ddp(fake)
-                adv = generator_adversarial_loss(fake_out.logits, gan.loss)
-                fm = feature_matching_loss(real_out.features, fake_out.features)
+                adv = generator_adversarial_loss(fake_out.logits, gan.loss, gan.reduction)
+                fm = feature_matching_loss(real_out.features, fake_out.features, gan.reduction)
             loss = loss + gan.adv_weight * adv + gan.fm_weight * fm
             logs |= {"disc": d_loss.item(), "adv": adv.item(), "fm": fm.item()}
         self.opt_g.zero_grad(set_to_none=True)

@@ -38,7 +38,7 @@ class VocoderTask(TrainTask):
             self.init.load_into(self.model)
         width = self.run.gan.channels
         self.mpd = MultiPeriodDiscriminator(channels=(width // 2, width, 2 * width, 4 * width)).to(device)
-        self.mrd = MultiResolutionDiscriminator(channels=width).to(device)
+        self.mrd = MultiResolutionDiscriminator(channels=width, spectrum=self.run.gan.mrd_spectrum).to(device)
         self.model_ddp = wrap_ddp(self.model, dist_info, device)
         self.discs = [wrap_ddp(self.mpd, dist_info, device), wrap_ddp(self.mrd, dist_info, device)]
         self.mel_loss = MultiResolutionMelLoss(self.model_config.mel.sample_rate).to(device)
@@ -72,13 +72,14 @@ class VocoderTask(TrainTask):
             loss, logs = self.weights.mel * mel_l, {"mel": mel_l.item()}
         else:
             with autocast():
-                d_loss = vocoder_discriminator_loss(wav, fake, self.discs, gan.loss)
+                d_loss = vocoder_discriminator_loss(wav, fake, self.discs, gan.loss, gan.reduction)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             nn.utils.clip_grad_norm_([p for d in (self.mpd, self.mrd) for p in d.parameters()], self.cfg.grad_clip)
             self.opt_d.step()
             with autocast():
-                g = vocoder_generator_losses(wav, fake, self.discs, self.mel_loss, self.weights, gan.loss)
+                g = vocoder_generator_losses(wav, fake, self.discs, self.mel_loss, self.weights, gan.loss,
+                                             gan.reduction)
             loss = g["total"]
             logs = {"mel": g["mel"].item(), "adv": g["adv"].item(), "fm": g["fm"].item(), "disc": d_loss.item()}
         self.opt_g.zero_grad(set_to_none=True)
