@@ -300,10 +300,14 @@ def encode_cmd(
     stems: bool = typer.Option(False, "--stems", help="Two-track tokenizers (duotok): the inputs are pairs of "
                                "stem files, lead then accompaniment; one .mtok per pair holds both tracks. "
                                "Without it a duotok separates each input mix into the two tracks itself."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Processes decoding and resampling while this one "
+                                          "encodes (default: a quarter of the cores on a CPU, all but one with a "
+                                          "GPU); 0 decodes and encodes one file after the other."),
 ) -> None:
     """Turn audio into token files (.mtok), one per input file (or per pair of stems)."""
     from .audio import AUDIO_EXTENSIONS
     from .convert import MTOK, encode_files, encode_stem_files, plan, plan_stem_pairs
+    from .corpus_encode import default_workers
     from .tokenizers.base import Tokenizer, TokenizerError
 
     _check_device(device)
@@ -314,8 +318,13 @@ def encode_cmd(
             raise ValueError(f"--stems: {tokenizer} encodes one signal; stems need a two-track tokenizer (duotok)")
     except (FileNotFoundError, ValueError, TokenizerError) as e:
         raise UserError(str(e)) from None
-    encode = encode_stem_files if stems else encode_files
-    report = _run_files("encoding", pairs, lambda cb: encode(pairs, model, overwrite=overwrite, on_file=cb))
+    if stems:
+        report = _run_files("encoding", pairs, lambda cb: encode_stem_files(pairs, model, overwrite=overwrite,
+                                                                           on_file=cb))
+    else:
+        n = min(default_workers(device) if workers is None else workers, len(pairs))
+        report = _run_files("encoding", pairs, lambda cb: encode_files(pairs, model, overwrite=overwrite,
+                                                                      on_file=cb, workers=n))
     console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)} ({model.layout.tokens_per_second:g} tokens/s, "
                   f"{model.layout.bitrate / 1000:.3g} kbps)")

@@ -127,22 +127,15 @@ def encode_file(path: str | Path, tokenizer, *, chunk_units: int | None = None) 
     A file longer than two chunks streams (see the module docstring); a level-normalising tokenizer
     (``level_dbfs``) then gets its scale from a first, cheap pass over the file: the RMS of the mono
     downmix at the file's own rate."""
+    from .corpus_encode import ChunkPlan, source_level_scale
+
     chunk = chunk_units or tokenizer.chunk_units
     stream = AudioStream(path, tokenizer.sample_rate)
-    samples = stream.read_frames * tokenizer.sample_rate / stream.source_rate
-    if samples <= 2 * (chunk + 2 * tokenizer.context_units + 1) * tokenizer.hop_samples:
+    plan = ChunkPlan(tokenizer.hop_samples, chunk, tokenizer.context_units)
+    if plan.whole(stream.read_frames * tokenizer.sample_rate / stream.source_rate):
         wav = np.concatenate(list(stream))
         return tokenizer.encode(torch.from_numpy(wav), chunk_units=chunk), stream.peak
-    scale = None
-    if tokenizer.level_dbfs is not None:
-        from .tokenizers.base import SILENCE_RMS
-
-        sumsq, n = 0.0, 0
-        for block in AudioStream(path, None):
-            sumsq += float(np.dot(block.astype(np.float64), block.astype(np.float64)))
-            n += len(block)
-        rms = math.sqrt(sumsq / max(n, 1))
-        scale = rms / 10 ** (tokenizer.level_dbfs / 20) if rms > SILENCE_RMS else 1.0
+    scale = None if tokenizer.level_dbfs is None else source_level_scale(path, tokenizer.level_dbfs)
     codes, length = encode_stream(tokenizer, stream, chunk, scale)
     extra = {"tokenizer_source": tokenizer.source} if tokenizer.source else {}
     tokens = Tokens(codes, tokenizer.layout, tokenizer.fingerprint(), tokenizer.sample_rate, [length], extra,
@@ -156,43 +149,32 @@ def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, sca
     """Per stream ``(1, frames, slots)`` codes of mono audio given as consecutive blocks, and its length.
 
     The chunks are those of ``Tokenizer._encode_long`` (``chunk_units`` units, ``context_units`` of context
-    each side, zero padding at the end), so the codes equal whole-file encoding; only one chunk of
-    samples is held at a time. ``scale`` divides every sample (a level-normalising tokenizer's gain)."""
-    hop, ctx = tokenizer.hop_samples, tokenizer.context_units
+    each side, zero padding at the end; see :class:`~musictok.corpus_encode.StreamChunker`), so the codes
+    equal whole-file encoding; only one chunk of samples is held at a time. ``scale`` divides every sample
+    (a level-normalising tokenizer's gain)."""
+    from .corpus_encode import ChunkPlan, StreamChunker
+
     fpu = tokenizer._frames_per_unit()
-    it = iter(blocks)
-    buf, buf_start, total = np.zeros(0, np.float32), 0, None  # buf holds samples [buf_start, ...)
+    chunker = StreamChunker(ChunkPlan(tokenizer.hop_samples, chunk_units, tokenizer.context_units))
     pieces: list[list[Tensor]] = [[] for _ in fpu]
-    was_training = tokenizer.training
-    tokenizer.eval()
-    try:
-        start = 0
-        while True:
-            want = (start + chunk_units + ctx) * hop
-            parts, have = [buf], buf_start + len(buf)
-            while total is None and have < want:
-                block = next(it, None)
-                if block is None:
-                    total = have
-                else:
-                    parts.append(block)
-                    have += len(block)
-            buf = np.concatenate(parts) if len(parts) > 1 else buf
-            units = -(-total // hop) if total is not None else None
-            if units is not None and start >= units:
-                break
-            stop = start + chunk_units if units is None else min(start + chunk_units, units)
-            lo, hi = max(start - ctx, 0), stop + ctx if units is None else min(stop + ctx, units)
-            seg = buf[lo * hop - buf_start: hi * hop - buf_start]
-            x = torch.from_numpy(np.pad(seg, (0, (hi - lo) * hop - len(seg))))[None]
+    total = 0
+
+    def run(chunks) -> None:
+        for c in chunks:
+            x = torch.from_numpy(c.samples)[None]
             if scale is not None:
                 x = x / scale
             codes = tokenizer._encode_codes(x.to(tokenizer.device))
             for s, f in enumerate(fpu):
-                pieces[s].append(codes[s][:, (start - lo) * f: (stop - lo) * f].cpu())
-            start = stop
-            drop = max(start - ctx, 0) * hop - buf_start  # the next chunk's context starts here
-            buf, buf_start = buf[drop:], buf_start + drop
+                pieces[s].append(codes[s][:, (c.start - c.lo) * f: (c.stop - c.lo) * f].cpu())
+
+    was_training = tokenizer.training
+    tokenizer.eval()
+    try:
+        for block in blocks:
+            total += len(block)
+            run(chunker.push(block))
+        run(chunker.finish())
     finally:
         tokenizer.train(was_training)
     if total == 0:
@@ -245,8 +227,16 @@ def encode_stem_files(pairs: list[tuple[tuple[Path, Path], Path]], tokenizer, *,
 
 
 def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
-                 on_file: Callable[[Path, str], None] | None = None) -> ConvertReport:
-    """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file."""
+                 on_file: Callable[[Path, str], None] | None = None, workers: int = 0) -> ConvertReport:
+    """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file.
+
+    ``workers=0`` decodes and encodes one file after the other in this process; ``workers >= 1`` decodes
+    in that many worker processes while this one encodes (:func:`musictok.corpus_encode.encode_corpus`):
+    the same tokens, written as each file completes."""
+    if workers:
+        from .corpus_encode import encode_corpus
+
+        return encode_corpus(pairs, tokenizer, workers=workers, overwrite=overwrite, on_file=on_file)
 
     def work(src: Path, dst: Path, report: ConvertReport) -> None:
         t0 = time.perf_counter()
