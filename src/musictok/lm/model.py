@@ -147,7 +147,10 @@ class KVCache:
 
 # ------------------------------------------------------------------------------------------------ blocks
 class RMSNorm(nn.Module):
-    """``x / rms(x) * weight`` over the last axis, computed in float32 (bf16 squares lose precision)."""
+    """``x / rms(x) * weight`` over the last axis, accumulated in float32 (bf16 squares lose precision).
+
+    ``F.rms_norm`` upcasts to float32 inside one kernel: the numbers of upcasting by hand, in a third of
+    the passes over the residual stream (it runs nine times per step of a 4-layer model)."""
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -155,9 +158,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        xf = x.float()
-        out = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return (out * self.weight.float()).to(x.dtype)
+        if x.dtype != self.weight.dtype:  # e.g. bf16 activations into a float32 model: upcast both first
+            return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 def rope_angles(positions: Tensor, head_dim: int, base: float) -> Tensor:
@@ -355,8 +358,9 @@ class TokenLM(nn.Module):
                 table = self.embeddings[0 if self.vocab.shared else k]
                 hk = h * self.head_gain[k] if self.head_gain is not None else h
                 logit = F.linear(hk, table.weight[:v])
-            cols.append(F.pad(logit.float(), (0, vmax - v), value=float("-inf")))
-        return torch.stack(cols, dim=2)
+            logit = logit.float()
+            cols.append(logit if v == vmax else F.pad(logit, (0, vmax - v), value=float("-inf")))
+        return cols[0].unsqueeze(2) if len(cols) == 1 else torch.stack(cols, dim=2)  # one column: no copy
 
     def forward(self, inputs: Tensor, positions: Tensor, targets: Tensor | None = None,
                 cache: KVCache | None = None, embeds: Tensor | None = None) -> LMOutput:
