@@ -6,14 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install bench-baselines data-real data-hedgewars data-renders clean
 
-$(STAMP): pyproject.toml
+# Exact versions come from constraints.txt (the tested set); pyproject.toml only declares compatible ranges.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: 2.13.0 is the CPU wheel on disk; anything else downloads gigabytes.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	# tinysoundfont's only dependency is pyaudio (live playback, needs PortAudio headers); rendering needs none of it.
-	$(BIN)/python -m pip install --quiet --no-deps tinysoundfont==0.3.7
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt tinysoundfont
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,14 +25,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Optional, for `musictok bench`'s speed rows: EnCodec and DAC from PyPI. --no-deps because both require
-# torchaudio, whose newest wheel here (2.11.0) pins another torch (a multi-GB download); the bench stubs that
-# import, which their models never call (file I/O and resampling). The rest is DAC's import chain.
-BASELINES := encodec==0.1.1 einops==0.8.2 descript-audio-codec==1.0.0 descript-audiotools==0.7.2 \
-	argbind==0.3.9 docstring_parser==0.18.0 flatten-dict==0.5.0 ffmpy==1.0.0 importlib_resources==7.1.0 \
-	julius==0.2.8 tqdm==4.70.1 tensorboard==2.21.0 protobuf==7.36.2 absl-py==2.5.1 randomname==0.2.1
+# Optional, for `musictok bench`'s speed rows: EnCodec and DAC from PyPI (the `bench` extra names them), at the
+# versions in constraints.txt. --no-deps because both require torchaudio, and the newest (2.11.0) fails to load
+# beside torch 2.13; the bench stubs that import, which their models never call (file I/O and resampling).
+# The rest is DAC's import chain.
+BASELINES := encodec einops descript-audio-codec descript-audiotools argbind docstring_parser flatten-dict ffmpy \
+	importlib_resources julius tqdm tensorboard protobuf absl-py randomname
 bench-baselines: $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-deps $(BASELINES)
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt $(BASELINES)
 
 # Real recordings (never committed). Free-licence game soundtracks from Debian, unpacked without installing
 # (apt-get download + dpkg -x); licences are read per file from each package's copyright file.

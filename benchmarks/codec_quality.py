@@ -1,7 +1,7 @@
 """Reconstruction, token statistics and speed of the waveform codecs, on the test split and on real music.
 
     .venv/bin/python benchmarks/codec_quality.py --tokenizers rvq-small,rvq-mmd-small,pyramid-small \
-        --real /tmp/realmusic/x/usr/share/games/hedgewars/Data/Music
+        --real data/debian/hedgewars-data/usr/share/games/hedgewars/Data/Music    # after `make data-hedgewars`
 
 Writes docs/results/codecs.md and codecs.json: per codec and data source, Mel / STFT distance, SI-SDR,
 tokens/s, kbps, codebook utilization, inter-codebook mutual information (minus the same estimate on shuffled
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from musictok import __version__
 from musictok.evaluate import evaluate_reconstruction, evaluate_tokens, load_clips
+from musictok.metrics.version import METRICS_VERSION
 from musictok.tokenizers.base import Tokenizer
 
 
@@ -45,6 +46,19 @@ def _tokens_summary(res: dict) -> dict:
                            for k, v in res["streams"].items()}}
 
 
+def _previous_codecs(path: Path) -> dict:
+    """Codecs measured by earlier runs, kept (and replaced when measured again) only if they were scored
+    under the same metric definitions: one table never mixes versions."""
+    if not path.is_file():
+        return {}
+    previous = json.loads(path.read_text())
+    if previous.get("metrics_version") != METRICS_VERSION:
+        print(f"{path}: made under metrics version {previous.get('metrics_version', 'none (before v1)')}, "
+              f"this is {METRICS_VERSION}: its codecs are dropped, measure them again", flush=True)
+        return {}
+    return previous["codecs"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizers", default="rvq-small,rvq-mmd-small,pyramid-small")
@@ -58,9 +72,8 @@ def main() -> None:
     if args.real:
         sources["real music"] = {"audio_dir": args.real}
     out = Path(args.out)
-    previous = out / "codecs.json"  # codecs measured by earlier runs are kept (replaced when measured again)
     result: dict = {"date": time.strftime("%Y-%m-%d"), "musictok_version": __version__,
-                    "codecs": json.loads(previous.read_text())["codecs"] if previous.is_file() else {}}
+                    "metrics_version": METRICS_VERSION, "codecs": _previous_codecs(out / "codecs.json")}
     for name in args.tokenizers.split(","):
         tok = Tokenizer.from_pretrained(name)
         entry = {"fingerprint": tok.fingerprint().short(), "tokens_per_second": tok.layout.tokens_per_second,
@@ -88,7 +101,8 @@ def _markdown(result: dict, args) -> str:
     lines = [f"# Waveform codecs: quality, tokens and speed ({result['date']})", "",
              f"{args.clips} clips of {args.seconds:g} s per source; Mel distance as DAC / PyramidCodec define it "
              "(log10 magnitudes, seven resolutions, summed). Encode / decode speed: the speed table of "
-             "`musictok bench` (docs/results/bench-*.md).", "",
+             f"`musictok bench` (docs/results/bench-*.md). Metric definitions: version {result['metrics_version']} "
+             "(`musictok.metrics.version`).", "",
              "Command (one codec at a time, or several; results accumulate in codecs.json): "
              f"`.venv/bin/python benchmarks/codec_quality.py --tokenizers NAME --real {args.real or 'DIR'}`", ""]
     lines += ["| codec | data | tokens/s | kbps | Mel dist ↓ | STFT dist ↓ | SI-SDR dB | utilization | MI between codebooks (bits) − shuffled [95 % interval] | MMD |",

@@ -19,6 +19,7 @@ import torch
 from musictok import __version__
 from musictok.lm.model import TokenLM, TokenLMConfig
 from musictok.lm.patterns import make_pattern
+from musictok.metrics.version import METRICS_VERSION
 from musictok.train.lm import load_lm
 
 
@@ -38,7 +39,8 @@ def main() -> None:
     model = TokenLM(cfg, loaded.model.vocab).eval()
     result = {"lm": args.lm, "pattern": loaded.meta["pattern"], "steps": pattern.num_steps,
               "parameters": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
-              "musictok_version": __version__, "date": time.strftime("%Y-%m-%d")}
+              "musictok_version": __version__, "metrics_version": METRICS_VERSION,
+              "date": time.strftime("%Y-%m-%d")}
     ids = {}
     for use_cache in (True, False):
         t0 = time.perf_counter()

@@ -24,6 +24,7 @@ import torch
 
 from musictok import __version__
 from musictok.evaluate import evaluate_reconstruction, load_clips, token_stability
+from musictok.metrics.version import METRICS_VERSION
 from musictok.plots import _figure_backend, save_figure
 from musictok.tokenizers.base import Tokenizer
 
@@ -140,6 +141,7 @@ def main() -> None:
                                         max_clips=args.clips),
                "real music": load_clips(sr, audio_dir=args.real, seconds=args.seconds, max_clips=args.clips)}
     result = {"date": time.strftime("%Y-%m-%d"), "musictok_version": __version__,
+              "metrics_version": METRICS_VERSION,
               "clips": {k: v.source for k, v in sources.items()}, "tokenizers": {}}
     for label, tok in toks.items():
         t0 = time.time()

@@ -30,6 +30,7 @@ import torch
 from musictok import __version__
 from musictok.atomic import write_json, write_text
 from musictok.metrics.separation import cross_leakage, mean_interval, mixture_consistency, stem_metrics
+from musictok.metrics.version import METRICS_VERSION
 from musictok.separation.base import Separator, stem_group
 
 METRICS = [("si_sdr", "SI-SDR dB ↑"), ("bss_sdr", "SDR (BSS) dB ↑"), ("sdr", "SDR (plain) dB ↑"),
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     real = args.real or (str(HEDGEWARS_MUSIC) if HEDGEWARS_MUSIC.is_dir() else None)
     result = {
         "musictok_version": __version__,
+        "metrics_version": METRICS_VERSION,
         "separators": {k: {"source": s.source, "kind": s.name, "mode": getattr(s.config, "mode", None),
                            "tokenizer": getattr(s.config, "tokenizer", None)} for k, s in systems.items()},
         "ceiling_tokenizer": None if ceiling is None else ceiling.config.tokenizer,

@@ -20,6 +20,7 @@ import torch
 
 from musictok import __version__
 from musictok.data.datasets import MixClips
+from musictok.metrics.version import METRICS_VERSION
 from musictok.tokenizers.base import Tokenizer
 
 
@@ -57,7 +58,7 @@ def main() -> None:
         "decode_realtime_factor": args.seconds / statistics.median(dec),
         "decoder": "vocoder" if getattr(model, "vocoder", None) is not None else "griffin-lim",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "musictok_version": __version__, "date": time.strftime("%Y-%m-%d"),
+        "musictok_version": __version__, "metrics_version": METRICS_VERSION, "date": time.strftime("%Y-%m-%d"),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

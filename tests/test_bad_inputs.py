@@ -184,6 +184,8 @@ CASES: dict[str, Case] = {
     "info-folder": Case(lambda ws, t: ["info", ws / IN / "empty_dir"], error=("empty_dir", "directory")),
     "info-hot": Case(lambda ws, t: ["info", ws / IN / "hot.wav"], code=0, error=None,
                      check=lambda r, ws, t: "+32.6" in r.out and "above 0 dBFS" in r.out),
+    "info-truncated-mtok": Case(lambda ws, t: ["info", _damaged(ws, t, cut=True)], error=("song.mtok", "truncated"),
+                                absent=lambda ws, t: []),
     # ---- encode
     "encode-lm-as-tokenizer": Case(lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer",
                                                   ws / "lm"], error=("lm", "is a token LM, not a tokenizer")),
@@ -205,7 +207,24 @@ CASES: dict[str, Case] = {
     "encode-hot-float-wav-warns": Case(
         lambda ws, t: ["encode", ws / IN / "hot.wav", "-o", t / "out", "--tokenizer", ws / "tok"], code=0,
         error=None, absent=lambda ws, t: [], warning=("hot.wav", "+32.6 dBFS", "above full scale")),
+    "encode-channels-unknown": Case(lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer",
+                                                   ws / "tok", "--channels", "quad"], error=("--channels", "'quad'")),
+    "encode-stereo-of-8-channels": Case(
+        lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok", "--channels",
+                       "stereo"], error=("eight.wav", "8 channels", "--channels mono")),
+    "encode-mid-side-warns-of-phases": Case(
+        lambda ws, t: ["encode", ws / IN / "good.wav", "-o", t / "out", "--tokenizer", ws / "tok", "--channels",
+                       "mid-side"], code=0, error=None, absent=lambda ws, t: [],
+        warning=("--channels mid-side", "own phases", "--channels stereo")),
+    "encode-8-channels-kept-as-mono-warns": Case(
+        lambda ws, t: ["encode", ws / IN / "eight.wav", "-o", t / "out", "--tokenizer", ws / "tok"], code=0,
+        error=None, absent=lambda ws, t: [], warning=("eight.wav", "8 channels downmixed to mono"),
+        check=lambda r, ws, t: (t / "out" / "eight.mtok").is_file()),
     # ---- decode
+    "decode-sample-rate-word": Case(lambda ws, t: ["decode", _mtok_dir(ws, t) / "song.mtok", "-o", t / "out",
+                                                   "--sample-rate", "fast"], error=("--sample-rate", "'fast'")),
+    "decode-sample-rate-too-low": Case(lambda ws, t: ["decode", _mtok_dir(ws, t) / "song.mtok", "-o", t / "out",
+                                                      "--sample-rate", "8"], error=("--sample-rate", "outside")),
     "decode-dir-onto-itself": Case(
         lambda ws, t: ["decode", _mtok_dir(ws, t), "-o", t / "songs", "--overwrite"],
         error=("song.mtok", "would write over", "song.wav", "made from"), absent=lambda ws, t: []),
@@ -297,6 +316,49 @@ CASES: dict[str, Case] = {
                              error=("run.yaml", "model.n_mels", "many")),
     "train-missing-config": Case(lambda ws, t: ["train", "tokenizer", "--config", t / "nope.yaml"],
                                  error=("nope.yaml", "not found")),
+    "train-no-config-no-init": Case(lambda ws, t: ["train", "tokenizer", "--out", t / "out"],
+                                    error=("--config", "--init NAME_OR_DIR")),
+    # ---- fine-tuning (checked before any model is built or folder written)
+    "finetune-init-missing": Case(lambda ws, t: ["train", "tokenizer", "--init", t / "nope", "--audio",
+                                                 _songs(ws, t), "--out", t / "out"],
+                                  error=("--init", "nope", "no such model folder")),
+    "finetune-init-not-a-model": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / IN, "--audio",
+                                                     _songs(ws, t), "--out", t / "out"],
+                                      error=("--init", "no config.json")),
+    "finetune-without-audio": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / "tok", "--out", t / "out"],
+                                   error=("--audio", "give the folders")),
+    "finetune-audio-missing": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / "tok", "--audio", t / "gone",
+                                                  "--out", t / "out"], error=("--audio", "gone", "no such folder")),
+    "finetune-audio-a-file": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / "tok", "--audio",
+                                                 ws / IN / "good.wav", "--out", t / "out"],
+                                  error=("--audio", "good.wav", "not a folder")),
+    "finetune-audio-empty": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / "tok", "--audio",
+                                                ws / IN / "empty_dir", "--out", t / "out"],
+                                 error=("--audio", "empty_dir", "no audio files")),
+    "finetune-audio-weight": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / "tok", "--audio",
+                                                 f"{_songs(ws, t)}:-2", "--out", t / "out"],
+                                  error=("--audio", ":-2", "weight")),
+    "finetune-audio-one-file": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / "tok", "--audio",
+                                                   _folder(ws, t, "good.wav"), "--out", t / "out"],
+                                    error=("--audio", "validate", "two or more")),
+    "finetune-tokenizer-as-vocoder": Case(lambda ws, t: ["train", "vocoder", "--init", ws / "tok", "--audio",
+                                                         _songs(ws, t), "--out", t / "out"],
+                                          error=("--init", "bandtok tokenizer", "musictok train tokenizer")),
+    "finetune-lm-as-tokenizer": Case(lambda ws, t: ["train", "tokenizer", "--init", ws / "lm", "--audio",
+                                                    _songs(ws, t), "--out", t / "out"],
+                                     error=("--init", "token LM", "musictok train lm")),
+    "finetune-model-disagrees": Case(lambda ws, t: ["train", "tokenizer", "--config",
+                                                    _yaml_bare(t, "model: {latent_dim: 8}\n"), "--init", ws / "tok",
+                                                    "--audio", _songs(ws, t), "--out", t / "out"],
+                                     error=("run.yaml", "model.latent_dim", "the config has 8", "has 16")),
+    "finetune-kind-disagrees": Case(lambda ws, t: ["train", "vocoder", "--config",
+                                                   _yaml_bare(t, "", kind="vocoder"), "--init", ws / "tok",
+                                                   "--audio", _songs(ws, t), "--out", t / "out"],
+                                    error=("--init", "bandtok tokenizer", "trains kind vocoder")),
+    "finetune-a-duotok-stage": Case(lambda ws, t: ["train", "tokenizer", "--config",
+                                                   _yaml_bare(t, "stage: 1\n", kind="duotok"), "--init", ws / "tok",
+                                                   "--out", t / "out"],
+                                    error=("--init", "a duotok run does not fine-tune", "init_from")),
     # ---- rough edges
     "version": Case(lambda ws, t: ["--version"], code=0, error=None, check=lambda r, ws, t: "musictok" in r.out),
 }
@@ -320,6 +382,22 @@ def _copy(ws: Path, tmp: Path, name: str) -> Path:
 def _mkdir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def _yaml_bare(tmp: Path, text: str, kind: str = "bandtok") -> Path:
+    """A run config without a model section (a fine-tune takes its model from --init)."""
+    p = tmp / "run.yaml"
+    p.write_text(f"kind: {kind}\n" + text)
+    return p
+
+
+def _songs(ws: Path, tmp: Path) -> Path:
+    """A folder of two good recordings: enough to hold one out for validation."""
+    d = tmp / "in" / "songs"
+    d.mkdir(parents=True, exist_ok=True)
+    for n in ("good.wav", "prompt.wav"):
+        (d / n).write_bytes((ws / IN / n).read_bytes())
+    return d
 
 
 def _model_yaml(tmp: Path) -> Path:

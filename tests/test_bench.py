@@ -7,6 +7,7 @@ import sys
 import torch
 
 from musictok.bench import BenchConfig, natural_patterns, run_bench
+from musictok.metrics import METRICS_VERSION
 from musictok.tokenizers.bandtok import BandTok, BandTokConfig
 from musictok.tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
 from musictok.tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
@@ -43,6 +44,7 @@ def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
     r = subprocess.run([sys.executable, "-c", "from musictok.cli import main; main()", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     result = json.loads((tmp_path / "out" / "bench-test.json").read_text())
+    assert result["metrics_version"] == METRICS_VERSION
     pairs = [(r["tokenizer"], r["pattern"]) for r in result["rows"]]
     assert pairs == [("band", "band-grid"), ("rvq", "flatten"), ("rvq", "parallel"), ("rvq", "delay"),
                      ("pyr", "coarse-to-fine")]
@@ -75,3 +77,32 @@ def test_bench_errors_are_one_line(tiny_corpus, tmp_path):
                         "--tokenizers", "no-such-tokenizer", "--corpus", str(tiny_corpus), "--out", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "no-such-tokenizer" in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+def test_probe_and_frechet_columns_behind_options(tiny_corpus, tmp_path):
+    """`bench --probe --frechet` adds the probe's AP / AUC and the Fréchet distances (with intervals and the
+    floor) to every row; the report shows them and can be rebuilt from the JSON alone."""
+    from musictok.report import markdown_report, rebuild
+
+    tok = _save(BandTok(BandTokConfig.tiny(sample_rate=16000)), tmp_path / "band")
+    cfg = BenchConfig.quick([tok], corpus=str(tiny_corpus), out=str(tmp_path / "out"), work=str(tmp_path / "work"),
+                            cache_dir=str(tmp_path / "cache"), name="opt", baselines=False, eval_split="train",
+                            probe=True, frechet=True, speed_seconds=1.0)
+    result = run_bench(cfg, log=lambda s: None)
+    v = result["rows"][0]["values"]
+    assert v["probe_auc_shuffled"] is not None and "probe_ap_ci" in v
+    for key in ("fd_mel", "fd_tagger"):
+        assert v[key] >= 0 and v[f"{key}_ci"][0] <= v[key] <= v[f"{key}_ci"][1] and v[f"{key}_recon"] >= 0
+    floor = result["frechet_floor"]
+    assert floor["mel_ci"][0] <= floor["mel"] <= floor["mel_ci"][1] and (tmp_path / "work" / "tagger").is_dir()
+    md = (tmp_path / "out" / "opt.md").read_text()
+    assert "gen.: Mel-stat. FD" in md and "probe ROC-AUC" in md and "Floor (the prompts' true continuations" in md
+    assert (tmp_path / "out" / "opt-frechet.png").is_file()
+    (tmp_path / "out" / "opt.md").unlink()
+    rebuild(tmp_path / "out" / "opt.json")
+    assert (tmp_path / "out" / "opt.md").read_text() == md
+    plain = markdown_report(result | {"rows": [{**r, "values": {k: x for k, x in r["values"].items()
+                                                                 if not k.startswith(("fd_", "probe"))}}
+                                               for r in result["rows"]], "probe": None, "frechet_floor": None},
+                            {"tradeoff": tmp_path / "x.png"})
+    assert "probe" not in plain.split("\n")[8] and "FD" not in plain  # the default table keeps its shape

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from musictok.audio import save
+from musictok.metrics import METRICS_VERSION
 from musictok.tokenizers.bandtok import BandTok, BandTokConfig
 
 SR = 16000
@@ -76,6 +77,7 @@ def test_eval_recon_and_tokens_write_json(setup):
     assert set(res["reconstruction"]) == {"tokens", "mel→griffin-lim"}
     assert res["reconstruction"]["tokens"]["mel_distance"] > 0
     assert res["tokenizer"]["name"] == "bandtok" and res["data"]["clips"] == 4 and "musictok_version" in res
+    assert res["metrics_version"] == METRICS_VERSION  # which definitions made these numbers
     r = run("eval", "tokens", "--tokenizer", str(setup / "tok"), "--audio", str(setup / "audio"), "--seconds", "1",
             "--json", str(setup / "tokens.json"))
     assert r.returncode == 0, r.stderr
@@ -84,8 +86,61 @@ def test_eval_recon_and_tokens_write_json(setup):
     assert "mutual_information" in dep and "neighbour_mutual_information_time" in dep
     assert 0 <= res["stability"]["gain_minus_6db"] <= 1
     assert 0 < res["streams"]["bands"]["codebook"]["pooled"]["utilization"] <= 1
+    assert res["metrics_version"] == METRICS_VERSION
 
 
 def test_eval_needs_exactly_one_source(setup):
     r = run("eval", "recon", "--tokenizer", str(setup / "tok"))
     assert r.returncode == 1 and "exactly one" in r.stderr
+
+
+def _notes(f0: float, rate: float, seconds: float, sr: int) -> np.ndarray:
+    """Repeated decaying notes of six harmonics: music enough for a trained tokenizer to keep apart."""
+    t = np.arange(int(seconds * sr)) / sr
+    env = (np.sin(2 * np.pi * rate * t) > 0) * np.exp(-3 * (t * rate * 2 % 1))
+    return (0.15 * env * sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 7))).astype(np.float32)
+
+
+def test_stereo_44k_round_trip_keeps_channel_order_length_and_rate(tmp_path):
+    """The bundled bandtok-small (fast enough): left and right come back in order, at 44.1 kHz, exact length."""
+    from musictok.audio import load
+    from musictok.metrics.reconstruction import mel_distance
+
+    x = np.stack([_notes(220.0, 2.0, 2.0, 44100), _notes(587.0, 3.0, 2.0, 44100)])
+    save(tmp_path / "in" / "s.wav", x, 44100)
+    r = run("encode", str(tmp_path / "in"), "-o", str(tmp_path / "t"), "--tokenizer", "bandtok-small")
+    assert r.returncode == 0, r.stderr
+    r = run("info", str(tmp_path / "t" / "s.mtok"))
+    assert r.returncode == 0 and "stereo (left, right)" in r.stdout and "44100 Hz, 2 ch" in r.stdout, r.stdout
+    r = run("decode", str(tmp_path / "t"), "-o", str(tmp_path / "d"), "--sample-rate", "original")
+    assert r.returncode == 0, r.stderr
+    y, sr = load(tmp_path / "d" / "s.wav", mono=False)
+    assert sr == 44100 and y.shape == x.shape
+    d = [[float(mel_distance(torch.from_numpy(x[j]), torch.from_numpy(y[i]), sr)) for j in range(2)] for i in range(2)]
+    assert d[0][0] < d[0][1] - 1 and d[1][1] < d[1][0] - 1, d  # each channel is nearer its own source
+    r = run("decode", str(tmp_path / "t"), "-o", str(tmp_path / "m"))  # the default: the tokenizer's rate
+    y, sr = load(tmp_path / "m" / "s.wav", mono=False)
+    assert r.returncode == 0 and sr == 24000 and y.shape == (2, round(x.shape[-1] * 24000 / 44100))
+
+
+def test_old_mono_token_file_decodes_and_says_it_lacks_the_input_rate(setup, tmp_path):
+    """A format-1 file (no channels, no input rate) decodes as before; `original` falls back with a warning."""
+    import json as _json
+
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from musictok.tokens import _checksum
+
+    run("encode", str(setup / "audio" / "a.wav"), "-o", str(tmp_path / "t"), "--tokenizer", str(setup / "tok"))
+    with safe_open(str(tmp_path / "t" / "a.mtok"), framework="numpy") as f:
+        header, arrays = _json.loads(f.metadata()["musictok"]), {k: f.get_tensor(k) for k in f.keys()}
+    header = {k: v for k, v in header.items() if k not in ("channels", "source", "checksum")}
+    header["checksum"] = _checksum(arrays, header)
+    save_file(arrays, str(tmp_path / "t" / "a.mtok"), metadata={"musictok": _json.dumps(header)})
+    r = run("decode", str(tmp_path / "t"), "-o", str(tmp_path / "d"), "--sample-rate", "original")
+    assert r.returncode == 0 and "does not record its input's sample rate" in r.stderr, r.stderr
+    from musictok.audio import load
+
+    wav, sr = load(tmp_path / "d" / "a.wav")
+    assert sr == SR and len(wav) == SR * 3

@@ -203,7 +203,8 @@ class AudioStream:
     Opening checks the file (so a bad file fails before any work); iterating yields float32 blocks,
     ``(T_i,)`` when ``mono`` else ``(C, T_i)``, whose concatenation equals :func:`load` of the same file
     (soxr's streaming resampler gives the same samples as its one-shot one). ``peak`` is the largest
-    absolute sample of any channel read so far, before downmixing.
+    absolute sample of any channel read so far, before downmixing; ``frames_read`` counts the frames read
+    so far at the file's own rate (a header's count is only an estimate for some formats, e.g. MP3).
     """
 
     def __init__(self, path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True, *,
@@ -216,7 +217,7 @@ class AudioStream:
         _check_rate(None, self.sample_rate)
         self.mono, self.block_frames = mono, block_frames
         self.read_frames = self.frames if duration is None else min(self.frames, int(round(duration * self.source_rate)))
-        self.peak = 0.0
+        self.peak, self.frames_read = 0.0, 0
 
     @property
     def duration(self) -> float:
@@ -241,6 +242,7 @@ class AudioStream:
                 if not len(block):
                     break
                 got += len(block)
+                self.frames_read = got
                 if not np.all(np.isfinite(block)):
                     raise AudioError(p, f"audio contains NaN/Inf samples (near {got / self.source_rate:.1f} s)")
                 self.peak = max(self.peak, float(np.max(np.abs(block))))

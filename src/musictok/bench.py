@@ -15,12 +15,8 @@ clips. Work files (token caches, LM runs) go to ``--work``; a rerun resumes fini
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
-import io
 import json
-import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -32,6 +28,8 @@ import torch
 
 from . import __version__
 from .atomic import write_json, write_text
+from .report import audio_data_uri, bench_plots, html_report, machine, markdown_report
+from .metrics.version import METRICS_VERSION
 
 Log = Callable[[str], None]
 
@@ -71,6 +69,21 @@ class BenchConfig:
     temperature: float = 0.9
     top_k: int | None = 64
     baselines: bool = True  # EnCodec / DAC speed rows when their packages import
+    # the attribute probe on frozen code embeddings (metrics/probe.py), off by default: it encodes hundreds of clips
+    probe: bool = False
+    probe_real: str | None = None  # a corpus of imported recordings (data/real): the source-package probe
+    probe_seconds: float = 5.0
+    probe_train_clips: int = 600
+    probe_test_clips: int = 240
+    probe_min_positives: int = 5
+    probe_resamples: int = 1000
+    # Fréchet distances of continuations to held-out clips (metrics/frechet.py), off by default: it generates
+    frechet: bool = False
+    frechet_clips: int = 16  # held-out clips of prompt + continuation seconds: half prompts, half reference
+    frechet_tagger: str | None = None  # a trained tagger folder; None: train one into <work>/tagger
+    frechet_resamples: int = 200
+    frechet_window_seconds: float = 1.0  # each clip is embedded in windows this long, every hop
+    frechet_hop_seconds: float = 0.5
     seed: int = 0
 
     @classmethod
@@ -78,7 +91,9 @@ class BenchConfig:
         base = dict(eval_clips=2, eval_seconds=2.0, stability=False, lm_preset="tiny", lm_layers=2, lm_embd=64,
                     lm_heads=2, lm_steps=3, lm_batch=2, lm_warmup=1, context_seconds=1.0, lm_eval_windows=4,
                     max_pieces=3, speed_seconds=4.0, speed_repeats=1, report_clips=1, prompt_seconds=1.0,
-                    continuation_seconds=1.0)
+                    continuation_seconds=1.0, probe_seconds=2.0, probe_train_clips=12, probe_test_clips=6,
+                    probe_min_positives=1, probe_resamples=50, frechet_clips=4, frechet_resamples=20,
+                    frechet_window_seconds=0.25, frechet_hop_seconds=0.125)
         return cls(tokenizers=tokenizers, **(base | kw))
 
 
@@ -89,22 +104,6 @@ class BenchRow:
     tokenizer: str
     pattern: str
     values: dict[str, Any] = field(default_factory=dict)
-
-
-COLUMNS = [  # (key, header, format)
-    ("frame_rate", "frames/s", "{:.2f}"), ("tokens_per_second", "tokens/s", "{:.1f}"), ("kbps", "kbps", "{:.3f}"),
-    ("mel_distance", "Mel dist ↓", "{:.3f}"), ("stft_distance", "STFT dist ↓", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"),
-    ("utilization", "util.", "{:.3f}"), ("normalized_entropy", "norm. H", "{:.3f}"),
-    ("inter_codebook_mi", "MI between slots (bits) − shuffled", "{:.3f}"), ("inter_codebook_mi_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
-    ("neighbour_nmi", "neighbour NMI − shuffled", "{:.3f}"), ("neighbour_nmi_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
-    ("stability_noise", "stable: noise", "{:.2f}"), ("stability_gain", "stable: gain", "{:.2f}"),
-    ("stability_shift", "stable: shift", "{:.2f}"),
-    ("real_mel_distance", "real: Mel dist ↓", "{:.3f}"), ("real_utilization", "real: util.", "{:.3f}"),
-    ("real_normalized_entropy", "real: norm. H", "{:.3f}"), ("real_stability_gain", "real: stable: gain", "{:.2f}"),
-    ("bpt", "BPT ↓", "{:.3f}"), ("cnbpt", "cnBPT ↓", "{:.3f}"), ("enbpt", "enBPT ↓", "{:.3f}"), ("cnbps", "cnBPS ↓", "{:.1f}"),
-    ("acc1", "Acc@1", "{:.3f}"), ("acc10", "Acc@10", "{:.3f}"), ("lm_steps_per_second", "LM steps / s audio", "{:.1f}"),
-    ("generation_tokens_per_second", "gen. tokens/s", "{:.0f}"),
-]
 
 
 def natural_patterns(layout) -> list[tuple[str, dict, str]]:
@@ -148,10 +147,19 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     rows: list[BenchRow] = []
     extras: dict[str, dict] = {}
     media: dict[str, dict] = {"clips": {}, "recon": {}, "continuation": {}}
+    frechet = FrechetSetup(cfg, work, log) if cfg.frechet else None
     for short, tok in tokenizers.items():
         log(f"[{short}] reconstruction and token statistics")
         per_tok = _tokenizer_metrics(tok, cfg)
         extras[short] = {"usage": per_tok.pop("usage"), "fingerprint": tok.fingerprint().short()}
+        if cfg.probe:
+            log(f"[{short}] attribute probe")
+            probes = _probe_metrics(tok, cfg)
+            extras[short]["probe"] = probes.pop("details")
+            per_tok |= probes
+        if frechet:
+            log(f"[{short}] Fréchet distance of its reconstructions")
+            per_tok |= frechet.reconstructions(tok)
         media["recon"][short] = _report_reconstructions(tok, cfg, media["clips"])
         for pattern, options, rope in natural_patterns(tok.layout):
             log(f"[{short}] LM with the {pattern} pattern")
@@ -159,6 +167,9 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
             lm_res = _lm_metrics(lm_dir, cfg)
             gen = _continuations(lm_dir, tok, cfg, media["clips"])
             media["continuation"][f"{short} / {pattern}"] = gen.pop("audio")
+            if frechet:
+                log(f"[{short}] Fréchet distance of the {pattern} LM's continuations")
+                gen |= frechet.continuations(lm_dir, tok)
             row = BenchRow(short, pattern, per_tok | lm_res["row"] | gen)
             extras[f"{short} / {pattern}"] = {"loss_by_position_bits": lm_res["loss_by_position_bits"],
                                               "context_seconds": cfg.context_seconds, "lm": str(lm_dir)}
@@ -168,8 +179,12 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     wall = time.time() - t_start
     result = {"config": dataclasses.asdict(cfg), "rows": [dataclasses.asdict(r) for r in rows], "speed": speed,
               "extras": extras, "wall_seconds": wall, "date": date, "musictok_version": __version__,
-              "machine": _machine()}
-    plots = _plots(result, out, stem)
+              "metrics_version": METRICS_VERSION, "machine": machine()}
+    if cfg.probe:
+        result["probe"] = _probe_summary(cfg, extras)
+    if frechet:
+        result["frechet_floor"] = frechet.floor_summary()
+    plots = bench_plots(result, out, stem)
     write_json(out / f"{stem}.json", result)
     write_text(out / f"{stem}.md", markdown_report(result, plots))
     write_text(out / f"{stem}.html", html_report(result, plots, media))
@@ -314,8 +329,8 @@ def _report_reconstructions(tok, cfg: BenchConfig, clips_store: dict) -> list[st
     out = []
     for i, wav in enumerate(clips.audio):
         key = f"{clips.names[i]}"
-        clips_store.setdefault(key, _audio_data(wav.numpy(), tok.sample_rate))
-        out.append(_audio_data(tok.decode(tok.encode(wav))[0].cpu().numpy(), tok.sample_rate))
+        clips_store.setdefault(key, audio_data_uri(wav.numpy(), tok.sample_rate))
+        out.append(audio_data_uri(tok.decode(tok.encode(wav))[0].cpu().numpy(), tok.sample_rate))
     return out
 
 
@@ -331,9 +346,129 @@ def _continuations(lm_dir: Path, tok, cfg: BenchConfig, clips_store: dict) -> di
         g = generate(loaded, prompt=wav, prompt_seconds=cfg.prompt_seconds,
                      seconds=cfg.prompt_seconds + cfg.continuation_seconds, temperature=cfg.temperature,
                      top_k=cfg.top_k, seed=cfg.seed + i)
-        audio.append(_audio_data(g.wav.cpu().numpy(), tok.sample_rate))
+        audio.append(audio_data_uri(g.wav.cpu().numpy(), tok.sample_rate))
         speeds.append(g.tokens_per_second_generated)
     return {"generation_tokens_per_second": float(np.mean(speeds)), "audio": audio}
+
+
+# ---------------------------------------------------------------------------------------- probe and Fréchet
+def _probe_metrics(tok, cfg: BenchConfig) -> dict:
+    """The probe's macro AP / ROC-AUC (with piece-level intervals and the shuffled-label control) on the corpus,
+    and on the recordings' source packages when ``cfg.probe_real`` is set; ``details`` holds the per-tag results."""
+    from .evaluate import evaluate_probe
+
+    kw = dict(seconds=cfg.probe_seconds, train_clips=cfg.probe_train_clips, test_clips=cfg.probe_test_clips,
+              min_positives=cfg.probe_min_positives, resamples=cfg.probe_resamples, seed=cfg.seed,
+              test_split=cfg.eval_split)
+    res = evaluate_probe(tok, cfg.corpus, **kw)
+    out = {"probe_ap": res["macro_ap"], "probe_ap_ci": res["macro_ap_ci"], "probe_auc": res["macro_auc"],
+           "probe_auc_ci": res["macro_auc_ci"], "probe_auc_shuffled": res["shuffled_auc"], "details": {"corpus": res}}
+    if cfg.probe_real:
+        real = evaluate_probe(tok, cfg.probe_real, **kw)
+        out |= {"real_probe_ap": real["macro_ap"], "real_probe_auc": real["macro_auc"],
+                "real_probe_auc_ci": real["macro_auc_ci"]}
+        out["details"]["real"] = real
+    return out
+
+
+def _probe_summary(cfg: BenchConfig, extras: dict) -> dict:
+    """What the probe columns mean, and each corpus's tags with their test prevalence (the AP of chance)."""
+    tags: dict[str, dict[str, float]] = {}
+    for v in extras.values():
+        for key, res in v.get("probe", {}).items():
+            name = Path(res["data"]["corpus"]).name
+            tags.setdefault(name, {t: p["prevalence"] for t, p in res["per_tag"].items()})
+    return {"description": f"logistic regression on the mean and std over time of the code embeddings of "
+                           f"{cfg.probe_seconds:g}-s clips ({cfg.probe_train_clips} training-split clips at most, "
+                           f"{cfg.probe_test_clips} {cfg.eval_split}-split clips); macro AP / ROC-AUC over the tags "
+                           "with both classes among the scored clips, 95% intervals resampling pieces; the shuffled-"
+                           "label AUC is the same probe fitted on permuted labels (chance at this sample size).",
+            "tags": tags}
+
+
+class FrechetSetup:
+    """The Fréchet protocol of the bench: held-out clips split by piece into prompts (A) and a reference (B);
+    the floor is the true continuation of A against B, the same set sizes as every row's continuations."""
+
+    def __init__(self, cfg: BenchConfig, work: Path, log: Log):
+        from .train.tagger import TaggerTrainConfig, load_tagger, train_tagger
+
+        self.cfg, self.log = cfg, log
+        tagger_dir = cfg.frechet_tagger
+        if tagger_dir is None:
+            corpora = [cfg.corpus] + ([cfg.probe_real] if cfg.probe_real else [])
+            tcfg = (TaggerTrainConfig.quick if cfg.lm_preset == "tiny" else TaggerTrainConfig)(corpora)
+            tagger_dir = str(train_tagger(tcfg, work / "tagger", log))
+        self.tagger = load_tagger(tagger_dir)
+        self.tagger_dir = tagger_dir
+        self.by_rate: dict[int, dict] = {}
+
+    def _embed(self, clips: list[torch.Tensor], sr: int, groups: list[str]) -> dict:
+        from .evaluate import window_embeddings
+
+        return window_embeddings(clips, sr, groups, tagger=self.tagger, window_seconds=self.cfg.frechet_window_seconds,
+                                 hop_seconds=self.cfg.frechet_hop_seconds)
+
+    def _sets(self, sr: int) -> dict:
+        """Prompts, reference embeddings and the floor at one sample rate (made once)."""
+        if sr not in self.by_rate:
+            from .evaluate import corpus_clips
+            from .metrics.frechet import split_halves
+
+            cfg = self.cfg
+            audio, _, groups = corpus_clips(cfg.corpus, cfg.eval_split, sr, cfg.prompt_seconds + cfg.continuation_seconds,
+                                            cfg.frechet_clips)
+            a, b = split_halves(groups, seed=cfg.seed)
+            if len(a) == 0:
+                raise ValueError(f"--frechet: {len(set(groups))} piece(s) in the {cfg.eval_split} split; the prompts "
+                                 "and the reference need two at least")
+            cut = int(cfg.prompt_seconds * sr)
+            ga, gb = [groups[i] for i in a], [groups[i] for i in b]
+            ref = self._embed(list(audio[b]), sr, gb)
+            sets = {"prompts": audio[a], "groups": ga, "cut": cut, "ref": ref, "sr": sr}
+            sets["floor"] = self._distances(list(audio[a][:, cut:]), ga, sets, "")
+            self.by_rate[sr] = sets
+        return self.by_rate[sr]
+
+    def _distances(self, clips: list[torch.Tensor], groups: list[str], sets: dict, suffix: str) -> dict:
+        from .metrics.frechet import frechet_with_interval
+
+        out = {}
+        for name, (x, gx) in self._embed(clips, sets["sr"], groups).items():
+            y, gy = sets["ref"][name]
+            r = frechet_with_interval(x, y, gx, gy, resamples=self.cfg.frechet_resamples, seed=self.cfg.seed)
+            out[f"fd_{name}{suffix}"], out[f"fd_{name}{suffix}_ci"] = r.value, [r.low, r.high]
+        return out
+
+    def reconstructions(self, tok) -> dict:
+        """``fd_*_recon``: the tokenizer's decode(encode(·)) of the prompts' true continuations against B."""
+        sets = self._sets(tok.sample_rate)
+        recon = [tok.decode(tok.encode(w))[0].cpu()[sets["cut"]:] for w in sets["prompts"]]
+        return {k: v for k, v in self._distances(recon, sets["groups"], sets, "_recon").items() if not k.endswith("_ci")}
+
+    def continuations(self, lm_dir: Path, tok) -> dict:
+        """``fd_*`` with intervals: the LM's continuations of the prompts (generated part only) against B."""
+        from .generate import generate
+        from .train.lm import load_lm
+
+        sets = self._sets(tok.sample_rate)
+        loaded, cfg = load_lm(lm_dir), self.cfg
+        gen = [generate(loaded, prompt=w, prompt_seconds=cfg.prompt_seconds,
+                        seconds=cfg.prompt_seconds + cfg.continuation_seconds, temperature=cfg.temperature,
+                        top_k=cfg.top_k, seed=cfg.seed + i).wav.cpu()[sets["cut"]:]
+               for i, w in enumerate(sets["prompts"])]
+        return self._distances(gen, sets["groups"], sets, "")
+
+    def floor_summary(self) -> dict:
+        """The floor (true continuations vs the reference) at the first sample rate, for the report."""
+        sr, sets = next(iter(self.by_rate.items()))
+        f = sets["floor"]
+        return {"mel": f["fd_mel"], "mel_ci": f["fd_mel_ci"], "tagger": f.get("fd_tagger"),
+                "tagger_ci": f.get("fd_tagger_ci"), "sample_rate": sr, "tagger_dir": self.tagger_dir,
+                "description": f"the continuations of the first {self.cfg.prompt_seconds:g} s of {len(sets['groups'])} "
+                               f"held-out clips (one half of the pieces) to {self.cfg.prompt_seconds + self.cfg.continuation_seconds:g} s, "
+                               "generated part only, against all windows of the other half's clips; Mel statistics "
+                               "and the tagger's embedding (metrics/frechet.py, nn/tagger.py), 95% half-sampling intervals."}
 
 
 # ---------------------------------------------------------------------------------------- speed
@@ -447,123 +582,3 @@ def _dac():
         return model.decode(model.quantizer.from_codes(codes)[0])
 
     return model, encode, decode, 24000
-
-
-# ---------------------------------------------------------------------------------------- reports
-def _machine() -> str:
-    import os
-    import platform
-
-    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
-def _audio_data(wav: np.ndarray, sample_rate: int) -> str:
-    """A ``data:`` URI (Ogg Vorbis, small enough to embed; WAV if this libsndfile cannot write Ogg)."""
-    import soundfile as sf
-
-    wav = np.clip(np.asarray(wav, dtype=np.float32), -1, 1)
-    buf = io.BytesIO()
-    try:
-        sf.write(buf, wav, sample_rate, format="OGG", subtype="VORBIS")
-        mime = "audio/ogg"
-    except Exception:
-        buf = io.BytesIO()
-        sf.write(buf, wav, sample_rate, format="WAV", subtype="PCM_16")
-        mime = "audio/wav"
-    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
-
-
-def _plots(result: dict, out: Path, stem: str) -> dict[str, Path]:
-    from .plots import plot_bench_losses, plot_bench_tradeoff, plot_codebook_usage
-
-    rows = result["rows"]
-    paths = {
-        "tradeoff": plot_bench_tradeoff(
-            [(f"{r['tokenizer']} / {r['pattern']}", r["values"]["mel_distance"], r["values"]["cnbpt"]) for r in rows],
-            out / f"{stem}-tradeoff.png"),
-        "loss_by_position": plot_bench_losses(
-            {k: (v["loss_by_position_bits"], v["context_seconds"]) for k, v in result["extras"].items()
-             if "loss_by_position_bits" in v}, out / f"{stem}-loss-by-position.png"),
-        "usage": plot_codebook_usage({k: v["usage"] for k, v in result["extras"].items() if "usage" in v},
-                                     out / f"{stem}-usage.png"),
-    }
-    return paths
-
-
-def _fmt(v: Any, spec: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return spec.format(*v) if isinstance(v, (list, tuple)) else spec.format(v)
-
-
-def markdown_report(result: dict, plots: dict[str, Path]) -> str:
-    cfg = result["config"]
-    head = "| tokenizer | pattern | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    lines = [f"# Tokenizer benchmark, {result['date']}", "",
-             f"Machine: {result['machine']}. musictok {result['musictok_version']}. Wall time "
-             f"{result['wall_seconds'] / 60:.1f} min.", "",
-             "Held constant for every row: the LM (preset `{lm_preset}`, {lm_layers} layers × {lm_embd}, {lm_heads} "
-             "heads), {lm_steps} steps of batch {lm_batch}, AdamW lr {lm_lr}, {context_seconds:g} s of context, seed "
-             "{seed}; reconstruction and token statistics on {eval_clips} test clips of {eval_seconds:g} s; LM "
-             "metrics on up to {lm_eval_windows} test windows.".format(**cfg), "",
-             head, "|" + "---|" * (len(COLUMNS) + 2)]
-    for r in result["rows"]:
-        v = r["values"]
-        lines.append(f"| {r['tokenizer']} | {r['pattern']} | " + " | ".join(_fmt(v.get(k), f) for k, _, f in COLUMNS) + " |")
-    sp = result["speed"]
-    lines += ["", f"## Speed: {sp['seconds']:g} s of audio, batch 1, {sp['threads']} threads, median of {sp['repeats']} "
-              f"runs after a warm-up (baselines: {sp.get('baseline_repeats', 1)} run)",
-              "", "Baselines are built from their PyPI packages with random weights: speed does not depend on the "
-              "weights.", "", "| model | encode × real time | decode × real time | encode vs EnCodec | decode vs EnCodec |",
-              "|---|---:|---:|---:|---:|"]
-    for name, s in sp["rows"].items():
-        lines.append(f"| {name} | {s['encode_realtime_factor']:.1f} | {s['decode_realtime_factor']:.1f} | "
-                     f"{_fmt(s.get('encode_vs_encodec'), '{:.2f}×')} | {_fmt(s.get('decode_vs_encodec'), '{:.2f}×')} |")
-    for name, note in sp["notes"].items():
-        lines.append(f"\n{name}: {note}")
-    lines += ["", "## Plots", ""] + [f"![{k}]({p.name})" for k, p in plots.items()]
-    lines += ["", f"The HTML report with audio, `{Path(next(iter(plots.values()))).name.rsplit('-', 1)[0]}.html`, is "
-              "written next to this file by the run; it embeds rendered audio, so it is not committed."]
-    return "\n".join(lines) + "\n"
-
-
-def html_report(result: dict, plots: dict[str, Path], media: dict) -> str:
-    """One self-contained HTML file: table, plots (inline PNG) and audio (inline Ogg)."""
-    e = html.escape
-    cells = "".join(f"<th>{e(h)}</th>" for _, h, _ in COLUMNS)
-    body = [f"<h1>musictok tokenizer benchmark, {e(result['date'])}</h1>",
-            f"<p>{e(result['machine'])}; musictok {e(result['musictok_version'])}; "
-            f"wall time {result['wall_seconds'] / 60:.1f} min. Same LM, steps, optimizer and context for every row.</p>",
-            f"<table><tr><th>tokenizer</th><th>pattern</th>{cells}</tr>"]
-    for r in result["rows"]:
-        v = r["values"]
-        body.append(f"<tr><td>{e(r['tokenizer'])}</td><td>{e(r['pattern'])}</td>"
-                    + "".join(f"<td>{_fmt(v.get(k), f)}</td>" for k, _, f in COLUMNS) + "</tr>")
-    body.append("</table><h2>Speed</h2><table><tr><th>model</th><th>encode × RT</th><th>decode × RT</th>"
-                "<th>encode vs EnCodec</th><th>decode vs EnCodec</th></tr>")
-    for name, s in result["speed"]["rows"].items():
-        body.append(f"<tr><td>{e(name)}</td><td>{s['encode_realtime_factor']:.1f}</td><td>{s['decode_realtime_factor']:.1f}"
-                    f"</td><td>{_fmt(s.get('encode_vs_encodec'), '{:.2f}×')}</td><td>{_fmt(s.get('decode_vs_encodec'), '{:.2f}×')}</td></tr>")
-    body.append("</table>")
-    for name, note in result["speed"]["notes"].items():
-        body.append(f"<p>{e(name)}: {e(note)}</p>")
-    body.append("<h2>Plots</h2>")
-    for k, p in plots.items():
-        data = base64.b64encode(Path(p).read_bytes()).decode()
-        body.append(f'<figure><img alt="{e(k)}" src="data:image/png;base64,{data}"><figcaption>{e(k)}</figcaption></figure>')
-    body.append("<h2>Listen</h2><p>Reconstructions of the same test clips, and continuations of their first "
-                f"{result['config']['prompt_seconds']:g} s by each LM.</p>")
-    for i, (clip, uri) in enumerate(media["clips"].items()):
-        body.append(f"<h3>{e(clip)}</h3><table><tr><td>original</td><td><audio controls src=\"{uri}\"></audio></td></tr>")
-        for name, items in media["recon"].items():
-            if i < len(items):
-                body.append(f"<tr><td>{e(name)}: reconstruction</td><td><audio controls src=\"{items[i]}\"></audio></td></tr>")
-        for name, items in media["continuation"].items():
-            if i < len(items):
-                body.append(f"<tr><td>{e(name)}: continuation</td><td><audio controls src=\"{items[i]}\"></audio></td></tr>")
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:13px}"
-             " td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} td:first-child,th:first-child{text-align:left}"
-             " img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>musictok bench {e(result['date'])}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,9 @@ import torch
 
 from . import __version__
 from .atomic import write_json, write_text
+from .report import dual_markdown_report, dual_plots
 from .data.score import DUO_TRACKS
+from .metrics.version import METRICS_VERSION
 from .tokens import TokenLayout, Tokens
 
 Log = Callable[[str], None]
@@ -140,7 +141,7 @@ def _dual_lm_task(run, train_tokens: list[Tokens], valid_tokens: list[Tokens], t
             self.frames = max(1, round(self.lm.context_seconds * self.layout.streams[0].frame_rate))
             self.pattern = context_pattern(self.lm.pattern, self.layout, self.frames, self.lm.pattern_options)
             self.train_tokens = train_tokens
-            self.valid = TokenWindows(valid_tokens, self.frames, random=False, max_windows=self.lm.valid_windows)
+            self.valid = {"": TokenWindows(valid_tokens, self.frames, random=False, max_windows=self.lm.valid_windows)}
             self.model = TokenLM.from_pattern(self.model_config, self.pattern).to(device)
             self.model_ddp = wrap_ddp(self.model, dist_info, device)
             self.opt = torch.optim.AdamW(self.model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
@@ -272,62 +273,9 @@ def run_dual_bench(cfg: DualBenchConfig, log: Log = print) -> dict:
         tokenizers[name.rstrip("/").split("/")[-1]] = tok
     rows = {short: evaluate_dual(cfg, short, tok, work, log) for short, tok in tokenizers.items()}
     result = {"config": dataclasses.asdict(cfg), "rows": rows, "wall_seconds": time.time() - t0, "date": date,
-              "musictok_version": __version__}
-    plots = _plots(rows, out, stem)
+              "musictok_version": __version__, "metrics_version": METRICS_VERSION}
+    plots = dual_plots(rows, out, stem)
     write_json(out / f"{stem}.json", result)
-    write_text(out / f"{stem}.md", markdown_report(result, plots))
+    write_text(out / f"{stem}.md", dual_markdown_report(result, plots))
     log(f"wrote {out / stem}.md, .json in {(time.time() - t0) / 60:.1f} min")
     return result
-
-
-def _plots(rows: dict, out: Path, stem: str) -> dict[str, str]:
-    from .plots import plot_context_scaling, plot_corruption
-
-    return {"corruption": plot_corruption({k: r["corruption"] for k, r in rows.items()},
-                                          out / f"{stem}-corruption.png").name,
-            "context": plot_context_scaling({k: r["context"] for k, r in rows.items()},
-                                            out / f"{stem}-context.png").name}
-
-
-def _fmt(x, digits: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def markdown_report(result: dict, plots: dict) -> str:
-    cfg = result["config"]
-    lines = [f"# Dual-track LM protocol ({result['date']})", "",
-             f"Same LM for every row: {cfg['lm_layers']} layers × {cfg['lm_embd']} wide, {cfg['lm_steps']} steps, "
-             f"batch {cfg['lm_batch']}, {cfg['context_seconds']:g} s of context; track-to-track: the accompaniment "
-             f"given the whole lead and its first {cfg['prefix_seconds']:g} s. Corpus `{cfg['corpus']}`, "
-             f"{cfg['eval_split']} split.", "",
-             "## Parallel (unconditional), per track", "",
-             "| tokenizer | kbps | track | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@10 | Acc@50 | util. | norm. H |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in result["rows"].items():
-        for track, s in r["parallel"]["streams"].items():
-            acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
-            cb = r["codebook"][track]
-            lines.append(f"| {name} | {r['kbps']:.3f} | {track} | {_fmt(s['cnbpt'])} | {_fmt(s['bpt'])} | "
-                         f"{_fmt(s['enbpt'])} | {_fmt(s['cnbps'], 1)} | {_fmt(acc.get('1'))} | {_fmt(acc.get('10'))} | "
-                         f"{_fmt(acc.get('50'))} | {_fmt(cb['utilization'])} | {_fmt(cb['normalized_entropy'])} |")
-        lines.append(f"| {name} | | **avg** | {_fmt(r['parallel']['cnbpt'])} | {_fmt(r['parallel']['bpt'])} | "
-                     f"{_fmt(r['parallel']['enbpt'])} | {_fmt(r['parallel']['cnbps'], 1)} | | | | | |")
-    lines += ["", "## Track-to-track (accompaniment given the lead)", "",
-              "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
-              "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in result["rows"].items():
-        s = r["conditional"]["streams"][DUO_TRACKS[1]]
-        acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
-        c = r["corruption"]
-        shift = ", ".join(f"{k}: {v:+.1%}" for k, v in c["shift"].items())
-        mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
-        lines.append(f"| {name} | {_fmt(s['cnbpt'])} | {_fmt(s['bpt'])} | {_fmt(s['enbpt'])} | {_fmt(acc.get('1'))} | "
-                     f"{_fmt(acc.get('10'))} | {_fmt(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
-    lines += ["", "## Context scaling (parallel LM, cnBPT of the last "
-              f"{cfg['scored_seconds']:g} s against the window's length)", "",
-              "| tokenizer | " + " | ".join(f"{k} s" for k in next(iter(result["rows"].values()))["context"]) + " |",
-              "|---|" + "---|" * len(next(iter(result["rows"].values()))["context"])]
-    for name, r in result["rows"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in r["context"].values()) + " |")
-    lines += ["", f"![corruption]({plots['corruption']})", "", f"![context]({plots['context']})", ""]
-    return "\n".join(lines)

@@ -229,20 +229,25 @@ def _composers(names) -> Counter:
 
 @app.command("info")
 def info_cmd(
-    files: list[Path] = typer.Argument(..., help="Audio files (anything libsndfile reads)."),
+    files: list[Path] = typer.Argument(..., help="Audio files (anything libsndfile reads) or .mtok token files."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
-    """Duration, sample rate, channels, peak and loudness of audio files (read a block at a time).
+    """Duration, sample rate, channels, peak and loudness of audio files (read a block at a time); duration,
+    channel layout, tokenizer and the input's rate of token files.
 
     peak dBFS: the largest sample, in dB below full scale (above 0: the file clips in fixed point);
     LUFS: integrated loudness (ITU-R BS.1770-4), defined for at most five channels."""
     from .audio import AudioError, info
+    from .convert import MTOK
 
+    tokens = [f for f in files if f.suffix.lower() == MTOK]
+    failed = _token_info(tokens, as_json) if tokens else 0
+    files = [f for f in files if f.suffix.lower() != MTOK]
     table = Table()
     table.add_column("file", overflow="fold", ratio=1)  # the name first, then its folder, wrapped
     for col in ("duration", "rate", "ch", "peak dBFS", "LUFS", "format"):
         table.add_column(col, no_wrap=True)
-    failed, notes = 0, set()
+    notes = set()
     for f in files:
         try:
             i = info(f)
@@ -268,6 +273,35 @@ def info_cmd(
             console.print(note)
     if failed:
         raise typer.Exit(1)
+
+
+def _token_info(files: list[Path], as_json: bool) -> int:
+    """`info` of .mtok files: a table (or JSON lines); returns how many could not be read."""
+    from .convert import token_file_info
+    from .errors import MusictokError
+
+    table = Table()
+    table.add_column("token file", overflow="fold", ratio=1)
+    for col in ("duration", "rate", "channels", "input", "tokens/s", "tokenizer"):
+        table.add_column(col, no_wrap=col != "tokenizer")
+    failed = 0
+    for f in files:
+        try:
+            i = token_file_info(f)
+        except MusictokError as e:
+            err_console.print(f"[red]error:[/] {escape(str(e))}")
+            failed += 1
+            continue
+        if as_json:
+            print(json.dumps(i.to_dict()))
+            continue
+        channels = i.channels if i.channels == "mono" else f"{i.channels} ({', '.join(i.channel_names)})"
+        source = "–" if i.source_sample_rate is None else f"{i.source_sample_rate} Hz, {i.source_channels} ch"
+        table.add_row(escape(str(f)), f"{i.duration:.2f} s", str(i.sample_rate), channels, source,
+                      f"{i.tokens_per_second:g}", escape(i.tokenizer))
+    if not as_json and table.row_count:
+        console.print(table)
+    return failed
 
 
 def _fmt_db(x: float) -> str:
@@ -300,13 +334,16 @@ def encode_cmd(
     stems: bool = typer.Option(False, "--stems", help="Two-track tokenizers (duotok): the inputs are pairs of "
                                "stem files, lead then accompaniment; one .mtok per pair holds both tracks. "
                                "Without it a duotok separates each input mix into the two tracks itself."),
+    channels: str = typer.Option("keep", help="keep (a stereo file stays stereo, anything else is mono), mono "
+                                 "(downmix), stereo (left, right) or mid-side (mid, side); each channel becomes "
+                                 "its own token streams. A mono file stays mono."),
     workers: Optional[int] = typer.Option(None, min=0, help="Processes decoding and resampling while this one "
                                           "encodes (default: a quarter of the cores on a CPU, all but one with a "
                                           "GPU); 0 decodes and encodes one file after the other."),
 ) -> None:
     """Turn audio into token files (.mtok), one per input file (or per pair of stems)."""
     from .audio import AUDIO_EXTENSIONS
-    from .convert import MTOK, encode_files, encode_stem_files, plan, plan_stem_pairs
+    from .convert import MTOK, channels_warning, check_channels, encode_files, encode_stem_files, plan, plan_stem_pairs
     from .corpus_encode import default_workers
     from .tokenizers.base import Tokenizer, TokenizerError
 
@@ -316,18 +353,22 @@ def encode_cmd(
         model = Tokenizer.from_pretrained(tokenizer, map_location=device)
         if stems and model.stem_inputs != 2:
             raise ValueError(f"--stems: {tokenizer} encodes one signal; stems need a two-track tokenizer (duotok)")
+        check_channels(model, channels)
     except (FileNotFoundError, ValueError, TokenizerError) as e:
         raise UserError(str(e)) from None
+    caution = channels_warning(model, channels)
+    if caution:
+        err_console.print(f"[yellow]warning:[/] {escape(caution)}")
     if stems:
         report = _run_files("encoding", pairs, lambda cb: encode_stem_files(pairs, model, overwrite=overwrite,
-                                                                           on_file=cb))
+                                                                            on_file=cb))
     else:
         n = min(default_workers(device) if workers is None else workers, len(pairs))
         report = _run_files("encoding", pairs, lambda cb: encode_files(pairs, model, overwrite=overwrite,
-                                                                      on_file=cb, workers=n))
+                                                                       on_file=cb, channels=channels, workers=n))
     console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)} ({model.layout.tokens_per_second:g} tokens/s, "
-                  f"{model.layout.bitrate / 1000:.3g} kbps)")
+                  f"{model.layout.bitrate / 1000:.3g} kbps per channel)")
     if report.failed:
         raise typer.Exit(1)
 
@@ -358,9 +399,12 @@ def decode_cmd(
     overwrite: bool = typer.Option(False, help="Re-decode files whose output already exists (only files musictok decoded are ever replaced)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 …"),
     levels: Optional[int] = typer.Option(None, help="Decode with only the first N levels: RVQ codebooks, or PyramidCodec levels (coarsest first)."),
+    sample_rate: str = typer.Option("model", "--sample-rate", help="model (the tokenizer's rate), original "
+                                    "(the encoded file's rate, at its exact length) or a rate in Hz."),
 ) -> None:
-    """Turn token files back into audio with the tokenizer that made them (written as they are decoded)."""
-    from .convert import MTOK, decode_files, plan
+    """Turn token files back into audio with the tokenizer that made them (written as they are decoded), every
+    channel in order."""
+    from .convert import MTOK, decode_files, parse_sample_rate, plan
     from .tokenizers.base import Tokenizer, TokenizerError
 
     cache: dict[str, Tokenizer | TokenizerError] = {}  # failures too: a missing tokenizer is looked up once
@@ -382,6 +426,7 @@ def decode_cmd(
     _check_device(device)
     if levels is not None and levels < 1:
         raise UserError(f"--levels: must be >= 1, got {levels}")
+    rate = parse_sample_rate(sample_rate)
     try:
         pairs = plan(inputs, out, (MTOK,), ".wav")
     except (FileNotFoundError, ValueError) as e:
@@ -391,7 +436,7 @@ def decode_cmd(
 
         check_levels(load_for(None), levels)
     report = _run_files("decoding", pairs, lambda cb: decode_files(pairs, load_for, overwrite=overwrite, on_file=cb,
-                                                                   levels=levels))
+                                                                   levels=levels, sample_rate=rate))
     console.print(f"{len(report.written)} decoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)}")
     if report.failed:
@@ -740,6 +785,14 @@ def bench_cmd(
     dual: bool = typer.Option(False, "--dual", help="The dual-track LM protocol instead (DuoTok, Appendix B.1): "
                               "lead and accompaniment, parallel and track-to-track LMs, per-track cnBPT, "
                               "corruption and context curves."),
+    probe: bool = typer.Option(False, "--probe", help="Add the attribute-probe columns: a logistic probe on each "
+                               "tokenizer's frozen code embeddings, AP and ROC-AUC on the split's clips."),
+    probe_real: Optional[Path] = typer.Option(None, help="A corpus of imported recordings (e.g. data/real) for the "
+                                              "source-package probe columns (and the tagger's training)."),
+    frechet: bool = typer.Option(False, "--frechet", help="Add Fréchet distances of each LM's continuations to "
+                                 "held-out clips (Mel statistics and a tagger trained here), with their floor."),
+    tagger: Optional[Path] = typer.Option(None, help="A trained tagger folder for --frechet (default: train one "
+                                          "into <work>/tagger, reused by later runs)."),
 ) -> None:
     """Compare tokenizers under one held-constant protocol: table, plots and an HTML report with audio."""
     from .bench import BenchConfig, run_bench
@@ -768,7 +821,15 @@ def bench_cmd(
     if real is not None and not real.exists():
         raise UserError(f"{real}: --real folder not found")
     kw = {"corpus": str(corpus), "out": str(out), "work": str(work), "baselines": baselines,
-          "eval_split": split, "cache_dir": str(cache_dir), "real": str(real) if real else None}
+          "eval_split": split, "cache_dir": str(cache_dir), "real": str(real) if real else None,
+          "probe": probe, "frechet": frechet}
+    if probe_real is not None:
+        if not (probe_real / "metadata.jsonl").is_file():
+            raise UserError(f"{probe_real}: --probe-real needs an imported corpus (metadata.jsonl); "
+                            "run `musictok data import` first")
+        kw["probe_real"] = str(probe_real)
+    if tagger is not None:
+        kw["frechet_tagger"] = str(tagger)
     if lm_steps is not None:
         kw["lm_steps"] = lm_steps
     if name:
@@ -782,12 +843,12 @@ def bench_cmd(
         raise UserError(str(e)) from None
 
 
-def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Optional[int],
+def _train(command: str, config: Optional[Path], resume: bool, out: Optional[Path], steps: Optional[int],
            max_minutes: Optional[float], vocoder: Optional[Path] = None, init_from: Optional[Path] = None,
-           sets: Optional[list[str]] = None) -> None:
+           sets: Optional[list[str]] = None, init: Optional[str] = None, audio: Optional[list[str]] = None) -> None:
     from .errors import MusictokError
-    from .train.config import load_run_config
     from .train.loop import CheckpointError, Trainer
+    from .train.registry import RunError, RunRequest, prepare_run
 
     overrides: dict = {}
     if out is not None:
@@ -808,99 +869,36 @@ def _train(kind: str, config: Path, resume: bool, out: Optional[Path], steps: Op
             overrides[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
             raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+    request = RunRequest(command, config, init, list(audio or []), overrides, str(vocoder) if vocoder else None)
     try:
-        run = load_run_config(config, overrides)
-    except ValueError as e:
+        prepared = prepare_run(request)
+    except RunError as e:
         raise UserError(str(e)) from None
-    from .nn.vocoder import VocoderConfig
-    from .tokenizers.bandtok import BandTokConfig
-    from .settings import build_checked, check_types
-    from .train.config import build_model_config
-
-    try:  # check the model section now, not after the data loader has started
-        if run.kind == "separator":
-            from .train.separator import separator_config
-
-            separator_config(run.model)
-        elif run.kind == "lm":
-            from .lm.model import TokenLMConfig
-            from .train.lm import LMSection
-
-            build_checked(LMSection, run.lm, "lm")
-            model = dict(run.model)
-            preset = model.pop("preset", "small")
-            check_types(TokenLMConfig, model, "model")
-            TokenLMConfig.preset(preset, **model)
-        elif run.kind == "codec":
-            from .train.codec import codec_model_config
-
-            codec_model_config(run.model)
-        elif run.kind == "duotok":
-            from .train.duotok import DuoTokStage, duotok_model_config
-
-            build_checked(DuoTokStage, run.duotok, "duotok")
-            duotok_model_config(run)
-        else:
-            build_model_config(VocoderConfig if run.kind == "vocoder" else BandTokConfig, run.model)
-    except (TypeError, ValueError) as e:
-        where = "" if str(e).startswith(("model.", "lm.", "unknown lm keys", "init_from", "duotok.")) \
-            else "model or lm section: "
-        raise UserError(f"{config}: {where}{e}") from None
-    if run.kind not in kind.split("|"):
-        command = {"vocoder": "vocoder", "lm": "lm", "separator": "separator"}.get(run.kind, "tokenizer")
-        raise UserError(f"{config}: is a {run.kind} config; use `musictok train {command}`")
-    for spec in run.data.source_specs:
-        src = Path(spec.path)
-        if not src.exists() or (not run.data.sources and not spec.is_corpus):
-            hint = ("`make data-real` (or `musictok data import DIR --out ...`)" if "real" in src.name
-                    else f"`musictok data build --out {src}`")
-            raise UserError(f"{src}: no corpus here (data source of {config}); run {hint} first")
-    if run.kind == "separator":
-        from .train.separator import SeparatorTask
-
-        task = SeparatorTask(run)
-    elif run.kind == "vocoder":
-        from .train.vocoder import VocoderTask
-
-        task = VocoderTask(run)
-    elif run.kind == "lm":
-        from .train.lm import LMTask
-
-        task = LMTask(run)
-    elif run.kind == "codec":
-        from .train.codec import CodecTask
-
-        if vocoder:
-            raise UserError("--vocoder is for Mel tokenizers (kind: bandtok); a waveform codec has its own decoder")
-        task = CodecTask(run)
-    elif run.kind == "duotok":
-        from .train.duotok import DuoTokTask
-
-        try:
-            task = DuoTokTask(run, vocoder_dir=str(vocoder) if vocoder else None)
-        except ValueError as e:
-            raise UserError(f"{config}: {e}") from None
-    else:
-        from .train.tokenizer import BandTokTask
-
-        task = BandTokTask(run, vocoder_dir=str(vocoder) if vocoder else None)
-    meta = {"command": "musictok " + " ".join(sys.argv[1:]), "run_config": run.to_dict()}
+    meta = prepared.meta("musictok " + " ".join(sys.argv[1:]))
     try:
-        summary = Trainer(task, run.train, console=console, extra_meta=meta).run(resume=resume)
+        summary = Trainer(prepared.task, prepared.run.train, console=console, extra_meta=meta).run(resume=resume)
     except (FileExistsError, CheckpointError, ValueError, MusictokError) as e:
         raise UserError(str(e)) from None
     if os.environ.get("RANK", "0") != "0":
         return
-    state = "stopped early (resume with --resume)" if summary.stopped_early else "finished"
-    console.print(f"{state} at step {summary.end_step}/{run.train.steps} in {summary.wall_seconds / 60:.1f} min "
-                  f"({summary.seconds_per_step:.2f} s/step); export: {Path(summary.out_dir) / 'export'}")
+    for line in prepared.summary_lines(summary):
+        console.print(line, markup=False, highlight=False)
+
+
+_RESUME_HELP = "Continue the run in the output folder from its checkpoint."
+_OUT_HELP = "Output folder (default: train.out_dir of the config; a fine-tune without one: runs/finetune-<name>)."
+_INIT_HELP = ("Fine-tune: start from this saved model (bundled name or folder); its config is the model's, and "
+              "without --config a default recipe applies (docs/finetune.md).")
+_AUDIO_HELP = ("A folder of audio to train on, replacing the config's data sources (repeatable; DIR:weight for "
+               "unequal shares); some of its files are held out for validation.")
+_SET_HELP = "Override a config key, section.key=value (repeatable), e.g. --set train.lr=5e-5."
 
 
 @train_app.command("tokenizer")
 def train_tokenizer(
-    config: Path = typer.Option(..., help="Run config YAML (kind: bandtok, codec or duotok), e.g. configs/bandtok-small.yaml, configs/rvq-small.yaml or configs/duotok-small-stage1.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    config: Optional[Path] = typer.Option(None, help="Run config YAML (kind: bandtok, codec or duotok), e.g. configs/bandtok-small.yaml, configs/rvq-small.yaml or configs/duotok-small-stage1.yaml; optional with --init."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
+    out: Optional[Path] = typer.Option(None, help=_OUT_HELP),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
     vocoder: Optional[Path] = typer.Option(None, help="A trained vocoder folder to bundle into the export."),
@@ -908,27 +906,33 @@ def train_tokenizer(
                                              "(overrides init_from of the config)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key, section.key=value "
                                              "(repeatable), e.g. --set duotok.noise_prob=0 for an ablation."),
+    init: Optional[str] = typer.Option(None, "--init", help=_INIT_HELP),
+    audio: Optional[list[str]] = typer.Option(None, "--audio", help=_AUDIO_HELP),
 ) -> None:
-    """Train a tokenizer on the rendered corpus (DuoTok: one stage per run)."""
-    _train("bandtok|codec|duotok", config, resume, out, steps, max_minutes, vocoder, init_from, set_)
+    """Train a tokenizer on the rendered corpus (DuoTok: one stage per run), or fine-tune one on your audio."""
+    _train("tokenizer", config, resume, out, steps, max_minutes, vocoder, init_from, set_, init, audio)
 
 
 @train_app.command("lm")
 def train_lm(
-    config: Path = typer.Option(..., help="Run config YAML (kind: lm), e.g. configs/lm-small.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    config: Optional[Path] = typer.Option(None, help="Run config YAML (kind: lm), e.g. configs/lm-small.yaml; optional with --init."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
+    out: Optional[Path] = typer.Option(None, help=_OUT_HELP),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    init: Optional[str] = typer.Option(None, "--init", help=_INIT_HELP + " Here: a token LM; --audio is encoded "
+                                       "with its tokenizer."),
+    audio: Optional[list[str]] = typer.Option(None, "--audio", help=_AUDIO_HELP),
 ) -> None:
-    """Train a token LM on a tokenizer's tokens of the rendered corpus (tokens cached on first use)."""
-    _train("lm", config, resume, out, steps, max_minutes)
+    """Train a token LM on a tokenizer's tokens of the rendered corpus (tokens cached on first use), or fine-tune one."""
+    _train("lm", config, resume, out, steps, max_minutes, sets=set_, init=init, audio=audio)
 
 
 @train_app.command("separator")
 def train_separator(
     config: Path = typer.Option(..., help="Run config YAML (kind: separator), e.g. configs/sep-lm-small.yaml or configs/sep-mask-small.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
@@ -939,14 +943,17 @@ def train_separator(
 
 @train_app.command("vocoder")
 def train_vocoder(
-    config: Path = typer.Option(..., help="Run config YAML (kind: vocoder), e.g. configs/vocoder-small.yaml."),
-    resume: bool = typer.Option(False, help="Continue the run in the output folder from its checkpoint."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
+    config: Optional[Path] = typer.Option(None, help="Run config YAML (kind: vocoder), e.g. configs/vocoder-small.yaml; optional with --init."),
+    resume: bool = typer.Option(False, help=_RESUME_HELP),
+    out: Optional[Path] = typer.Option(None, help=_OUT_HELP),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
+    init: Optional[str] = typer.Option(None, "--init", help=_INIT_HELP),
+    audio: Optional[list[str]] = typer.Option(None, "--audio", help=_AUDIO_HELP),
 ) -> None:
-    """Train the Mel → waveform vocoder on the rendered corpus."""
-    _train("vocoder", config, resume, out, steps, max_minutes)
+    """Train the Mel → waveform vocoder on the rendered corpus, or fine-tune one on your audio."""
+    _train("vocoder", config, resume, out, steps, max_minutes, sets=set_, init=init, audio=audio)
 
 
 def main() -> None:

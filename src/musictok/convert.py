@@ -8,10 +8,17 @@ Long files stream: encoding reads, downmixes and resamples a block at a time and
 overlapping chunks as the samples arrive (the same chunks, hence the same tokens, as
 ``Tokenizer.encode`` of the whole file); decoding writes each decoded chunk to the output as it goes. So
 memory stays flat in the length of the file.
+
+Channels and rates (``--channels``, ``--sample-rate``): a stereo file is encoded as two channels, each its
+own token streams (``musictok.channels``), and decoded back to a stereo file; a file of more than two
+channels, or any file under ``--channels mono``, is downmixed. Every ``.mtok`` records its input's rate,
+channel count and length, so decoding can give back the input's rate at its exact length on request;
+by default it writes the tokenizer's rate, which holds everything the tokens describe.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,12 +29,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .audio import AUDIO_EXTENSIONS, AudioStream, find_audio, open_output
+from .audio import AUDIO_EXTENSIONS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioStream, find_audio, open_output
+from .channels import encode_channels, from_channels, join_channels, split_channels, to_channels
 from .errors import MusictokError
-from .tokens import Tokens
+from .tokens import SourceAudio, Tokens
 
 MTOK = ".mtok"
 DECODED_BY = "musictok decode"  # written into every decoded file, so a rerun knows it may replace it
+# --channels: "keep" encodes a stereo file as stereo and anything else as mono; the others are channel layouts.
+CHANNEL_CHOICES = ("keep", "mono", "stereo", "mid-side")
 
 
 class ConvertError(MusictokError):
@@ -120,33 +130,83 @@ def _peak_warning(peak: float) -> str | None:
             "within ±1, so expect distortion; lower the gain first")
 
 
-def encode_file(path: str | Path, tokenizer, *, chunk_units: int | None = None) -> tuple[Tokens, float]:
-    """Encode one audio file (resampled to the tokenizer's rate, mono): ``(tokens, peak)`` where ``peak``
-    is the largest absolute input sample.
+def check_channels(tokenizer, channels: str) -> None:
+    """Refuse, before any work, a ``--channels`` value that is unknown or that the tokenizer cannot keep."""
+    if channels not in CHANNEL_CHOICES:
+        raise ConvertError(f"--channels: one of {', '.join(CHANNEL_CHOICES)}, not {channels!r}")
+    if channels in ("stereo", "mid-side") and getattr(tokenizer, "stem_inputs", 0):
+        raise ConvertError(f"--channels {channels}: a {tokenizer.name} tokenizer of several tracks encodes mono "
+                           "mixes; use --channels mono")
+
+
+def channels_warning(tokenizer, channels: str) -> str | None:
+    """A caution for ``--channels mid-side`` with a decoder that picks its own phases (see
+    ``musictok.channels``), or ``None``."""
+    if channels != "mid-side" or not tokenizer.phase_free:
+        return None
+    return (f"--channels mid-side: {tokenizer.name} picks its own phases when it decodes, so left = mid + side and "
+            "right = mid − side do not cancel: panned sources leak into the other channel or vanish; prefer "
+            "--channels stereo")
+
+
+def file_channels(channels: str, input_channels: int, tokenizer, path: str | Path | None = None
+                  ) -> tuple[str, str | None]:
+    """The channel layout a file of ``input_channels`` channels is encoded in under ``--channels``, and a
+    warning when ``keep`` had to drop channels. A mono file stays mono whatever was asked (there is nothing
+    to keep apart); ``stereo`` and ``mid-side`` refuse more than two channels (which two?)."""
+    if input_channels == 1 or channels == "mono":
+        return "mono", None
+    if getattr(tokenizer, "stem_inputs", 0):
+        return "mono", (f"{input_channels} channels downmixed to mono: a {tokenizer.name} tokenizer of several "
+                        "tracks encodes mono mixes")
+    if input_channels == 2:
+        return ("stereo" if channels == "keep" else channels), None
+    if channels == "keep":
+        return "mono", f"{input_channels} channels downmixed to mono (musictok keeps one or two channels)"
+    raise ConvertError(path, f"has {input_channels} channels; --channels {channels} takes two (left, right); "
+                             "use --channels mono to downmix")
+
+
+def encode_file(path: str | Path, tokenizer, *, chunk_units: int | None = None, channels: str = "keep"
+                ) -> tuple[Tokens, float]:
+    """Encode one audio file (resampled to the tokenizer's rate): ``(tokens, peak)`` where ``peak`` is the
+    largest absolute input sample. ``channels`` is a :data:`CHANNEL_CHOICES` entry (see
+    :func:`file_channels`); the tokens record the file's own rate, channel count and length.
 
     A file longer than two chunks streams (see the module docstring); a level-normalising tokenizer
-    (``level_dbfs``) then gets its scale from a first, cheap pass over the file: the RMS of the mono
-    downmix at the file's own rate."""
+    (``level_dbfs``) then gets its scale from a first, cheap pass over the file at the file's own rate:
+    the RMS of the mono downmix, or of all samples of both channels (one gain per file, as in
+    ``musictok.channels``)."""
     from .corpus_encode import ChunkPlan, source_level_scale
 
+    check_channels(tokenizer, channels)
     chunk = chunk_units or tokenizer.chunk_units
-    stream = AudioStream(path, tokenizer.sample_rate)
-    plan = ChunkPlan(tokenizer.hop_samples, chunk, tokenizer.context_units)
-    if plan.whole(stream.read_frames * tokenizer.sample_rate / stream.source_rate):
-        wav = np.concatenate(list(stream))
-        return tokenizer.encode(torch.from_numpy(wav), chunk_units=chunk), stream.peak
-    scale = None if tokenizer.level_dbfs is None else source_level_scale(path, tokenizer.level_dbfs)
-    codes, length = encode_stream(tokenizer, stream, chunk, scale)
-    extra = {"tokenizer_source": tokenizer.source} if tokenizer.source else {}
-    tokens = Tokens(codes, tokenizer.layout, tokenizer.fingerprint(), tokenizer.sample_rate, [length], extra,
-                    None if scale is None else [scale])
-    return tokens, stream.peak
+    layout, _ = file_channels(channels, AudioStream(path).channels, tokenizer, path)
+    stream = AudioStream(path, tokenizer.sample_rate, mono=layout == "mono")
+    if ChunkPlan(tokenizer.hop_samples, chunk, tokenizer.context_units).whole(
+            stream.read_frames * tokenizer.sample_rate / stream.source_rate):
+        wav = torch.from_numpy(np.concatenate(list(stream), axis=-1))
+        tokens = tokenizer.encode(wav, chunk_units=chunk) if layout == "mono" else \
+            encode_channels(tokenizer, wav, layout, chunk_units=chunk)
+    else:
+        scale = None if tokenizer.level_dbfs is None else \
+            source_level_scale(path, tokenizer.level_dbfs, mono=layout == "mono")
+        blocks = stream if layout == "mono" else (to_channels(b, layout) for b in stream)
+        codes, length = encode_stream(tokenizer, blocks, chunk, scale)
+        k = codes[0].shape[0]  # channels, side by side in the batch
+        extra = {"tokenizer_source": tokenizer.source} if tokenizer.source else {}
+        batch = Tokens(codes, tokenizer.layout, tokenizer.fingerprint(), tokenizer.sample_rate, [length] * k, extra,
+                       None if scale is None else [scale] * k)
+        tokens = join_channels(batch, layout)
+    source = SourceAudio(stream.source_rate, stream.channels, (stream.frames_read,))
+    return dataclasses.replace(tokens, source=source), stream.peak
 
 
 @torch.no_grad()
 def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, scale: float | None = None
                   ) -> tuple[list[Tensor], int]:
-    """Per stream ``(1, frames, slots)`` codes of mono audio given as consecutive blocks, and its length.
+    """Per stream ``(C, frames, slots)`` codes of audio given as consecutive blocks, and its length: blocks
+    ``(T_i,)`` are one channel (``C = 1``), blocks ``(C, T_i)`` are ``C`` channels encoded side by side.
 
     The chunks are those of ``Tokenizer._encode_long`` (``chunk_units`` units, ``context_units`` of context
     each side, zero padding at the end; see :class:`~musictok.corpus_encode.StreamChunker`), so the codes
@@ -161,7 +221,7 @@ def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, sca
 
     def run(chunks) -> None:
         for c in chunks:
-            x = torch.from_numpy(c.samples)[None]
+            x = torch.from_numpy(c.samples)
             if scale is not None:
                 x = x / scale
             codes = tokenizer._encode_codes(x.to(tokenizer.device))
@@ -172,7 +232,7 @@ def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, sca
     tokenizer.eval()
     try:
         for block in blocks:
-            total += len(block)
+            total += block.shape[-1]
             run(chunker.push(block))
         run(chunker.finish())
     finally:
@@ -227,27 +287,31 @@ def encode_stem_files(pairs: list[tuple[tuple[Path, Path], Path]], tokenizer, *,
 
 
 def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
-                 on_file: Callable[[Path, str], None] | None = None, workers: int = 0) -> ConvertReport:
-    """Encode each audio file (resampled to the tokenizer's rate, mono) into a ``.mtok`` file.
+                 on_file: Callable[[Path, str], None] | None = None, channels: str = "keep", workers: int = 0
+                 ) -> ConvertReport:
+    """Encode each audio file (resampled to the tokenizer's rate; its channels as ``channels`` says, see
+    :func:`file_channels`) into a ``.mtok`` file.
 
     ``workers=0`` decodes and encodes one file after the other in this process; ``workers >= 1`` decodes
     in that many worker processes while this one encodes (:func:`musictok.corpus_encode.encode_corpus`):
     the same tokens, written as each file completes."""
+    check_channels(tokenizer, channels)
     if workers:
         from .corpus_encode import encode_corpus
 
-        return encode_corpus(pairs, tokenizer, workers=workers, overwrite=overwrite, on_file=on_file)
+        return encode_corpus(pairs, tokenizer, workers=workers, channels=channels, overwrite=overwrite,
+                             on_file=on_file)
 
     def work(src: Path, dst: Path, report: ConvertReport) -> None:
         t0 = time.perf_counter()
-        tokens, peak = encode_file(src, tokenizer)
+        tokens, peak = encode_file(src, tokenizer, channels=channels)
         report.compute_seconds += time.perf_counter() - t0
         report.audio_seconds += tokens.lengths[0] / tokens.sample_rate
         tokens.extra["source_file"] = src.name
         report.written.append(tokens.save(dst))
-        warning = _peak_warning(peak)
-        if warning:
-            report.warnings.append((src, warning))
+        for warning in (file_channels(channels, tokens.source.channels, tokenizer)[1], _peak_warning(peak)):
+            if warning:
+                report.warnings.append((src, warning))
 
     return _convert(pairs, work, overwrite=overwrite, on_file=on_file)
 
@@ -311,47 +375,108 @@ def track_paths(path: str | Path, tokens: Tokens, tokenizer) -> list[Path]:
     return [p.with_name(f"{p.stem}.{s.name}{p.suffix}") for s in tokens.layout.streams]
 
 
+def parse_sample_rate(value: str | int | None) -> str | int:
+    """``--sample-rate``: ``model`` (the tokenizer's rate, the default), ``original`` (the input's) or Hz."""
+    if value is None or value in ("model", "original"):
+        return value or "model"
+    try:
+        rate = int(value)
+    except ValueError:
+        raise ConvertError(f"--sample-rate: model, original or a rate in Hz, not {value!r}") from None
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ConvertError(f"--sample-rate: {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+    return rate
+
+
+def output_rate(tokens: Tokens, sample_rate: str | int) -> tuple[int, str | None]:
+    """The rate to decode ``tokens`` at under ``--sample-rate`` (see :func:`parse_sample_rate`), and a
+    warning when ``original`` is asked of a file that does not record it (written by an older musictok)."""
+    if sample_rate == "model":
+        return tokens.sample_rate, None
+    if sample_rate != "original":
+        return int(sample_rate), None
+    if tokens.source is None:
+        return tokens.sample_rate, (f"does not record its input's sample rate (an older token file); decoded at "
+                                    f"the tokenizer's {tokens.sample_rate} Hz")
+    return tokens.source.sample_rate, None
+
+
+def output_length(tokens: Tokens, rate: int, index: int = 0) -> int:
+    """Samples of clip ``index`` decoded at ``rate``: the input's own length at the input's rate, else its
+    duration at ``rate`` (at the tokenizer's rate, its length in the tokens)."""
+    if tokens.source is not None and rate == tokens.source.sample_rate:
+        return tokens.source.lengths[index]
+    return round(tokens.lengths[index] * rate / tokens.sample_rate)
+
+
 def decode_to_file(tokens: Tokens, tokenizer, path: str | Path, *, chunk_units: int | None = None,
-                   **options) -> tuple[Path, float]:
+                   sample_rate: int | None = None, **options) -> tuple[Path, float]:
     """Decode one clip straight into an audio file, chunk by chunk: ``(path, peak)``. The samples are those
-    of ``tokenizer.decode(tokens)[0]`` (trimmed to the original length, the clip's scale applied)."""
+    of ``musictok.channels.decode_channels(tokenizer, tokens)[0]`` (every channel in order, trimmed to the
+    original length, the clip's scale applied), resampled to ``sample_rate`` when given (soxr's streaming
+    resampler, the one-shot samples) to :func:`output_length` samples."""
     import contextlib
 
-    tokenizer.check_tokens(tokens)
+    import soxr
+
     if tokens.batch_size != 1:
         raise ValueError("decode_to_file takes one clip; use tokens.item(i)")
-    n, scale = tokens.lengths[0], 1.0 if tokens.scales is None else tokens.scales[0]
     tracks = track_paths(path, tokens, tokenizer)  # a multi-track decode: the mix at `path`, each track beside it
+    if tracks and tokens.channels != "mono":
+        raise ConvertError(path, f"{tokens.channels} tokens of a tokenizer of several tracks cannot be decoded")
+    mono = split_channels(tokens)  # the channels side by side in the batch, as the tokenizer decodes them
+    tokenizer.check_tokens(mono)
+    n, scale = tokens.lengths[0], 1.0 if tokens.scales is None else tokens.scales[0]
+    rate = sample_rate or tokens.sample_rate
+    target, width = output_length(tokens, rate), tokens.num_channels
     for t in tracks:
         if t.exists() and not decoded_by_musictok(t):
             raise ConvertError(path, f"would write over {t}, which musictok did not write; choose another --out")
-    written, peak = 0, 0.0
+    outputs = [Path(path), *tracks]
+    resamplers = [soxr.ResampleStream(tokens.sample_rate, rate, width, dtype="float32", quality="VHQ")
+                  if rate != tokens.sample_rate else None for _ in outputs]
+    taken, written, peak = 0, 0, 0.0  # samples at the tokenizer's rate taken, at the output rate written
+
+    def emit(files: list, pieces: list[np.ndarray], last: bool) -> None:
+        """Write ``(channels, T)`` pieces (one per output) at the tokenizer's rate, resampled, up to ``target``."""
+        nonlocal written, peak
+        outs = [x if rs is None else rs.resample_chunk(np.ascontiguousarray(x.T), last=last).T
+                for rs, x in zip(resamplers, pieces)]
+        outs = [y[:, : target - written] for y in outs]
+        for f, y in zip(files, outs):
+            f.write(np.ascontiguousarray(y.T))
+        if outs[0].size:
+            peak = max(peak, float(np.max(np.abs(outs[0]))))
+        written += outs[0].shape[-1]
+
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(open_output(q, tokens.sample_rate, 1, software=DECODED_BY))
-                 for q in [Path(path), *tracks]]
-        for wav in decode_chunks(tokenizer, tokens.codes, chunk_units or tokenizer.chunk_units, options):
-            w = wav[0]
-            signals = [w] if w.ndim == 1 else [w.sum(0), *w]
-            pieces = [(x[: n - written] * scale).cpu().numpy() for x in signals]
+        files = [stack.enter_context(open_output(q, rate, width, software=DECODED_BY)) for q in outputs]
+        for wav in decode_chunks(tokenizer, mono.codes, chunk_units or tokenizer.chunk_units, options):
+            # (channels, T): one row per channel (a mono clip: one row); a tokenizer of tracks: (1, tracks, T)
+            signals = [wav] if wav.ndim == 2 else [wav[0].sum(0, keepdim=True), *wav[0][:, None]]
+            m = min(wav.shape[-1], n - taken)
+            pieces = [from_channels((x[..., :m] * scale).cpu().numpy(), tokens.channels) for x in signals]
             if not all(np.all(np.isfinite(x)) for x in pieces):
                 raise ConvertError(path, "the decoder produced NaN/Inf samples")
-            for f, piece in zip(files, pieces):
-                f.write(piece)
-            written += len(pieces[0])
-            peak = max(peak, float(np.max(np.abs(pieces[0])))) if len(pieces[0]) else peak
-            if written >= n:
+            taken += m
+            emit(files, pieces, last=taken >= n)
+            if taken >= n:
                 break
-        if written < n:  # decode() pads a short decoder output with zeros
+        if taken < n:  # decode() pads a short decoder output with zeros
+            emit(files, [np.zeros((width, n - taken), np.float32) for _ in outputs], last=True)
+        if written < target:  # a resampler may fall a sample short of the input's length
             for f in files:
-                f.write(np.zeros(n - written, np.float32))
+                f.write(np.zeros((target - written, width), np.float32))
     return Path(path), peak
 
 
 def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Tokens], object], *,
                  overwrite: bool = False, on_file: Callable[[Path, str], None] | None = None,
-                 levels: int | None = None) -> ConvertReport:
-    """Decode each ``.mtok`` file to audio with the tokenizer that made it (see ``load_tokenizer``);
-    ``levels`` decodes with a prefix of RVQ codebooks / pyramid levels."""
+                 levels: int | None = None, sample_rate: str | int = "model") -> ConvertReport:
+    """Decode each ``.mtok`` file to audio with the tokenizer that made it (see ``load_tokenizer``), with
+    all its channels; ``levels`` decodes with a prefix of RVQ codebooks / pyramid levels, ``sample_rate``
+    (see :func:`parse_sample_rate`) picks the output rate."""
+    sample_rate = parse_sample_rate(sample_rate)
 
     def refuse_foreign(src: Path, dst: Path) -> None:
         """An existing output is replaced (or kept as finished) only if `musictok decode` wrote it."""
@@ -371,10 +496,13 @@ def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Token
         for target in targets:
             if target != dst and target.exists():
                 refuse_foreign(src, target)
+        rate, warning = output_rate(tokens, sample_rate)
+        if warning:
+            report.warnings.append((src, warning))
         for i, target in enumerate(targets):
             t0 = time.perf_counter()
             path, peak = decode_to_file(tokens.item(i) if tokens.batch_size > 1 else tokens, tokenizer, target,
-                                        **options)
+                                        sample_rate=rate, **options)
             report.compute_seconds += time.perf_counter() - t0
             report.written.append(path)
             report.audio_seconds += tokens.lengths[i] / tokens.sample_rate
@@ -383,6 +511,36 @@ def decode_files(pairs: list[tuple[Path, Path]], load_tokenizer: Callable[[Token
                                              f"in {path.name} (kept in the float WAV; players will clip it)"))
 
     return _convert(pairs, work, overwrite=overwrite, on_file=on_file, replaceable=refuse_foreign)
+
+
+@dataclass
+class TokenFileInfo:
+    """What `musictok info` prints for one ``.mtok`` file."""
+
+    path: str
+    duration: float
+    sample_rate: int  # the tokenizer's
+    channels: str  # the channel layout: mono, stereo, mid-side
+    channel_names: list[str]
+    clips: int
+    tokenizer: str
+    streams: list[str]
+    tokens_per_second: float  # all channels together
+    kbps: float
+    source_sample_rate: int | None  # the input file's, when recorded
+    source_channels: int | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def token_file_info(path: str | Path) -> TokenFileInfo:
+    """Duration, channel layout, tokenizer and the input's rate of a ``.mtok`` file."""
+    t = Tokens.load(path)
+    return TokenFileInfo(str(path), t.duration, t.sample_rate, t.channels, list(t.channel_names), t.batch_size,
+                         t.fingerprint.short(), [s.name for s in t.layout.streams], t.layout.tokens_per_second,
+                         t.layout.bitrate / 1000, t.source.sample_rate if t.source else None,
+                         t.source.channels if t.source else None)
 
 
 def _source_file(mtok: Path) -> str | None:

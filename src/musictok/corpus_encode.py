@@ -4,7 +4,7 @@
 soxr: one core per file) and the tokenizer's encoder (torch). Done one after the other, each waits for the
 other. Here they overlap:
 
-- **worker processes** (one thread each, no torch) open a file each, decode, downmix and resample it a block
+- **worker processes** (one thread each) open a file each, decode, resample and lay out its channels a block
   at a time, and cut it into the tokenizer's overlapping chunks — the very chunks of ``Tokenizer.encode``
   and :func:`musictok.convert.encode_file` — which they send to the main process as they are complete;
 - **the main process** scales each chunk (level-normalising tokenizers), queues it, and **encoder threads**
@@ -16,9 +16,6 @@ other. Here they overlap:
 
 Every chunk is encoded alone or in a batch of equal-length chunks, and the encoder is batch-invariant, so
 the tokens are those of encoding each file by itself, whatever the order the files finish in.
-
-This module imports no torch at the top, so workers started fresh (``spawn``, where the platform does not fork)
-load only numpy, soundfile and soxr.
 """
 
 from __future__ import annotations
@@ -44,8 +41,8 @@ QUEUE_PER_WORKER = 4  # messages (chunks of ≈ 25 s of audio) a worker may be a
 
 @dataclass
 class Chunk:
-    """One encoder input: the samples of units ``[lo, hi)`` (zero-padded to whole units), of which the codes
-    of units ``[start, stop)`` are kept."""
+    """One encoder input: ``(C, n)`` samples of units ``[lo, hi)`` of ``C`` channels (zero-padded to whole
+    units), of which the codes of units ``[start, stop)`` are kept."""
 
     samples: np.ndarray
     lo: int
@@ -67,13 +64,10 @@ class ChunkPlan:
         rather than streams): up to two chunks with their context."""
         return samples <= 2 * (self.chunk + 2 * self.context + 1) * self.hop
 
-    def single(self, samples: int) -> bool:
-        """Whether a clip held whole is one encoder input (``Tokenizer._encode_long``'s test)."""
-        return -(-samples // self.hop) <= self.chunk + 2 * self.context
-
 
 class StreamChunker:
-    """Cuts mono audio arriving a block at a time into the chunks of ``Tokenizer._encode_long``.
+    """Cuts audio arriving a block at a time — ``(T_i,)`` or ``(C, T_i)`` — into the chunks of
+    ``Tokenizer._encode_long`` (each ``(C, n)``).
 
     ``push`` returns the chunks a block completes, ``finish`` the rest once the length is known. A chunk
     is cut when the samples up to its right context have arrived, so at most one chunk (plus a block) is
@@ -82,13 +76,14 @@ class StreamChunker:
     def __init__(self, plan: ChunkPlan):
         self.plan = plan
         self.blocks: list[np.ndarray] = []
-        self.held = 0  # samples in self.blocks
+        self.held = 0  # samples (per channel) in self.blocks
         self.offset = 0  # sample index of the first held sample
         self.start = 0  # first unit not yet emitted
 
     def push(self, block: np.ndarray) -> list[Chunk]:
+        block = np.atleast_2d(block)
         self.blocks.append(block)
-        self.held += len(block)
+        self.held += block.shape[-1]
         out = []
         hop, chunk, ctx = self.plan.hop, self.plan.chunk, self.plan.context
         # A chunk is only cut before the end is known if the clip is certainly longer than one chunk
@@ -113,29 +108,38 @@ class StreamChunker:
 
     def _cut(self, lo: int, stop: int, hi: int) -> Chunk:
         hop = self.plan.hop
-        held = np.concatenate(self.blocks) if len(self.blocks) > 1 else self.blocks[0]
-        seg = held[lo * hop - self.offset: hi * hop - self.offset]
-        samples = np.pad(seg, (0, (hi - lo) * hop - len(seg))) if len(seg) < (hi - lo) * hop else seg.copy()
+        held = np.concatenate(self.blocks, axis=-1) if len(self.blocks) > 1 else self.blocks[0]
+        seg = held[:, lo * hop - self.offset: hi * hop - self.offset]
+        short = (hi - lo) * hop - seg.shape[-1]
+        samples = np.pad(seg, ((0, 0), (0, short))) if short else seg.copy()
         piece = Chunk(samples, lo, self.start, stop)
         self.start = stop
         drop = max(stop - self.plan.context, 0) * hop - self.offset  # the next chunk's context starts here
-        self.blocks, self.held, self.offset = [held[drop:]], len(held) - drop, self.offset + drop
+        self.blocks, self.held, self.offset = [held[:, drop:]], held.shape[-1] - drop, self.offset + drop
         return piece
 
 
-def source_level_scale(path: str | os.PathLike, level_dbfs: float) -> float:
-    """The gain a level-normalising tokenizer removes from a streamed file: the RMS of the mono downmix at
-    the file's own rate (a cheap first pass), so it never needs the whole resampled file."""
+def source_level_scale(path: str | os.PathLike, level_dbfs: float, *, mono: bool = True) -> float:
+    """The gain a level-normalising tokenizer removes from a streamed file, from a cheap first pass at the
+    file's own rate: the RMS of the mono downmix, or (``mono=False``) of every sample of every channel (one
+    gain per file, as ``musictok.channels`` has it), so the whole resampled file is never needed."""
     sumsq, n = 0.0, 0
-    for block in AudioStream(path, None):
-        b = block.astype(np.float64)
-        sumsq += float(np.dot(b, b))
-        n += len(block)
+    for block in AudioStream(path, None, mono=mono):
+        sumsq += float(np.sum(np.square(block, dtype=np.float64)))
+        n += block.size
     rms = math.sqrt(sumsq / max(n, 1))
     return rms / 10 ** (level_dbfs / 20) if rms > SILENCE_RMS else 1.0
 
 
-# ---------------------------------------------------------------- the decoding workers (no torch here)
+# ---------------------------------------------------------------- the decoding workers
+
+
+@dataclass(frozen=True)
+class TokenizerFacts:
+    """What a worker needs to know of the tokenizer to lay out a file's channels (``convert.file_channels``)."""
+
+    name: str
+    stem_inputs: int
 
 
 @dataclass(frozen=True)
@@ -143,35 +147,60 @@ class DecodeSettings:
     sample_rate: int
     plan: ChunkPlan
     level_dbfs: float | None
+    channels: str  # the --channels choice
+    tokenizer: TokenizerFacts
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What a worker learned of a file: its channel layout, a warning about it, its own rate, channel count
+    and length (``SourceAudio``), and its peak."""
+
+    layout: str
+    warning: str | None
+    source_rate: int
+    source_channels: int
+    frames: int
+    peak: float
 
 
 def decode_worker(tasks, results, settings: DecodeSettings) -> None:
     """A worker process: for each ``(index, path)`` from ``tasks`` until ``None``, send to ``results``
 
-    - ``("whole", index, samples, peak)`` for a file encoded in one piece (scaled by the main process, as
-      ``Tokenizer.encode`` scales), or
+    - ``("whole", index, samples, FileFacts)`` for a file encoded in one piece (scaled and laid out into
+      channels by the main process, as ``Tokenizer.encode`` and ``channels.encode_channels`` do it), or
     - ``("chunk", index, k, Chunk, scale)`` for each chunk of a streamed file, then
-      ``("end", index, chunks, length, peak, scale)``;
+      ``("end", index, chunks, length, scale, FileFacts)``;
     - ``("error", index, reason)`` for a file that cannot be used (an expected :class:`MusictokError`),
       ``("crash", index, traceback)`` for anything else; ``("done",)`` at the end."""
+    from .channels import to_channels
+    from .convert import file_channels
+
     while (task := tasks.get()) is not None:
         index, path = task
         try:
-            stream = AudioStream(path, settings.sample_rate)
+            layout, warning = file_channels(settings.channels, AudioStream(path).channels, settings.tokenizer, path)
+            stream = AudioStream(path, settings.sample_rate, mono=layout == "mono")
+
+            def facts() -> FileFacts:
+                return FileFacts(layout, warning, stream.source_rate, stream.channels, stream.frames_read, stream.peak)
+
             if settings.plan.whole(stream.read_frames * settings.sample_rate / stream.source_rate):
-                results.put(("whole", index, np.concatenate(list(stream)), stream.peak))
+                samples = np.concatenate(list(stream), axis=-1)
+                results.put(("whole", index, samples, facts()))
                 continue
-            scale = None if settings.level_dbfs is None else source_level_scale(path, settings.level_dbfs)
+            scale = None if settings.level_dbfs is None else \
+                source_level_scale(path, settings.level_dbfs, mono=layout == "mono")
             chunker, k, length = StreamChunker(settings.plan), 0, 0
             for block in stream:
-                length += len(block)
-                for piece in chunker.push(block):
+                length += block.shape[-1]
+                for piece in chunker.push(block if layout == "mono" else to_channels(block, layout)):
                     results.put(("chunk", index, k, piece, scale))
                     k += 1
             for piece in chunker.finish():
                 results.put(("chunk", index, k, piece, scale))
                 k += 1
-            results.put(("end", index, k, length, stream.peak, scale))
+            results.put(("end", index, k, length, scale, facts()))
         except MusictokError as e:
             results.put(("error", index, str(e).removeprefix(f"{path}: ")))
         except Exception:  # a bug, not bad input: the main process stops and shows it
@@ -209,11 +238,11 @@ def default_workers(device: str = "cpu") -> int:
 class _File:
     src: Path
     dst: Path
-    pieces: dict[int, list] = field(default_factory=dict)  # chunk index -> per-stream codes
+    pieces: dict[int, list] = field(default_factory=dict)  # chunk index -> per-stream (C, frames, slots) codes
     chunks: int | None = None  # known once the worker has sent them all
     length: int = 0
-    peak: float = 0.0
     scale: float | None = None
+    facts: FileFacts | None = None
     failed: bool = False
 
 
@@ -231,8 +260,8 @@ class _Encoder:
             t.start()
 
     def put(self, job) -> None:
-        """Queue ``(index, k, chunk tensor (T,), lo, start, stop)`` (``None``: a thread may end); waits while
-        the encoder is behind, and raises an encoder thread's error instead of waiting for ever."""
+        """Queue ``(index, k, chunk (C, n), lo, start, stop)`` (``None``: a thread may end); waits while the
+        encoder is behind, and raises an encoder thread's error instead of waiting for ever."""
         while True:
             if self.error is not None:
                 raise self.error
@@ -286,11 +315,14 @@ class _Encoder:
                     for j in jobs:
                         by_length.setdefault(j[2].shape[-1], []).append(j)
                     for group in by_length.values():
-                        x = torch.stack([j[2] for j in group]).to(self.tokenizer.device)
+                        x = torch.cat([j[2] for j in group]).to(self.tokenizer.device)  # every job's channels
                         codes = [c.cpu() for c in self.tokenizer._encode_codes(x)]
-                        for b, (index, k, _, lo, start, stop) in enumerate(group):
-                            self.done(index, k, [c[b: b + 1, (start - lo) * f: (stop - lo) * f]
+                        row = 0
+                        for index, k, chunk, lo, start, stop in group:
+                            rows = slice(row, row + chunk.shape[0])
+                            self.done(index, k, [c[rows, (start - lo) * f: (stop - lo) * f]
                                                  for c, f in zip(codes, self.fpu)])
+                            row = rows.stop
         except BaseException as e:  # handed to the main thread, which stops the run
             self.error = e
             while True:  # unblock a main thread waiting to queue more
@@ -300,25 +332,29 @@ class _Encoder:
                     break
 
 
-def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, threads: int | None = None,
-                  batch_size: int | None = None, chunk_units: int | None = None, overwrite: bool = False,
-                  on_file: Callable[[Path, str], None] | None = None):
-    """Encode ``(audio file, .mtok file)`` pairs with ``workers`` decoding processes; returns a
-    :class:`~musictok.convert.ConvertReport` (``compute_seconds`` is the wall time of the whole run).
+def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, channels: str = "keep",
+                  threads: int | None = None, batch_size: int | None = None, chunk_units: int | None = None,
+                  overwrite: bool = False, on_file: Callable[[Path, str], None] | None = None):
+    """Encode ``(audio file, .mtok file)`` pairs with ``workers`` decoding processes, each file's channels as
+    ``channels`` says (``convert.file_channels``); returns a :class:`~musictok.convert.ConvertReport`
+    (``compute_seconds`` is the wall time of the whole run).
 
     ``threads`` encoder threads (default: one per core on a CPU, one on a GPU) take chunks of up to
-    ``batch_size`` (default 1 on a CPU, where batching measured slower, else ``tokenizer.max_batch``).
+    ``batch_size`` files (default 1 on a CPU, where batching measured slower, else ``tokenizer.max_batch``).
     Files whose output exists are skipped unless ``overwrite``; a file that cannot be decoded fails alone."""
+    import dataclasses
     import multiprocessing as mp
 
     import torch
 
-    from .convert import ConvertReport, _peak_warning
+    from .channels import join_channels, shared_scale, to_channels
+    from .convert import ConvertReport, _peak_warning, check_channels
     from .tokenizers.base import level_scale
-    from .tokens import Tokens
+    from .tokens import SourceAudio, Tokens
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1 (0 encodes in this process: convert.encode_files), got {workers}")
+    check_channels(tokenizer, channels)
     report = ConvertReport()
     files: dict[int, _File] = {}
     for i, (src, dst) in enumerate(pairs):
@@ -341,16 +377,21 @@ def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, th
     written: dict[int, Path] = {}
 
     def finish(index: int) -> None:
-        """Write a file whose chunks are all back (called with ``lock`` held)."""
-        f = files[index]
+        """Write a file whose chunks are all back (called with ``lock`` held), as ``encode_file`` builds it:
+        the channels side by side in a batch, joined into one clip of ``layout`` channels."""
+        f, facts = files[index], files[index].facts
         codes = [torch.cat([f.pieces[k][s] for k in range(f.chunks)], dim=1) for s in range(streams)]
-        tokens = Tokens(codes, tokenizer.layout, fingerprint, tokenizer.sample_rate, [f.length],
-                        extra | {"source_file": f.src.name}, None if f.scale is None else [f.scale])
+        c = codes[0].shape[0]
+        batch = Tokens(codes, tokenizer.layout, fingerprint, tokenizer.sample_rate, [f.length] * c, dict(extra),
+                       None if f.scale is None else [f.scale] * c)
+        tokens = dataclasses.replace(join_channels(batch, facts.layout), source=SourceAudio(
+            facts.source_rate, facts.source_channels, (facts.frames,)))
+        tokens.extra["source_file"] = f.src.name
         written[index] = tokens.save(f.dst)
         report.audio_seconds += f.length / tokenizer.sample_rate
-        warning = _peak_warning(f.peak)
-        if warning:
-            report.warnings.append((f.src, warning))
+        for warning in (facts.warning, _peak_warning(facts.peak)):
+            if warning:
+                report.warnings.append((f.src, warning))
         f.pieces.clear()
         if on_file:
             on_file(f.src, "written")
@@ -364,9 +405,23 @@ def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, th
             if f.chunks is not None and len(f.pieces) == f.chunks:
                 finish(index)
 
+    def whole(samples: np.ndarray, layout: str) -> tuple[list[Chunk], float | None]:
+        """The chunks and gain of a file held whole: ``Tokenizer.encode`` (mono) or
+        ``channels.encode_channels`` (two channels) step by step, the same operations on the same samples."""
+        x = torch.from_numpy(samples)
+        if layout == "mono":
+            scale = None if tokenizer.level_dbfs is None else level_scale(x, tokenizer.level_dbfs)
+        else:
+            scale = None if tokenizer.level_dbfs is None else shared_scale(x, tokenizer.level_dbfs)
+            x = to_channels(x[None], layout)[0]
+        if scale is not None:
+            x = x / scale
+        chunker = StreamChunker(plan)
+        return chunker.push(x.numpy()) + chunker.finish(), scale
+
     # The platform's default start method, as torch's DataLoader uses: fork on Linux (instant, and works from
-    # a script without a ``__main__`` guard; the workers never touch torch, so its threads are no hazard),
-    # spawn where fork is unsafe (macOS, Windows).
+    # a script without a ``__main__`` guard; the workers run no torch, so its threads are no hazard), spawn
+    # where fork is unsafe (macOS, Windows).
     ctx = mp.get_context()
     tasks, results = ctx.Queue(), ctx.Queue(maxsize=QUEUE_PER_WORKER * workers)
     n = min(workers, len(files))
@@ -374,7 +429,8 @@ def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, th
         tasks.put((i, str(f.src)))
     for _ in range(n):
         tasks.put(None)
-    settings = DecodeSettings(tokenizer.sample_rate, plan, tokenizer.level_dbfs)
+    settings = DecodeSettings(tokenizer.sample_rate, plan, tokenizer.level_dbfs, channels,
+                              TokenizerFacts(tokenizer.name, getattr(tokenizer, "stem_inputs", 0)))
     procs = [ctx.Process(target=decode_worker, args=(tasks, results, settings), daemon=True) for _ in range(n)]
     was_training, threads_before = tokenizer.training, torch.get_num_threads()
     tokenizer.eval()
@@ -398,16 +454,11 @@ def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, th
             if kind == "done":
                 running -= 1
             elif kind == "whole":
-                _, index, samples, peak = msg
-                x = torch.from_numpy(samples)
-                scale = None if tokenizer.level_dbfs is None else level_scale(x, tokenizer.level_dbfs)
-                if scale is not None:
-                    x = x / scale
-                chunker = StreamChunker(plan)
-                pieces = chunker.push(x.numpy()) + chunker.finish()
+                _, index, samples, facts = msg
+                pieces, scale = whole(samples, facts.layout)
                 with lock:
                     f = files[index]
-                    f.length, f.peak, f.scale, f.chunks = len(samples), peak, scale, len(pieces)
+                    f.length, f.scale, f.facts, f.chunks = samples.shape[-1], scale, facts, len(pieces)
                 for k, c in enumerate(pieces):
                     encoder.put((index, k, torch.from_numpy(c.samples), c.lo, c.start, c.stop))
             elif kind == "chunk":
@@ -415,10 +466,10 @@ def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, th
                 x = torch.from_numpy(c.samples)
                 encoder.put((index, k, x if scale is None else x / scale, c.lo, c.start, c.stop))
             elif kind == "end":
-                _, index, chunks, length, peak, scale = msg
+                _, index, chunks, length, scale, facts = msg
                 with lock:
                     f = files[index]
-                    f.chunks, f.length, f.peak, f.scale = chunks, length, peak, scale
+                    f.chunks, f.length, f.scale, f.facts = chunks, length, scale, facts
                     if len(f.pieces) == chunks:
                         finish(index)
             elif kind == "error":

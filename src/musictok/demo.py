@@ -22,6 +22,7 @@ from .audio import load
 from .data.build import BuildConfig, build_corpus
 from .data.datasets import CorpusIndex
 from .data.verify import check_piece
+from .metrics.version import METRICS_VERSION
 from .plots import plot_stems
 
 
@@ -78,8 +79,8 @@ def run_demo(out: Path, data: Path, pieces: int = 4, console: Console | None = N
                   f"{piece['duration_seconds']:.1f} s, split {piece['split']}")
     for p in pngs:
         console.print(f"wrote {p}")
-    summary = {"pieces": report.pieces, "hours": report.hours, "max_mix_error": worst,
-               "figures": [str(p) for p in pngs]}
+    summary = {"metrics_version": METRICS_VERSION, "pieces": report.pieces, "hours": report.hours,
+               "max_mix_error": worst, "figures": [str(p) for p in pngs]}
     console.rule(f"[bold]4. tokenize it with {tokenizer}")
     summary["tokenizer"] = _tokenize_demo(tokenizer, folder / piece["mix"], piece["id"], seconds, out, console)
     console.rule(f"[bold]5. continue it with {lm}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,6 +21,7 @@ from . import __version__
 from .metrics.codebook import codebook_health
 from .metrics.dependence import dependence_metrics
 from .metrics.reconstruction import reconstruction_metrics
+from .metrics.version import METRICS_VERSION
 
 
 @dataclass
@@ -64,7 +66,8 @@ def load_clips(sample_rate: int, *, audio_dir: str | Path | None = None, corpus:
 
 def _provenance(tokenizer, clips: EvalClips) -> dict:
     return {"tokenizer": dataclasses.asdict(tokenizer.fingerprint()) | {"source": tokenizer.source},
-            "data": clips.source, "musictok_version": __version__}
+            "data": clips.source, "musictok_version": __version__,
+            "metrics_version": METRICS_VERSION}
 
 
 def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[], None] | None = None) -> dict:
@@ -245,7 +248,8 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
             "loss_by_position_bits": by_position.tolist(), "windows": len(windows),
             "context_frames": meta["context_frames"], "pattern": meta["pattern"], "rope": meta["config"]["rope"],
             "lm_source": str(lm_dir), "tokenizer": meta["tokenizer"],
-            "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__}
+            "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__,
+            "metrics_version": METRICS_VERSION}
 
 
 def _unigram(train_codes: Tensor, codes: Tensor, spec, sizes):
@@ -274,3 +278,83 @@ def _topk(logits: Tensor, targets: Tensor, ks=(1, 5, 10, 50)) -> dict[int, float
     from .metrics.predictability import topk_accuracy
 
     return topk_accuracy(logits.float(), targets, ks)
+
+
+# ---------------------------------------------------------------------------------------- attribute probe
+def corpus_clips(corpus: str | Path, split: str, sample_rate: int, seconds: float, max_clips: int | None
+                 ) -> tuple[Tensor, list[str], list[str]]:
+    """The clip grid of a corpus split: audio ``(N, T)``, each clip's piece id and its group — the source file
+    of an imported recording (its 30-s segments are one recording), else the piece — for cluster intervals."""
+    from .data.datasets import CorpusIndex, MixClips
+
+    folder_of = {p["id"]: p.get("folder", p["id"]) for p in CorpusIndex(corpus).pieces}
+    ds = MixClips(corpus, split, seconds, sample_rate, random=False, max_clips=max_clips)
+    items = [ds[i] for i in range(len(ds))]
+    return (torch.stack([it["audio"] for it in items]), [it["piece"] for it in items],
+            [folder_of[it["piece"]] for it in items])
+
+
+def code_features(tokenizer, audio: Tensor, batch: int = 16) -> Tensor:
+    """``(N, T)`` clips -> ``(N, F)`` probe features: statistics over time of the tokenizer's code embeddings."""
+    from .metrics.probe import clip_features
+
+    feats = []
+    for i in range(0, len(audio), batch):
+        tokens = tokenizer.encode(audio[i: i + batch])
+        feats.append(clip_features([e.cpu() for e in tokenizer.code_embeddings(tokens)]))
+    return torch.cat(feats)
+
+
+def evaluate_probe(tokenizer, corpus: str | Path, *, seconds: float = 5.0, train_clips: int = 600,
+                   test_clips: int = 240, min_positives: int = 5, resamples: int = 1000, seed: int = 0,
+                   test_split: str = "test") -> dict:
+    """The attribute probe (``metrics/probe.py``) of one tokenizer on one corpus: tags from its metadata
+    (``data/tags.py``), features from the training and ``test_split`` clip grids, AP / ROC-AUC with
+    piece-level intervals and the shuffled-label control. (``test_split="train"`` scores the probe on clips it
+    was fitted on: for smoke tests of the pipeline only.)"""
+    from .data.datasets import CorpusIndex
+    from .data.tags import corpus_tags
+    from .metrics.probe import probe_attributes
+
+    table = corpus_tags(CorpusIndex(corpus).pieces, min_positives=min_positives)
+    if not table.tags:
+        raise ValueError(f"{corpus}: no attribute varies enough to probe (every tag has fewer than {min_positives} "
+                         "pieces of one class)")
+    sets = []
+    for split, n in (("train", train_clips), (test_split, test_clips)):
+        audio, pieces, groups = corpus_clips(corpus, split, tokenizer.sample_rate, seconds, n)
+        y, known = table.matrix(pieces)
+        sets.append((code_features(tokenizer, audio), torch.tensor(y), torch.tensor(known), groups))
+    (tx, ty, tk, _), (vx, vy, vk, groups) = sets
+    res = probe_attributes(tx, ty, tk, vx, vy, vk, groups, table.tags, resamples=resamples, seed=seed)
+    data = {"corpus": str(corpus), "split": test_split, "seconds_per_clip": seconds, "train_clips": len(tx),
+            "test_clips": len(vx)}
+    return res.to_dict() | {"tags": table.tags, "excluded_tags": table.excluded,
+                            **_provenance(tokenizer, EvalClips(vx, tokenizer.sample_rate, data))}
+
+
+# ---------------------------------------------------------------------------------------- Fréchet embeddings
+def window_embeddings(clips: list[Tensor], sample_rate: int, groups: list[str], *, tagger=None,
+                      window_seconds: float = 1.0, hop_seconds: float = 0.5) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per embedding name, ``(windows, D)`` embeddings of every clip's windows and each window's group:
+    ``mel`` (Mel statistics, ``metrics/frechet.py``) and, given a tagger (``nn/tagger.py``), ``tagger`` (its
+    penultimate layer, audio resampled to the tagger's rate)."""
+    from .audio import resample
+    from .metrics.frechet import mel_statistics
+
+    out: dict[str, tuple[list, list]] = {"mel": ([], [])} | ({"tagger": ([], [])} if tagger is not None else {})
+    for wav, group in zip(clips, groups):
+        wav = wav.reshape(-1).float().cpu()
+        m = mel_statistics(wav, sample_rate, window_seconds=window_seconds, hop_seconds=hop_seconds)
+        out["mel"][0].append(m.numpy())
+        out["mel"][1].extend([group] * len(m))
+        if tagger is not None:
+            sr = tagger.config.sample_rate
+            x = wav if sr == sample_rate else torch.from_numpy(resample(wav.numpy(), sample_rate, sr))
+            size, step = int(round(window_seconds * sr)), int(round(hop_seconds * sr))
+            starts = range(0, max(len(x) - size, 0) + 1, step)
+            windows = torch.stack([torch.nn.functional.pad(x[s: s + size], (0, max(size - len(x[s: s + size]), 0)))
+                                   for s in starts])
+            out["tagger"][0].append(tagger.embed(windows).numpy())
+            out["tagger"][1].extend([group] * len(windows))
+    return {k: (np.concatenate(v[0]), v[1]) for k, v in out.items()}

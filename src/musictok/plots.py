@@ -227,3 +227,91 @@ def plot_context_scaling(curves: dict[str, dict], path: str | Path) -> Path:
         return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_frechet_rows(rows: list[tuple[str, dict]], floor: dict, path: str | Path) -> Path:
+    """`bench --frechet`: per LM row, the Fréchet distances of its continuations (with intervals) beside its
+    tokenizer's reconstructions and the real-vs-real floor, one panel per embedding."""
+    plt = _figure_backend()
+    panels = [k for k in ("mel", "tagger") if any(v.get(f"fd_{k}") is not None for _, v in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.45 * len(rows) + 1.6), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        y = np.arange(len(rows))
+        vals = [v.get(f"fd_{key}") for _, v in rows]
+        ci = [v.get(f"fd_{key}_ci") or [x, x] for (_, v), x in zip(rows, vals)]
+        ax.errorbar(vals, y, xerr=[[x - c[0] for x, c in zip(vals, ci)], [c[1] - x for x, c in zip(vals, ci)]],
+                    fmt="o", color="C0", label="continuations")
+        rec = [v.get(f"fd_{key}_recon") for _, v in rows]
+        if any(r is not None for r in rec):
+            ax.scatter([r if r is not None else np.nan for r in rec], y, marker="x", color="C1", label="reconstructions")
+        if floor.get(key) is not None:
+            lo, hi = floor[f"{key}_ci"]
+            ax.axvspan(lo, hi, color="0.85", label="real vs real (floor)")
+        ax.set_yticks(y, [n for n, _ in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel({"mel": "Mel-statistics Fréchet distance ↓", "tagger": "tagger Fréchet distance ↓"}[key])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_frechet_along(curves: dict[str, list[dict]], floor: list[dict], key: str, path: str | Path,
+                       title: str = "") -> Path:
+    """Long form: the Fréchet distance of each window along the piece (interval as a band), per LM, over the
+    floor of the true continuations (grey; extended flat past the real pieces' end)."""
+    plt = _figure_backend()
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for i, (name, rows) in enumerate(curves.items()):
+        t = [(r["start"] + r["end"]) / 2 for r in rows if key in r]
+        v = [r[key]["value"] for r in rows if key in r]
+        lo = [r[key]["ci"][0] for r in rows if key in r]
+        hi = [r[key]["ci"][1] for r in rows if key in r]
+        ax.plot(t, v, marker="o", ms=3, color=f"C{i}", label=name)
+        ax.fill_between(t, lo, hi, color=f"C{i}", alpha=0.2)
+    f = [r for r in floor if key in r]
+    if f:
+        end = max([r["end"] for rows in curves.values() for r in rows] + [f[-1]["end"]])
+        t = [(r["start"] + r["end"]) / 2 for r in f] + [end]
+        ax.fill_between(t, [r[key]["ci"][0] for r in f] + [f[-1][key]["ci"][0]],
+                        [r[key]["ci"][1] for r in f] + [f[-1][key]["ci"][1]], color="0.8", label="floor (real)")
+    ax.set_xlabel("time in the piece (s)")
+    ax.set_ylabel({"mel": "Mel-stat. Fréchet distance", "tagger": "tagger Fréchet distance"}.get(key, key))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_lag_profiles(generated: dict[str, list[dict]], real: list[dict], path: str | Path) -> Path:
+    """Self-similarity against lag: the real pieces' median and 10–90% band, each LM's long pieces' mean."""
+    plt = _figure_backend()
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    if real:
+        seg = real[0]["segment_seconds"]
+        prof = np.array([r["lag_profile"] for r in real], dtype=float)
+        lags = seg * np.arange(1, prof.shape[1] + 1)
+        with np.errstate(all="ignore"):
+            ax.fill_between(lags, np.nanquantile(prof, 0.1, axis=0), np.nanquantile(prof, 0.9, axis=0), color="0.85",
+                            label="real pieces, 10–90%")
+            ax.plot(lags, np.nanmedian(prof, axis=0), color="0.4", label="real pieces, median")
+    for i, (name, stats) in enumerate(generated.items()):
+        if not stats:
+            continue
+        prof = np.array([s["lag_profile"] for s in stats], dtype=float)
+        lags = stats[0]["segment_seconds"] * np.arange(1, prof.shape[1] + 1)
+        ax.plot(lags, np.nanmean(prof, axis=0), color=f"C{i}", label=name)
+    ax.set_xlabel("lag (s)")
+    ax.set_ylabel("mean self-similarity (cosine)")
+    ax.set_title("Repetition: how alike the music is to itself, by lag")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

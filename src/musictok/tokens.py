@@ -4,7 +4,9 @@
   frame rate, a number of slots per frame, each slot's codebook size, and what the slot axis means.
   Token rate, bitrate and the normaliser of cnBPT all derive from the layout.
 - :class:`Tokens` — the codes themselves plus everything needed to decode them safely: the layout, the
-  fingerprint of the tokenizer that made them, the sample rate and the original lengths.
+  fingerprint of the tokenizer that made them, the sample rate and the original lengths; for audio of
+  several channels, the channel layout (each channel is its own set of streams) and the input's own
+  sample rate, so decoding can give both back.
 - ``.mtok`` files — a safetensors file holding one tensor per stream (smallest unsigned type that fits)
   and a JSON header; a checksum over the codes makes a damaged file fail loudly instead of decoding noise.
 
@@ -29,8 +31,12 @@ from .atomic import atomic_path
 from .errors import MusictokError
 
 MTOK_FORMAT = "musictok.tokens"
-MTOK_VERSION = 1
+MTOK_VERSION = 2  # 2: channel layouts (stereo, mid-side); the newest format this code reads and writes
 SLOT_AXES = ("band", "residual", "level", "track", "codebook")
+# Channel layouts of a token file, each with its channels' names in stream order. Every tokenizer is mono:
+# a file of C channels holds the tokenizer's streams C times, channel-major, named "<channel>.<stream>".
+CHANNEL_LAYOUTS: dict[str, tuple[str, ...]] = {"mono": ("mono",), "stereo": ("left", "right"),
+                                               "mid-side": ("mid", "side")}
 
 
 class TokenFileError(MusictokError):
@@ -143,12 +149,33 @@ def _smallest_uint(max_code: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
+@dataclass(frozen=True)
+class SourceAudio:
+    """The audio file the tokens were encoded from, in its own terms: its sample rate, its channel count
+    and each clip's length in its own samples — what decoding needs to give back the input's rate at its
+    exact length (a length at the tokenizer's rate maps back to several lengths at a higher rate)."""
+
+    sample_rate: int
+    channels: int
+    lengths: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lengths", tuple(int(n) for n in self.lengths))
+        if self.sample_rate <= 0 or self.channels < 1 or min(self.lengths, default=0) < 1:
+            raise ValueError(f"source audio needs a positive rate, channels and lengths, got {self}")
+
+    def to_dict(self) -> dict:
+        return {"sample_rate": self.sample_rate, "channels": self.channels, "lengths": list(self.lengths)}
+
+
 @dataclass
 class Tokens:
     """Codes of one or more clips, per stream ``(batch, frames, slots)`` long, with their provenance.
 
     ``lengths`` are the original lengths in samples of each clip; clips shorter than the longest are
-    padded in ``codes`` and ``frames(i)`` says how many frames are real.
+    padded in ``codes`` and ``frames(i)`` says how many frames are real. ``channels`` names a
+    :data:`CHANNEL_LAYOUTS` entry: beyond ``"mono"`` the layout holds the tokenizer's streams once per
+    channel (``musictok.channels`` makes and decodes such tokens). ``source`` describes the input file.
     """
 
     codes: list[Tensor]
@@ -161,8 +188,21 @@ class Tokens:
     # encoding (gain-invariant tokens) store the removed scale here, as EnCodec's normalised mode does.
     # ``None``: no level was removed.
     scales: list[float] | None = None
+    channels: str = "mono"
+    source: SourceAudio | None = None
 
     def __post_init__(self) -> None:
+        if self.channels not in CHANNEL_LAYOUTS:
+            raise ValueError(f"channels must be one of {', '.join(CHANNEL_LAYOUTS)}, got {self.channels!r}")
+        names, streams = CHANNEL_LAYOUTS[self.channels], self.layout.streams
+        if self.channels != "mono":
+            per = len(streams) // len(names)
+            if len(streams) % len(names) or any(not s.name.startswith(f"{names[i // per]}.")
+                                                for i, s in enumerate(streams)):
+                raise ValueError(f"a {self.channels} layout holds each stream once per channel, named "
+                                 f"{names[0]}.<stream> …; got streams {[s.name for s in streams]}")
+        if self.source is not None and len(self.source.lengths) != len(self.lengths):
+            raise ValueError(f"{len(self.source.lengths)} source lengths for {len(self.lengths)} clips")
         if len(self.codes) != len(self.layout.streams):
             raise ValueError(f"{len(self.codes)} code tensors for {len(self.layout.streams)} streams")
         for c, s in zip(self.codes, self.layout.streams):
@@ -180,6 +220,14 @@ class Tokens:
     def batch_size(self) -> int:
         return len(self.lengths)
 
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return CHANNEL_LAYOUTS[self.channels]
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channel_names)
+
     def frames(self, index: int, stream: int = 0) -> int:
         """Real (unpadded) frames of clip ``index`` in ``stream``."""
         rate = self.layout.streams[stream].frame_rate
@@ -189,12 +237,16 @@ class Tokens:
     def item(self, index: int) -> Tokens:
         """One clip, padding removed."""
         codes = [c[index: index + 1, : self.frames(index, s)] for s, c in enumerate(self.codes)]
+        source = None if self.source is None else SourceAudio(
+            self.source.sample_rate, self.source.channels, (self.source.lengths[index],))
         return Tokens(codes, self.layout, self.fingerprint, self.sample_rate, [self.lengths[index]],
-                      dict(self.extra), None if self.scales is None else [self.scales[index]])
+                      dict(self.extra), None if self.scales is None else [self.scales[index]], self.channels,
+                      source)
 
     def to(self, device: torch.device | str) -> Tokens:
         return Tokens([c.to(device) for c in self.codes], self.layout, self.fingerprint, self.sample_rate,
-                      list(self.lengths), dict(self.extra), None if self.scales is None else list(self.scales))
+                      list(self.lengths), dict(self.extra), None if self.scales is None else list(self.scales),
+                      self.channels, self.source)
 
     @property
     def duration(self) -> float:
@@ -202,16 +254,22 @@ class Tokens:
 
     # ---------------------------------------------------------------- .mtok files
     def header(self) -> dict:
+        """The JSON header. Its ``format_version`` is the oldest format that holds the file: mono tokens stay
+        format 1 (an older musictok reads them, ignoring the ``channels`` and ``source`` it does not know),
+        channels need format 2, which an older musictok refuses instead of decoding two channels as one."""
+        channels = {"layout": self.channels, "count": self.num_channels, "names": list(self.channel_names)}
         return {
             "format": MTOK_FORMAT,
-            "format_version": MTOK_VERSION,
+            "format_version": 1 if self.channels == "mono" else 2,
             "musictok_version": __version__,
             "layout": self.layout.to_dict(),
             "tokenizer": asdict(self.fingerprint),
             "sample_rate": self.sample_rate,
             "lengths": list(self.lengths),
             "extra": self.extra,
-        } | ({} if self.scales is None else {"scales": list(self.scales)})
+            "channels": channels,
+        } | ({} if self.scales is None else {"scales": list(self.scales)}) | (
+            {} if self.source is None else {"source": self.source.to_dict()})
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a ``.mtok`` file atomically (temp file, then rename)."""
@@ -261,8 +319,13 @@ class Tokens:
             for c, s in zip(codes, layout.streams):
                 if c.numel() and int(c.max()) >= max(s.codebook_sizes):
                     raise TokenFileError(p, f"stream {s.name!r} holds codes beyond its codebook size")
+            channels = header.get("channels", {"layout": "mono"})
+            if "names" in channels and tuple(channels["names"]) != CHANNEL_LAYOUTS.get(channels["layout"]):
+                raise ValueError(f"channel names {channels['names']} do not match layout {channels['layout']!r}")
+            source = header.get("source")
             return cls(codes, layout, Fingerprint(**header["tokenizer"]), int(header["sample_rate"]),
-                       [int(n) for n in header["lengths"]], header.get("extra", {}), header.get("scales"))
+                       [int(n) for n in header["lengths"]], header.get("extra", {}), header.get("scales"),
+                       channels["layout"], None if source is None else SourceAudio(**source))
         except (KeyError, TypeError, ValueError) as e:
             raise TokenFileError(p, f"inconsistent token file ({type(e).__name__}: {e})") from None
 

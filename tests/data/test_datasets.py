@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from musictok.audio import AudioError, save
-from musictok.data.datasets import AudioFolderClips, CorpusIndex, MixClips, StemClips
+from musictok.data.datasets import AudioFolderClips, CorpusIndex, MixClips, StemClips, folder_split
 
 
 def test_mix_clips_are_a_function_of_seed_and_index(tiny_corpus):
@@ -61,3 +61,17 @@ def test_audio_folder_clips(tmp_path):
         AudioFolderClips(tmp_path / "empty")
     with pytest.raises(AudioError, match="folder not found"):
         AudioFolderClips(tmp_path / "missing")
+
+
+def test_folder_split_is_by_file_and_never_leaves_a_split_empty(tmp_path):
+    files = [tmp_path / f"{k}.wav" for k in range(40)]
+    split = folder_split(tmp_path, files)
+    assert sorted(split["train"] + split["valid"]) == sorted(files) and not set(split["train"]) & set(split["valid"])
+    assert 1 <= len(split["valid"]) <= 12  # about 10 %
+    assert folder_split(tmp_path, files[::-1]) == split  # order does not matter
+    assert folder_split(tmp_path, files[:1]) == {"train": files[:1], "valid": []}  # one file only trains
+    two = folder_split(tmp_path, files[:2])
+    assert len(two["train"]) == 1 and len(two["valid"]) == 1
+    # the split hashes the path inside the folder: the same files elsewhere split the same way
+    moved = folder_split(tmp_path / "x", [tmp_path / "x" / f.name for f in files])
+    assert [f.name for f in moved["valid"]] == [f.name for f in split["valid"]]

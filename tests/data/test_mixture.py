@@ -67,14 +67,33 @@ def test_data_config_checks_and_validation(tiny_corpus, folder):
                    valid_split="train", valid_clips=2, valid_seconds=1.0)
     assert [s.weight for s in d.source_specs] == [2, 1.0]
     sets = d.valid_sets(1.0, SR)
-    assert list(sets) == [tiny_corpus.name]  # plain folders have no split to validate on
+    assert list(sets) == [tiny_corpus.name, "f"]  # a folder of one file is all "train", like this corpus here
     with pytest.raises(ValueError, match="weight"):
         DataConfig(sources=[{"path": "x", "weight": -1}])
     with pytest.raises(ValueError, match="unknown data.sources keys"):
         DataConfig(sources=[{"path": "x", "wieght": 1}])
     with pytest.raises(ValueError, match="gain_db"):
         DataConfig(gain_db=[3, -3])
-    with pytest.raises(ValueError, match="valid"):
+    with pytest.raises(ValueError, match="valid"):  # ... and has nothing to hold out
         validation_sets([SourceSpec(str(folder))], "valid", 1.0, SR, 2)
     assert per_source({"": {"m": 1.0}}) == {"m": 1.0}
     assert per_source({"a": {"m": 1.0}, "b": {"m": 3.0}}) == {"m/a": 1.0, "m/b": 3.0, "m": 2.0}
+
+
+def test_a_plain_folder_trains_and_validates_on_disjoint_files(tmp_path):
+    """A folder without metadata.jsonl is split by file: the validation clips come from files the training
+    clips never touch, and the split of a file does not depend on the other files."""
+    t = np.arange(SR * 2) / SR
+    for k in range(12):
+        save(tmp_path / "songs" / f"s{k:02d}.wav", (0.1 * np.sin(2 * np.pi * (110 + 20 * k) * t)).astype(np.float32), SR)
+    spec = SourceSpec(str(tmp_path / "songs"))
+    train = MixtureClips([spec], 0.5, SR, length=200, seed=0)
+    valid = validation_sets([spec], "valid", 0.5, SR, 50)["songs"]
+    seen_train = {train[i]["piece"] for i in range(200)}
+    seen_valid = {valid[i]["piece"] for i in range(len(valid))}
+    assert seen_valid and seen_train and not seen_train & seen_valid
+    assert len(seen_train) + len(seen_valid) == 12
+    # a new file does not move the others between splits
+    save(tmp_path / "songs" / "zz.wav", (0.1 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), SR)
+    again = validation_sets([spec], "valid", 0.5, SR, 50)["songs"]
+    assert seen_valid <= {again[i]["piece"] for i in range(len(again))}

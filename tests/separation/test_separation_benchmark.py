@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from musictok.audio import save
+from musictok.metrics import METRICS_VERSION
 
 from sep_helpers import SR
 
@@ -31,5 +32,6 @@ def test_quick_benchmark(tiny_separators, tiny_corpus, tmp_path):
     assert set(result["real"]["systems"]["lm"]["cross_leakage"]) == {"vocals", "drums", "bass", "other"}
     md = (tmp_path / "results" / "separation.md").read_text()
     assert "| vocals | tokenizer ceiling |" in md and "The paper's claims at this scale" in md
-    assert json.loads((tmp_path / "results" / "separation.json").read_text())["ceiling_tokenizer"]
+    written = json.loads((tmp_path / "results" / "separation.json").read_text())
+    assert written["ceiling_tokenizer"] and written["metrics_version"] == METRICS_VERSION
     assert (tmp_path / "listen" / "mask" / "00-song" / "drums.wav").is_file()

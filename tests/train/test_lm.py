@@ -1,5 +1,6 @@
 """Token LM training, scoring and generation end to end, on a tiny tokenizer and corpus."""
 
+import pytest
 import torch
 
 from musictok.evaluate import evaluate_lm
@@ -51,6 +52,9 @@ def test_windows_are_deterministic(tiny_corpus, tmp_path):
     assert all(torch.equal(a[i][0], b[i][0]) for i in range(10))
     grid = TokenWindows(tokens, 16, random=False, max_windows=5)
     assert len(grid) == 5 and grid[0][0].shape == (16, 4)
+    # two sources weighted 3 : 1 share the windows 3 : 1, whatever their lengths; pieces within a source by length
+    mixed = TokenWindows(tokens, 16, random=True, length=10, groups=[0, 1, 1], group_weights=[3.0, 1.0])
+    assert mixed.p[0] == pytest.approx(0.75) and mixed.p[1] / mixed.p[2] == pytest.approx(a.p[1] / a.p[2])
 
 
 def test_multi_rate_windows_and_coarse_to_fine_lm(tiny_corpus, tmp_path):

@@ -4,6 +4,7 @@ import json
 
 import torch
 
+from musictok.metrics import METRICS_VERSION
 from musictok.nn.vocoder import load_vocoder
 from musictok.tokenizers.base import Tokenizer
 from musictok.train.config import DataConfig, GanConfig, RunConfig
@@ -67,6 +68,8 @@ def test_vocoder_task_trains_and_exports(tiny_corpus, tmp_path):
     cfg, task = _run(tiny_corpus, tmp_path / "voc", 3, kind="vocoder")
     summary = Trainer(task, cfg.train).run()
     assert summary.end_step == 3 and "mel_distance" in summary.last_valid
+    for f in ("run.json", "summary.json"):  # the validation Mel distance's definition is named beside it
+        assert json.loads((tmp_path / "voc" / f).read_text())["metrics_version"] == METRICS_VERSION
     voc = load_vocoder(tmp_path / "voc" / "export")
     out = voc(torch.zeros(1, 128, 10))
     assert out.shape == (1, 9 * 256)

@@ -7,6 +7,7 @@ Validation clips are a fixed, evenly spaced grid over the split's pieces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -184,22 +185,63 @@ class StemClips(MixClips):
                 "mask": torch.from_numpy(mask), "piece": piece["id"], "start": start}
 
 
+# A plain folder of audio (no metadata.jsonl) used for training holds this share of its files out for
+# validation. No test share: a folder given for training is the user's data, their test set lives elsewhere.
+FOLDER_VALID_SHARE = 0.10
+
+
+def _path_fraction(root: Path, f: Path) -> float:
+    """A uniform number in [0, 1) from the SHA-1 of the file's path relative to ``root``: fixed for a file
+    wherever the folder is mounted, and independent of every other file in it."""
+    rel = f.relative_to(root).as_posix() if root.is_dir() else f.name
+    return int(hashlib.sha1(rel.encode()).hexdigest()[:12], 16) / float(16**12)
+
+
+def folder_split(root: str | Path, files: list[Path] | None = None) -> dict[str, list[Path]]:
+    """``{"train": [...], "valid": [...]}`` for a plain audio folder, decided file by file.
+
+    A file validates when its path hash falls below :data:`FOLDER_VALID_SHARE`, so adding files never moves
+    another file between splits. Small folders need a floor: with two files or more, at least one
+    validates (the lowest hash) and at least one trains (the highest); a single file only trains.
+    Splitting by whole files keeps a recording from straddling the split, as ``data import`` does."""
+    root = Path(root)
+    files = sorted(files if files is not None else find_audio(root))
+    u = {f: _path_fraction(root, f) for f in files}
+    valid = [f for f in files if u[f] < FOLDER_VALID_SHARE]
+    if len(files) >= 2:
+        if not valid:
+            valid = [min(files, key=u.__getitem__)]
+        if len(valid) == len(files):
+            valid.remove(max(files, key=u.__getitem__))
+    held_out = set(valid)
+    return {"train": [f for f in files if f not in held_out], "valid": valid}
+
+
 class AudioFolderClips(Dataset):
     """Clips from any folder of audio files (recursively), resampled to mono ``sample_rate``.
 
-    Unreadable files (not audio, truncated, an absurd rate …) are refused up front with an `AudioError`
-    naming the file, or, given ``on_bad(path, reason, unreadable)``, reported there and left out, together
-    with files shorter than half a clip (``unreadable=False``), which would be scored as mostly padding.
+    ``split`` (``"train"`` or ``"valid"``) keeps only that part of :func:`folder_split`, for training on a
+    folder; ``None`` reads every file (evaluation). Unreadable files (not audio, truncated, an absurd rate …)
+    are refused up front with an `AudioError` naming the file, or, given ``on_bad(path, reason, unreadable)``,
+    reported there and left out, together with files shorter than half a clip (``unreadable=False``), which
+    would be scored as mostly padding.
     """
 
     def __init__(self, folder: str | Path, clip_seconds: float = 10.0, sample_rate: int = 24000, *,
                  random: bool = False, length: int = 1000, seed: int = 0, max_clips: int | None = None,
-                 on_bad=None):
+                 on_bad=None, split: str | None = None):
         from ..audio import AudioStream
 
         self.files = find_audio(folder)
         if not self.files:
             raise AudioError(folder, "no audio files found")
+        if split is not None:
+            if split not in ("train", "valid"):
+                raise ValueError(f"{folder}: a plain audio folder splits into train and valid, not {split!r}")
+            self.files = folder_split(folder, self.files)[split]
+            if not self.files:
+                raise ValueError(f"{folder}: no audio file in the {split!r} split (a folder of one file only trains; "
+                                 f"with two or more, about {FOLDER_VALID_SHARE:.0%} of them validate)")
         durations, usable = [], []
         for f in self.files:
             try:

@@ -7,13 +7,17 @@ A run config may list several sources instead of one corpus::
         - {path: data/real, weight: 0.5}                 # imported recordings (`musictok data import`)
         - {path: data/chorales, weight: 0.3}             # a rendered corpus: its mixes
         - {path: data/chorales, weight: 0.2, stems: true, name: chorale-stems}   # ... or one part stem
-        - {path: ~/my-music, weight: 0.1}                # any folder of audio (no split: training only)
+        - {path: ~/my-music, weight: 0.1}                # any folder of audio (split by file, below)
       gain_db: [-18, 6]      # a random gain per clip, uniform in dB (peaks are kept under 0 dBFS)
       eq_db: 6               # a random low/high shelf tilt per clip, ± this many dB
       level_dbfs: -20        # normalise each clip to this RMS level before the random gain
 
 Like every dataset here, clip *i* is a pure function of ``(seed, i)``, so resume is exact: the source is
 drawn from the weights, then that source's own sampler picks the piece and offset.
+
+A plain folder of audio has no ``metadata.jsonl`` to carry splits, so its files are split by a hash of their
+path inside the folder (:func:`~musictok.data.datasets.folder_split`: about 10 % validate, at least one file
+of a folder of two or more): it trains on the rest and is validated like a corpus source.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ def source_clips(spec: SourceSpec, split: str, clip_seconds: float, sample_rate:
     if spec.stems:
         raise ValueError(f"data.sources[{spec.path}]: stems: true needs a rendered corpus (metadata.jsonl)")
     return AudioFolderClips(spec.path, clip_seconds, sample_rate, random=random, length=length, seed=seed,
-                            max_clips=max_clips)
+                            max_clips=max_clips, split=split)
 
 
 class MixtureClips(Dataset):
@@ -152,15 +156,16 @@ class MixtureClips(Dataset):
 
 def validation_sets(specs: list[SourceSpec], split: str, seconds: float, sample_rate: int,
                     max_clips: int) -> dict[str, Dataset]:
-    """A fixed validation grid per corpus source that has pieces in ``split`` (plain folders have no split)."""
+    """A fixed validation grid per source that has pieces (a folder: files) in ``split``."""
     out: dict[str, Dataset] = {}
     for s in specs:
-        if not s.is_corpus or s.name in out:
+        if s.name in out or (not s.is_corpus and split not in ("train", "valid")):
             continue
         try:
             out[s.name] = source_clips(s, split, seconds, sample_rate, random=False, max_clips=max_clips)
         except ValueError:  # no piece in this split
             continue
     if not out:
-        raise ValueError(f"no source of the mixture has pieces in the {split!r} split to validate on")
+        raise ValueError(f"no source of the mixture has pieces in the {split!r} split to validate on "
+                         "(a folder of audio validates on some of its files when it holds two or more)")
     return out

@@ -130,13 +130,23 @@ def choose_soundfonts(pool: Sequence[SoundFont], programs: Sequence[int | None],
     return out
 
 
+def _synth():
+    """TinySoundFont's extension module. Not a dependency of the package: its own dependency, pyaudio (live
+    playback, unused here), needs PortAudio headers to build, so it is installed without dependencies."""
+    try:
+        from tinysoundfont import _tinysoundfont
+    except ImportError:
+        raise SoundFontError("rendering needs TinySoundFont: pip install --no-deps tinysoundfont==0.3.7 "
+                             "(`make demo` / `make test` install it)") from None
+    return _tinysoundfont
+
+
 @lru_cache(maxsize=None)
 def _loaded(path: str):
     """The parsed SoundFont, once per process (a pool is a handful of files; forked workers share it)."""
-    from tinysoundfont import _tinysoundfont
-
+    tsf = _synth()
     try:
-        return _tinysoundfont.SoundFont(path)
+        return tsf.SoundFont(path)
     except Exception as e:
         raise SoundFontError(f"{path}: cannot be loaded as a SoundFont ({e})") from None
 
@@ -155,10 +165,9 @@ def render_notes(
     Returns float32 mono ``(num_samples,)``. Deterministic: TinySoundFont has no random state, and each stem
     gets a fresh clone of the parsed SoundFont (what `tinysoundfont.Synth` does, minus the reload).
     """
-    from tinysoundfont import _tinysoundfont
-
-    synth = _tinysoundfont.SoundFont(_loaded(str(soundfont)))  # shares the samples, fresh voices
-    synth.set_output(_tinysoundfont.OutputMode.StereoInterleaved, sample_rate, 0.0)
+    tsf = _synth()
+    synth = tsf.SoundFont(_loaded(str(soundfont)))  # shares the samples, fresh voices
+    synth.set_output(tsf.OutputMode.StereoInterleaved, sample_rate, 0.0)
     synth.set_max_voices(256)
     synth.channel_set_bank(0, 128 if is_drums else 0)
     synth.channel_set_preset_number(0, 0 if is_drums else program, is_drums)

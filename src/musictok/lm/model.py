@@ -384,16 +384,8 @@ class TokenLM(nn.Module):
             if embeds.shape != x.shape:
                 raise ValueError(f"embeds must be {tuple(x.shape)} (batch, steps, n_embd), got {tuple(embeds.shape)}")
             x = x + embeds.to(x.dtype)
-        x = self.drop(x)
-        angles = rope_angles(positions.to(x.device), self.config.head_dim, self.config.rope_base)
-        if angles.ndim == 3:  # (B, T, D/2): add the head axis
-            angles = angles.unsqueeze(1)
-        cos, sin = angles.cos(), angles.sin()
-        for block in self.blocks:
-            x = block(x, cos, sin, cache)
-        if cache is not None:
-            cache.length += inputs.shape[1]
-        logits = self._logits(self.norm(x))
+        cos, sin = self.rope(positions.to(x.device))
+        logits = self._logits(self._trunk(self.drop(x), cos, sin, cache))
         if targets is None:
             return LMOutput(logits)
         if targets.shape != inputs.shape:
@@ -405,11 +397,29 @@ class TokenLM(nn.Module):
             raise ValueError("targets hold no token to predict (all IGNORE_INDEX)")
         return LMOutput(logits, nll.sum() / count, nll)
 
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """``cos, sin`` of the rotary angles for positions ``(T, P)`` -> ``(T, D/2)``, or ``(B, T, P)`` ->
+        ``(B, 1, T, D/2)`` (with the head axis): what the blocks take."""
+        angles = rope_angles(positions, self.config.head_dim, self.config.rope_base)
+        if angles.ndim == 3:  # (B, T, D/2): add the head axis
+            angles = angles.unsqueeze(1)
+        return angles.cos(), angles.sin()
+
+    def _trunk(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None) -> Tensor:
+        """Embedded steps ``(B, T, d)`` through the blocks and the final norm (advancing the cache)."""
+        for block in self.blocks:
+            x = block(x, cos, sin, cache)
+        if cache is not None:
+            cache.length += x.shape[1]
+        return self.norm(x)
+
     # ---------------------------------------------------------------- generation
     @torch.no_grad()
     def generate_step(self, inputs: Tensor, positions: Tensor, cache: KVCache) -> Tensor:
         """Feed ``inputs (B, T, K)`` after the cached steps; return the last step's logits ``(B, K, V)``."""
-        return self(inputs, positions, cache=cache).logits[:, -1]
+        self._check(inputs, positions, cache)
+        cos, sin = self.rope(positions.to(inputs.device))
+        return self._logits(self._trunk(self.embed(inputs), cos, sin, cache)[:, -1:])[:, 0]
 
     @torch.no_grad()
     def generate(self, pattern: SequencePattern, batch_size: int = 1, *, prefix: Tensor | None = None,
@@ -457,7 +467,9 @@ class TokenLM(nn.Module):
         valid = cells >= 0
         ranges = pattern.target_ranges.to(device)  # (steps, K, 2)
         vocab = torch.arange(max(self.vocab.vocab_sizes), device=device)
+        banned = (vocab < ranges[..., :1]) | (vocab >= ranges[..., 1:])  # (steps, K, V): outside each cell's codebook
         positions = pattern.positions.to(device)
+        cos, sin = self.rope(positions)  # every step's rotation, once
         out = torch.full((batch_size, steps, K), IGNORE_INDEX, dtype=torch.long, device=device)
         inputs = torch.full((batch_size, steps, K), self.vocab.pad_id, dtype=torch.long, device=device)
         inputs[:, 0] = self.vocab.bos_id
@@ -465,16 +477,17 @@ class TokenLM(nn.Module):
             kept = torch.where(valid[:n], prefix.to(device).long(), torch.full_like(out[:, :n], IGNORE_INDEX))
             out[:, :n] = kept
             inputs[:, 1: n + 1] = torch.where(valid[:n], kept, self.vocab.pad_id)[:, : steps - 1]
+        self._check(inputs, positions, None)  # once: the loop only feeds ids it built itself
         cache = self.new_cache(steps) if use_cache else None
         fed = 0
         for t in range(n, steps):
-            if cache is not None:
-                logits = self.generate_step(inputs[:, fed: t + 1], positions[fed: t + 1], cache)
-                fed = t + 1
-            else:
-                logits = self(inputs[:, : t + 1], positions[: t + 1]).logits[:, -1]  # (B, K, V)
-            lo, hi = ranges[t, :, 0:1], ranges[t, :, 1:2]
-            logits = logits.masked_fill((vocab < lo) | (vocab >= hi), float("-inf"))
+            # With the cache, only the new steps run (the prefix at once, then one step at a time), without
+            # the per-call input checks and rotary angles of forward(); without it, the whole prefix reruns.
+            lo = fed if cache is not None else 0
+            h = self._trunk(self.embed(inputs[:, lo: t + 1]), cos[lo: t + 1], sin[lo: t + 1], cache)
+            logits = self._logits(h[:, -1:])[:, 0]  # (B, K, V): the last step's only
+            fed = t + 1
+            logits = logits.masked_fill(banned[t], float("-inf"))
             ids = sample(logits, temperature, top_k, top_p, generator)  # (B, K)
             if forced is not None:
                 ids = torch.where(forced[:, t] != IGNORE_INDEX, forced[:, t], ids)

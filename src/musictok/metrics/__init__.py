@@ -5,6 +5,8 @@
 - ``codebook``: utilization, normalized entropy and perplexity of codebooks.
 - ``dependence``: mutual information between codebooks and neighbours (minus the same estimate on
   shuffled pairs, with an interval), MMD joint vs. product (the codec loss's statistic).
+- ``version``: ``METRICS_VERSION``, the version of these definitions, written into every results JSON
+  (its docstring is the changelog).
 - ``diagnostics``: DuoTok's dual-track diagnostics — the relative cnBPT cost of shifting, masking or
   mismatching the conditioning track, and cnBPT against context length (import from the module).
 """
@@ -57,8 +59,10 @@ from musictok.metrics.reconstruction import (
     stft_distance,
     waveform_l1,
 )
+from musictok.metrics.version import METRICS_VERSION
 
 __all__ = [
+    "METRICS_VERSION",
     # reconstruction
     "mel_distance",
     "mel_l1",

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ..metrics.reconstruction import MEL_WINDOWS, mel_l1
 from ..settings import build_checked
 from ..spectral import MelConfig, MelSpectrogram, mel_filterbank
+from ..tokens import Fingerprint, config_hash, weights_hash
 from .convnext import ConvNeXtBackbone
 from .discriminators import (
     discriminator_loss,
@@ -379,12 +380,18 @@ def vocoder_discriminator_loss(
     return total
 
 
+def vocoder_fingerprint(vocoder: Vocoder) -> Fingerprint:
+    """Name + config hash + weights hash, as tokenizers have: which vocoder a result or a fine-tune came from."""
+    return Fingerprint("vocoder", config_hash(vocoder.config.to_dict()), weights_hash(vocoder.state_dict()))
+
+
 def save_vocoder(vocoder: Vocoder, directory: str | Path, extra: dict | None = None) -> Path:
-    """Write a vocoder folder (``config.json`` + ``model.safetensors``, atomically)."""
+    """Write a vocoder folder (``config.json`` + ``model.safetensors``, atomically), with its fingerprint."""
     from .. import pretrained
 
-    return pretrained.write(directory, vocoder.state_dict(),
-                            {"model": "vocoder", "config": vocoder.config.to_dict()} | (extra or {}))
+    meta = {"model": "vocoder", "config": vocoder.config.to_dict(),
+            "fingerprint": asdict(vocoder_fingerprint(vocoder))}
+    return pretrained.write(directory, vocoder.state_dict(), meta | (extra or {}))
 
 
 def load_vocoder(name_or_dir: str | Path, map_location: str | torch.device = "cpu") -> Vocoder:

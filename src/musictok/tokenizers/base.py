@@ -175,15 +175,27 @@ class Tokenizer(nn.Module, abc.ABC):
 
     # ---------------------------------------------------------------- public API
     @torch.no_grad()
-    def encode(self, wav: Any, *, chunk_units: int | None = None) -> Tokens:
+    def encode(self, wav: Any, *, chunk_units: int | None = None, scales: Sequence[float] | None = None
+               ) -> Tokens:
         """Tokenize mono audio at ``self.sample_rate``: ``(T,)``, ``(B, T)`` or a list of clips of any
         lengths. Clips of equal length are batched (at most ``max_batch`` at a time); clips longer than
         ``chunk_units + 2 × context_units`` frames are encoded in overlapping chunks, so memory is bounded
-        by the chunk size whatever the input length."""
+        by the chunk size whatever the input length.
+
+        ``scales`` (one per clip) replaces the gains a level-normalising tokenizer measures on each clip:
+        clips that are parts of one signal, such as the channels of a stereo file (``musictok.channels``),
+        share the gain of the whole so that their balance stays in the tokens."""
         clips = _as_clips(wav, self.stem_inputs)
-        scales = None
-        if self.level_dbfs is not None:  # stems are scaled together, by the level of their mix
+        if scales is not None:
+            if self.level_dbfs is None:
+                raise ValueError(f"scales: a {self.name} tokenizer without level_dbfs keeps the level in its "
+                                 "tokens; it takes no scales")
+            scales = [float(g) for g in scales]
+            if len(scales) != len(clips) or not all(np.isfinite(g) and g > 0 for g in scales):
+                raise ValueError(f"scales: one finite positive gain per clip ({len(clips)}), got {scales}")
+        elif self.level_dbfs is not None:  # stems are scaled together, by the level of their mix
             scales = [level_scale(c if c.ndim == 1 else c.sum(0), self.level_dbfs) for c in clips]
+        if scales is not None:
             clips = [c / g for c, g in zip(clips, scales)]
         was_training = self.training
         self.eval()  # encoding must never move EMA codebooks or other training state
@@ -264,6 +276,9 @@ class Tokenizer(nn.Module, abc.ABC):
         return {"tokens": None}
 
     def check_tokens(self, tokens: Tokens) -> None:
+        if tokens.channels != "mono":
+            raise TokenizerError(f"these tokens hold {tokens.num_channels} channels ({tokens.channels}); a "
+                                 "tokenizer decodes one: use musictok.channels.decode_channels")
         mine = self.fingerprint()
         if tokens.fingerprint != mine:
             raise TokenizerError(f"these tokens were made by {tokens.fingerprint.short()}, "

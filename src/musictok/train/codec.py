@@ -23,6 +23,7 @@ from ..quantize.mmd import independence_mmd
 from ..tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
 from ..tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
 from .config import RunConfig, build_model_config, per_source
+from .finetune import InitPoint, provenance
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
 
 CODECS = {"rvq_codec": (RVQCodec, RVQCodecConfig), "pyramid_codec": (PyramidCodec, PyramidCodecConfig)}
@@ -38,15 +39,18 @@ def codec_model_config(model: dict):
 
 
 class CodecTask(TrainTask):
-    def __init__(self, run: RunConfig):
+    def __init__(self, run: RunConfig, init: InitPoint | None = None):
         self.run = run
         self.model_class, self.model_config = codec_model_config(run.model)
+        self.init = init
 
     def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
         self.device, self.cfg, self.dist = device, cfg, dist_info
         self._mmd_batches: dict[int, torch.Tensor] = {}  # step -> batch of the current MMD cycle
         self._mmd_last: float | None = None
         self.model = self.model_class(self.model_config).to(device)
+        if self.init is not None:
+            self.init.load_into(self.model)
         width = self.run.gan.channels
         self.mpd = MultiPeriodDiscriminator(channels=(width // 2, width, 2 * width, 4 * width)).to(device)
         self.mrd = MultiResolutionDiscriminator(channels=width).to(device)
@@ -157,7 +161,8 @@ class CodecTask(TrainTask):
         return logs
 
     def export(self, out_dir: Path, step: int) -> None:
-        unwrap(self.model).save_pretrained(out_dir, extra={"train_step": step, "run_config": self.run.to_dict()})
+        unwrap(self.model).save_pretrained(out_dir, extra={"train_step": step, "run_config": self.run.to_dict()}
+                                           | provenance(self.init))
 
 
 def _whole_units(seconds: float, model) -> float:

@@ -8,6 +8,9 @@ data: {corpus: data/chorales, clip_seconds: 2.0, valid_clips: 24}
 gan: {start_step: 1000, adv_weight: 0.1, fm_weight: 1.0, loss: hinge}
 train: {steps: 6000, batch_size: 8, lr: 3.0e-4, amp: bf16, out_dir: runs/bandtok-small}
 ```
+
+A fine-tune names the checkpoint it starts from with a top-level ``init: NAME_OR_DIR`` (bandtok, codec,
+vocoder, lm); its ``model:`` section may then be left out (see :mod:`musictok.train.finetune`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,6 @@ import yaml
 
 from ..settings import build_checked, check_types, require
 from .loop import TrainConfig
-
-KINDS = ("bandtok", "codec", "vocoder", "lm", "separator", "duotok")
-
 
 @dataclass
 class DataConfig:
@@ -133,12 +133,15 @@ class RunConfig:
     stage: int | None = None
     init_from: str | None = None
     duotok: dict = field(default_factory=dict)
+    init: str | None = None  # a fine-tune: the checkpoint (bundled name or folder) whose weights it starts from
 
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "model": self.model, "data": dataclasses.asdict(self.data),
              "gan": dataclasses.asdict(self.gan), "train": self.train.to_dict(), "lm": self.lm}
         if self.kind == "duotok":
             d |= {"stage": self.stage, "init_from": self.init_from, "duotok": self.duotok}
+        if self.init is not None:
+            d["init"] = self.init
         return d
 
 
@@ -148,8 +151,8 @@ def _section(cls, d: dict | None, name: str, path: str):
     return build_checked(cls, d or {}, f"{path}: {name}")
 
 
-def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
-    """Read and validate a run config; ``overrides`` are dotted keys, e.g. ``{"train.steps": 10}``."""
+def read_run_yaml(path: str | Path) -> dict:
+    """The raw mapping of a run config file, its sections checked to be mappings (nothing else yet)."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: config file not found")
@@ -162,21 +165,44 @@ def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfi
     for section in ("model", "data", "gan", "train", "lm", "duotok"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise ValueError(f"{p}: {section}: must be a mapping of keys to values, got {raw[section]!r}")
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: dict | None) -> dict:
+    """Set dotted keys (``{"train.steps": 10}``; a key without a dot is top-level, e.g. ``init_from``)."""
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
-        if not name:  # a top-level key (DuoTok's stage, init_from)
+        if not name:  # a top-level key (DuoTok's stage, init_from; a fine-tune's init)
             raw[section] = value
             continue
         if raw.get(section) is None:
             raw[section] = {}
         raw[section][name] = value
+    return raw
+
+
+def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
+    """Read and validate a run config; ``overrides`` are dotted keys, e.g. ``{"train.steps": 10}``."""
+    return parse_run_config(apply_overrides(read_run_yaml(path), overrides), str(path))
+
+
+def parse_run_config(raw: dict, where: str) -> RunConfig:
+    """Validate a raw run config mapping; ``where`` (its file, or the command that made it) starts every
+    error message."""
+    from .registry import RUN_KINDS  # the kinds are the registry's entries (it imports this module)
+
+    p = where
     kind = raw.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"{p}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in RUN_KINDS:
+        raise ValueError(f"{p}: kind must be one of {', '.join(RUN_KINDS)}, got {kind!r}")
     staged = {"stage", "init_from", "duotok"}
-    unknown = set(raw) - {"kind", "model", "data", "gan", "train", "lm"} - (staged if kind == "duotok" else set())
+    unknown = (set(raw) - {"kind", "model", "data", "gan", "train", "lm", "init"}
+               - (staged if kind == "duotok" else set()))
     if unknown:
         raise ValueError(f"{p}: unknown sections {sorted(unknown)}")
+    init = raw.get("init")
+    if init is not None and (not isinstance(init, str) or not init):
+        raise ValueError(f"{p}: init: must be a bundled model name or a model folder, got {init!r}")
     stage, init_from = raw.get("stage"), raw.get("init_from")
     if kind == "duotok":
         if stage not in (1, 2, 3, 4) or isinstance(stage, bool):
@@ -192,7 +218,7 @@ def load_run_config(path: str | Path, overrides: dict | None = None) -> RunConfi
                          gan=_section(GanConfig, raw.get("gan"), "gan", str(p)),
                          train=_section(TrainConfig, raw.get("train"), "train", str(p)),
                          lm=dict(raw.get("lm") or {}), source=str(p), stage=stage, init_from=init_from,
-                         duotok=dict(raw.get("duotok") or {}))
+                         duotok=dict(raw.get("duotok") or {}), init=init)
     except (TypeError, ValueError) as e:  # ranges checked in __post_init__ name the key, not the file
         raise ValueError(str(e) if str(e).startswith(str(p)) else f"{p}: {e}") from None
 

@@ -1,15 +1,19 @@
-"""Training and scoring token LMs on a tokenizer's tokens of the rendered corpus.
+"""Training and scoring token LMs on a tokenizer's tokens of a corpus, or of any folders of audio.
 
 Tokens are made once per (tokenizer fingerprint, piece) and cached as ``.mtok`` files
-(``CACHE/<fingerprint>/<piece>.mtok``), so every LM trained on the same tokenizer reads the same tokens
-and a retrained tokenizer never mixes with old ones. Training windows are a pure function of their index
-(piece drawn in proportion to its length, random start), like the audio clips of the tokenizer trainers.
+(``CACHE/<fingerprint>/<piece>.mtok``; a plain folder's files under ``files/``, keyed by path, size and
+modification time), so every LM trained on the same tokenizer reads the same tokens and a retrained
+tokenizer never mixes with old ones. Training windows are a pure function of their index (piece drawn in
+proportion to its length, within a source drawn by its weight when there are several; random start), like
+the audio clips of the tokenizer trainers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,12 +24,14 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .. import pretrained
-from ..data.datasets import CorpusIndex
+from ..data.datasets import CorpusIndex, folder_split
+from ..data.mixture import SourceSpec
 from ..errors import MusictokError
 from ..lm.model import TokenLM, TokenLMConfig
 from ..lm.patterns import SequencePattern, make_pattern
-from ..tokens import Tokens
-from .config import RunConfig
+from ..tokens import Fingerprint, Tokens, config_hash, weights_hash
+from .config import RunConfig, per_source
+from .finetune import InitPoint, provenance
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
 
 
@@ -57,8 +63,7 @@ def token_cache(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path
     from ..audio import load
 
     index = CorpusIndex(corpus, split)
-    fp = tokenizer.fingerprint()
-    folder = Path(cache_dir) / f"{fp.name}-{fp.config_hash[:8]}-{fp.weights_hash[:8]}"
+    folder = _cache_folder(tokenizer, cache_dir)
     out = []
     for piece in index.pieces[:max_pieces]:
         path = folder / f"{piece['id']}.mtok"
@@ -71,6 +76,59 @@ def token_cache(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path
     if not out:
         raise MusictokError(f"{corpus}: the {split} split has no pieces")
     return out
+
+
+def _cache_folder(tokenizer, cache_dir: str | Path) -> Path:
+    fp = tokenizer.fingerprint()
+    return Path(cache_dir) / f"{fp.name}-{fp.config_hash[:8]}-{fp.weights_hash[:8]}"
+
+
+def folder_token_cache(tokenizer, folder: str | Path, split: str, cache_dir: str | Path,
+                       max_pieces: int | None = None) -> list[Tokens]:
+    """Tokens of every file of a plain audio folder's ``split`` (:func:`~musictok.data.datasets.folder_split`),
+    encoded whole and cached per tokenizer fingerprint; a file edited in place is encoded again (its size or
+    modification time is in the key)."""
+    from ..audio import load
+
+    files = folder_split(folder).get(split, [])[:max_pieces]
+    if not files:
+        raise MusictokError(f"{folder}: no audio file in the {split!r} split (a folder of one file only trains)")
+    out = []
+    for f in files:
+        st = f.stat()
+        key = hashlib.sha1(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f.stem)[:40]
+        path = _cache_folder(tokenizer, cache_dir) / "files" / f"{stem}-{key}.mtok"
+        if not path.is_file():
+            wav, _ = load(f, tokenizer.sample_rate)
+            tokenizer.encode(torch.from_numpy(wav)).save(path)
+        out.append(Tokens.load(path))
+    return out
+
+
+def source_tokens(tokenizer, spec: SourceSpec, split: str, cache_dir: str | Path,
+                  max_pieces: int | None = None) -> list[Tokens]:
+    """Tokens of one data source's ``split``: a corpus's mixes or a plain folder's files."""
+    if spec.stems:
+        raise MusictokError(f"data.sources[{spec.path}]: stems: true is for the audio trainers; a token LM reads mixes")
+    if spec.is_corpus:
+        return token_cache(tokenizer, spec.path, split, cache_dir, max_pieces=max_pieces)
+    return folder_token_cache(tokenizer, spec.path, split, cache_dir, max_pieces=max_pieces)
+
+
+def source_has_split(spec: SourceSpec, split: str) -> bool:
+    """Whether a source has anything in ``split`` (without encoding it)."""
+    if spec.is_corpus:
+        return bool(CorpusIndex(spec.path, split).pieces)
+    return bool(folder_split(spec.path).get(split))
+
+
+def lm_fingerprint(model: TokenLM, meta: dict) -> Fingerprint:
+    """A token LM's identity: its config, vocabulary and sequence layout (``meta``: pattern, pattern_options,
+    context_frames, layout), and its weights."""
+    what = {"config": model.config.to_dict(), "vocab": model.vocab.to_dict()}
+    what |= {k: meta.get(k) for k in ("pattern", "pattern_options", "context_frames", "layout")}
+    return Fingerprint("token-lm", config_hash(what), weights_hash(model.state_dict()))
 
 
 def window_frames(layout, frames: int) -> tuple[int, ...]:
@@ -90,22 +148,30 @@ class TokenWindows(Dataset):
     ``frames`` counts frames of stream 0; a stream ``r`` times faster gets ``r × frames`` frames from the
     same span of time (PyramidCodec's levels are 1×, 2×, 4× the coarsest rate). ``random=True``: window *i*
     is drawn from ``(seed, i)``; ``random=False``: non-overlapping windows, round-robin over pieces, at most
-    ``max_windows``. :meth:`collate` stacks items into per-stream batches.
+    ``max_windows``. ``groups`` (the source of each piece) with ``group_weights`` give each source its share
+    of the windows, pieces within it in proportion to their length. :meth:`collate` stacks items into
+    per-stream batches.
     """
 
     def __init__(self, tokens: list[Tokens], frames: int, *, random: bool, seed: int = 0,
-                 length: int = 1000, max_windows: int | None = None):
+                 length: int = 1000, max_windows: int | None = None, groups: list[int] | None = None,
+                 group_weights: list[float] | None = None):
         rates = [s.frame_rate for s in tokens[0].layout.streams]
         self.ratios = [round(r / rates[0]) for r in rates]
         if any(abs(r / rates[0] - k) > 1e-6 for r, k in zip(rates, self.ratios)):
             raise MusictokError(f"stream rates {rates} are not whole multiples of the first stream's")
-        self.codes = [[c[0] for c in t.codes] for t in tokens
-                      if all(c.shape[1] >= frames * k for c, k in zip(t.codes, self.ratios))]
+        long_enough = [all(c.shape[1] >= frames * k for c, k in zip(t.codes, self.ratios)) for t in tokens]
+        self.codes = [[c[0] for c in t.codes] for t, ok in zip(tokens, long_enough) if ok]
         if not self.codes:
             raise MusictokError(f"no piece is at least {frames} token frames long; shorten the context")
         self.frames, self.random, self.seed, self.length = frames, random, seed, length
         spans = [min(c.shape[0] // k for c, k in zip(streams, self.ratios)) for streams in self.codes]
         lengths = np.array([n - frames + 1 for n in spans], dtype=np.float64)
+        if groups is not None and group_weights is not None:
+            kept = np.array([g for g, ok in zip(groups, long_enough) if ok])
+            # a source of only short pieces drops out; the others share the windows by weight
+            totals = {g: lengths[kept == g].sum() for g in set(kept.tolist())}
+            lengths = lengths * np.array([group_weights[g] / totals[g] for g in kept])
         self.spans, self.p = spans, lengths / lengths.sum()
         if not random:
             grid, k = [], 0
@@ -135,27 +201,45 @@ class TokenWindows(Dataset):
 
 
 class LMTask(TrainTask):
-    def __init__(self, run: RunConfig):
+    # several sources: (source of each training piece, weight of each source); None: one source
+    _groups: tuple[list[int], list[float]] | None = None
+
+    def __init__(self, run: RunConfig, init: InitPoint | None = None):
         self.run = run
         self.lm = LMSection(**run.lm)
         model = dict(run.model)
         self.model_config = TokenLMConfig.preset(model.pop("preset", "small"), **model)
+        self.init = init
 
     def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
         from ..tokenizers.base import Tokenizer
 
         self.device, self.cfg = device, cfg
         tokenizer = Tokenizer.from_pretrained(self.lm.tokenizer)
+        if self.init is not None:
+            _check_same_tokenizer(tokenizer, self.init)
         self.tokenizer_info = {"source": tokenizer.source, **dataclasses.asdict(tokenizer.fingerprint())}
         self.layout = tokenizer.layout
         self.frames = max(1, round(self.lm.context_seconds * self.layout.streams[0].frame_rate))
         self.pattern = context_pattern(self.lm.pattern, self.layout, self.frames, self.lm.pattern_options)
-        corpus = self.run.data.corpus
-        self.train_tokens = token_cache(tokenizer, corpus, "train", self.lm.cache_dir, max_pieces=self.lm.max_pieces)
-        self.valid = TokenWindows(token_cache(tokenizer, corpus, self.run.data.valid_split, self.lm.cache_dir),
-                                  self.frames, random=False, max_windows=self.lm.valid_windows)
+        specs, split, cache = self.run.data.source_specs, self.run.data.valid_split, self.lm.cache_dir
+        self.train_tokens, groups = [], []
+        for k, spec in enumerate(specs):
+            tokens = source_tokens(tokenizer, spec, "train", cache, max_pieces=self.lm.max_pieces)
+            self.train_tokens += tokens
+            groups += [k] * len(tokens)
+        if len(specs) > 1:
+            self._groups = (groups, [s.weight for s in specs])
+        # one source: its split must exist (as ever); several: those that have one validate
+        self.valid = {s.name: TokenWindows(source_tokens(tokenizer, s, split, cache), self.frames, random=False,
+                                           max_windows=self.lm.valid_windows)
+                      for s in specs if len(specs) == 1 or source_has_split(s, split)}
+        if not self.valid:
+            raise MusictokError(f"no source of the mixture has pieces in the {split!r} split to validate on")
         del tokenizer
         self.model = TokenLM.from_pattern(self.model_config, self.pattern).to(device)
+        if self.init is not None:
+            self.init.load_into(self.model)
         self.model_ddp = wrap_ddp(self.model, dist_info, device)
         # fused: one kernel per step over all parameters instead of a pass per Adam operation (CPU and CUDA have it)
         self.opt = torch.optim.AdamW(self.model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=cfg.betas,
@@ -168,7 +252,9 @@ class LMTask(TrainTask):
         return {"lm": self.opt}
 
     def train_dataset(self, length: int) -> Dataset:
-        return TokenWindows(self.train_tokens, self.frames, random=True, seed=self.run.data.seed, length=length)
+        groups, weights = self._groups or (None, None)
+        return TokenWindows(self.train_tokens, self.frames, random=True, seed=self.run.data.seed, length=length,
+                            groups=groups, group_weights=weights)
 
     def _batch(self, codes: list[Tensor]):
         b = self.pattern.build([c.to(self.device) for c in codes])
@@ -187,26 +273,41 @@ class LMTask(TrainTask):
 
     @torch.no_grad()
     def validate(self, autocast: Any) -> dict[str, float]:
+        """Teacher-forced loss of the fixed validation windows, per source when there are several."""
         model = unwrap(self.model)
         model.eval()
-        total, n = 0.0, 0
-        for i in range(0, len(self.valid), 8):
-            codes = TokenWindows.collate([self.valid[j] for j in range(i, min(i + 8, len(self.valid)))])
-            inputs, positions, targets = self._batch(codes)
-            with autocast():
-                out = model(inputs, positions, targets)
-            mask = targets != -100
-            total += float(out.per_token_nll[mask].sum())
-            n += int(mask.sum())
+        out_logs = {}
+        for name, windows in self.valid.items():
+            total, n = 0.0, 0
+            for i in range(0, len(windows), 8):
+                codes = TokenWindows.collate([windows[j] for j in range(i, min(i + 8, len(windows)))])
+                inputs, positions, targets = self._batch(codes)
+                with autocast():
+                    out = model(inputs, positions, targets)
+                mask = targets != -100
+                total += float(out.per_token_nll[mask].sum())
+                n += int(mask.sum())
+            out_logs[name] = {"loss": total / n, "bits_per_token": total / n / math.log(2)}
         model.train()
-        return {"loss": total / n, "bits_per_token": total / n / math.log(2)}
+        return per_source(out_logs)
 
     def export(self, out_dir: Path, step: int) -> None:
         model = unwrap(self.model)
         meta = {"model": "token-lm", "config": model.config.to_dict(), "vocab": model.vocab.to_dict(),
                 "pattern": self.lm.pattern, "pattern_options": self.lm.pattern_options, "context_frames": self.frames, "layout": self.layout.to_dict(),
                 "tokenizer": self.tokenizer_info, "train_step": step, "run_config": self.run.to_dict()}
-        pretrained.write(out_dir, model.state_dict(), meta)
+        meta["fingerprint"] = dataclasses.asdict(lm_fingerprint(model, meta))
+        pretrained.write(out_dir, model.state_dict(), meta | provenance(self.init))
+
+
+def _check_same_tokenizer(tokenizer, init: InitPoint) -> None:
+    """A fine-tuned LM must read the tokens it was trained on: its tokenizer, unchanged."""
+    recorded = init.meta.get("tokenizer") or {}
+    want = Fingerprint(recorded.get("name", "?"), recorded.get("config_hash", "?"), recorded.get("weights_hash", "?"))
+    if tokenizer.fingerprint() != want:
+        raise MusictokError(f"init {init.given}: it was trained on tokens of {want.short()}, but "
+                            f"{recorded.get('source')} is now {tokenizer.fingerprint().short()}; "
+                            "its tokens would differ")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..atomic import atomic_path, write_json, write_text
 from ..errors import MusictokError
+from ..metrics.version import METRICS_VERSION
 from ..settings import build_checked, require
 
 CHECKPOINT = "checkpoint.pt"
@@ -293,7 +294,7 @@ class Trainer:
         start = self.load_checkpoint() if resume else 0
         if self.dist.is_main:
             self._trim_log(start)
-            meta = {"train_config": cfg.to_dict(), **self.extra_meta}
+            meta = {"train_config": cfg.to_dict(), "metrics_version": METRICS_VERSION, **self.extra_meta}
             write_json(self.out / "run.json", meta)
         autocast = self._autocast()
         loader = DataLoader(self.task.train_dataset(cfg.steps * cfg.batch_size * self.dist.world_size),
@@ -352,7 +353,7 @@ class Trainer:
         wall = time.time() - t0
         summary = TrainSummary(str(self.out), start, step, wall, wall / max(step - start, 1), row, valid, stopped)
         if self.dist.is_main:
-            write_json(self.out / "summary.json", dataclasses.asdict(summary))
+            write_json(self.out / "summary.json", {"metrics_version": METRICS_VERSION} | dataclasses.asdict(summary))
         return summary
 
     def _should_stop(self, local: bool) -> bool:

@@ -13,18 +13,26 @@ from ..nn.discriminators import MultiScalePatchGAN, discriminator_loss, feature_
 from ..tokenizers.bandtok import BandTok, BandTokConfig
 from ..tokenizers.base import level_scale
 from .config import RunConfig, build_model_config, per_source
+from .finetune import InitPoint, provenance
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
 
 
 class BandTokTask(TrainTask):
-    def __init__(self, run: RunConfig, vocoder_dir: str | None = None):
+    def __init__(self, run: RunConfig, vocoder_dir: str | None = None, init: InitPoint | None = None):
         self.run = run
         self.model_config: BandTokConfig = build_model_config(BandTokConfig, run.model)
         self.vocoder_dir = vocoder_dir
+        self.init = init
 
     def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
         self.device, self.dist = device, dist_info
         self.model = BandTok(self.model_config).to(device)
+        if self.init is not None:
+            self.init.load_into(self.model)
+        if self.model.vocoder is not None:
+            # a fine-tuned export's vocoder travels along untrained (the losses are on the Mel); frozen, so DDP
+            # does not wait for gradients that never come
+            self.model.vocoder.requires_grad_(False)
         self.disc = MultiScalePatchGAN(scales=3, channels=self.run.gan.channels).to(device)
         self.model_ddp = wrap_ddp(self.model, dist_info, device)
         self.disc_ddp = wrap_ddp(self.disc, dist_info, device)
@@ -111,7 +119,8 @@ class BandTokTask(TrainTask):
         model = unwrap(self.model)
         if self._vocoder is not None:
             model = attach_vocoder(model, self._vocoder)
-        model.save_pretrained(out_dir, extra={"train_step": step, "run_config": self.run.to_dict()})
+        model.save_pretrained(out_dir, extra={"train_step": step, "run_config": self.run.to_dict()}
+                              | provenance(self.init))
 
 
 def _whole_frames(seconds: float, model: BandTok) -> float:

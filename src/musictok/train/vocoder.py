@@ -21,17 +21,21 @@ from ..nn.vocoder import (
     vocoder_generator_losses,
 )
 from .config import RunConfig, build_model_config, per_source
+from .finetune import InitPoint, provenance
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
 
 
 class VocoderTask(TrainTask):
-    def __init__(self, run: RunConfig):
+    def __init__(self, run: RunConfig, init: InitPoint | None = None):
         self.run = run
         self.model_config: VocoderConfig = build_model_config(VocoderConfig, run.model)
+        self.init = init
 
     def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
         self.device, self.cfg = device, cfg
         self.model = Vocoder(self.model_config).to(device)
+        if self.init is not None:
+            self.init.load_into(self.model)
         width = self.run.gan.channels
         self.mpd = MultiPeriodDiscriminator(channels=(width // 2, width, 2 * width, 4 * width)).to(device)
         self.mrd = MultiResolutionDiscriminator(channels=width).to(device)
@@ -100,4 +104,5 @@ class VocoderTask(TrainTask):
         return per_source(out)
 
     def export(self, out_dir: Path, step: int) -> None:
-        save_vocoder(unwrap(self.model), out_dir, extra={"train_step": step, "run_config": self.run.to_dict()})
+        save_vocoder(unwrap(self.model), out_dir, extra={"train_step": step, "run_config": self.run.to_dict()}
+                     | provenance(self.init))
