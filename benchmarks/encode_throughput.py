@@ -38,25 +38,26 @@ from musictok.tokenizers.base import Tokenizer
 HEDGEWARS = "data/debian/hedgewars-data/usr/share/games/hedgewars/Data/Music"
 
 
-def floor_seconds(files: list[Path], tokenizer, mel: MelSpectrogram) -> tuple[float, float]:
-    """``(wall seconds, audio seconds)`` of decode + resample + log-Mel of every file, in segments of the
-    tokenizer's chunk (so memory stays flat, as in encoding)."""
+def floor_seconds(files: list[Path], tokenizer, mel: MelSpectrogram, mono: bool) -> tuple[float, float]:
+    """``(wall seconds, audio seconds)`` of decode + resample + log-Mel of every file (of its mono downmix,
+    or of each of its channels), in segments of the tokenizer's chunk (so memory stays flat, as in encoding)."""
     seg = tokenizer.chunk_units * tokenizer.hop_samples
     audio, t0 = 0.0, time.perf_counter()
     with torch.no_grad():
         for f in files:
             held: list[np.ndarray] = []
             n = 0
-            for block in AudioStream(f, tokenizer.sample_rate):
+            for block in AudioStream(f, tokenizer.sample_rate, mono=mono):
+                block = np.atleast_2d(block)
                 held.append(block)
-                n += len(block)
+                n += block.shape[-1]
                 if n >= seg:
-                    x = np.concatenate(held)
-                    mel(torch.from_numpy(x[:seg])[None])
-                    held, n = [x[seg:]], n - seg
-                audio += len(block) / tokenizer.sample_rate
+                    x = np.concatenate(held, axis=-1)
+                    mel(torch.from_numpy(x[:, :seg]))
+                    held, n = [x[:, seg:]], n - seg
+                audio += block.shape[-1] / tokenizer.sample_rate
             if n > mel.config.n_fft // 2:
-                mel(torch.from_numpy(np.concatenate(held))[None])
+                mel(torch.from_numpy(np.concatenate(held, axis=-1)))
     return time.perf_counter() - t0, audio
 
 
@@ -82,6 +83,9 @@ def main() -> None:
     ap.add_argument("--tokenizer", default="bandtok-small")
     ap.add_argument("--workers", type=int, default=None, help="decoding processes (default: the CLI's)")
     ap.add_argument("--max-files", type=int, default=None)
+    ap.add_argument("--channels", default="mono", choices=("mono", "keep"),
+                    help="mono (default: the issue's comparison) or keep (stereo files as two channels: the floor "
+                         "then computes each channel's log-Mel too)")
     ap.add_argument("--skip-sequential", action="store_true", help="leave out the workers=0 row")
     ap.add_argument("--write", action="store_true", help="write docs/results/encode-throughput.{md,json}")
     ap.add_argument("--out", default="docs/results")
@@ -98,18 +102,18 @@ def main() -> None:
     for f in files:  # warm the page cache for every row alike
         f.read_bytes()
     workers = default_workers("cpu") if args.workers is None else args.workers
-    result: dict = {"tokenizer": args.tokenizer, "folder": args.folder, "files": len(files),
+    result: dict = {"tokenizer": args.tokenizer, "folder": args.folder, "files": len(files), "channels": args.channels,
                     "threads": torch.get_num_threads(), "workers": workers}
     print(f"{len(files)} files; torch threads {torch.get_num_threads()}; load average {load_before[0]:.2f}",
           flush=True)
 
-    floor, audio = floor_seconds(files, tokenizer, mel)
+    floor, audio = floor_seconds(files, tokenizer, mel, mono=args.channels == "mono")
     result |= {"audio_seconds": audio, "floor_seconds": floor, "floor_realtime_factor": audio / floor}
     print(f"floor (decode + resample + log-Mel): {floor:.1f} s, {audio / floor:.0f}× real time", flush=True)
     rows = [("parallel", workers)] + ([] if args.skip_sequential else [("sequential", 0)])
     for name, w in rows:
         t0 = time.perf_counter()
-        report = encode_files(pairs, tokenizer, overwrite=True, workers=w)
+        report = encode_files(pairs, tokenizer, overwrite=True, workers=w, channels=args.channels)
         dt = time.perf_counter() - t0
         if report.failed:
             raise SystemExit(f"{len(report.failed)} files failed, e.g. {report.failed[0]}")
@@ -138,7 +142,8 @@ def main() -> None:
         f"{result['sequential_realtime_factor']:.0f}× | {100 * result['sequential_share_of_floor']:.0f} % |\n")
     (out / "encode-throughput.md").write_text(
         f"# Corpus-scale tokenization: {args.tokenizer} ({result['date']})\n\n"
-        f"{len(files)} files, {audio / 3600:.2f} h of audio ({args.folder}); {result['machine']}, "
+        f"{len(files)} files, {audio / 3600:.2f} h of audio ({args.folder}, channels: {args.channels}); "
+        f"{result['machine']}, "
         f"{result['threads']} torch threads, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
         f"{' — **another job shared the CPU: numbers distorted**' if busy else ''}.\n\n"
         "| | seconds | real-time factor | share of the floor's speed |\n|---|---:|---:|---:|\n"
@@ -147,7 +152,8 @@ def main() -> None:
         f"{result['parallel_realtime_factor']:.0f}× | {100 * result['parallel_share_of_floor']:.0f} % |\n" + seq +
         f"\nIn memory, 60 s of noise: log-Mel {result['log_mel_realtime_factor']:.0f}×, encoder "
         f"{result['encoder_realtime_factor']:.0f}× real time.\n\n"
-        f"Command: `.venv/bin/python benchmarks/encode_throughput.py --tokenizer {args.tokenizer} --write`\n")
+        f"Command: `.venv/bin/python benchmarks/encode_throughput.py --tokenizer {args.tokenizer} "
+        f"--channels {args.channels} --write`\n")
 
 
 if __name__ == "__main__":
