@@ -21,6 +21,7 @@ may wrap the whole forward. Nothing here assumes a device.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -439,7 +440,8 @@ class TokenLM(nn.Module):
     @torch.no_grad()
     def generate(self, pattern: SequencePattern, batch_size: int = 1, *, prefix: Tensor | None = None,
                  forced: Tensor | None = None, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+                 generator: torch.Generator | Sequence[torch.Generator] | None = None, use_cache: bool = True
+                 ) -> Tensor:
         """Sample every step of ``pattern``; ``pattern.revert(ids)`` turns the result into codes.
 
         Each step's ids are drawn within the codebook of the cell it predicts (``pattern.target_ranges``)
@@ -454,7 +456,9 @@ class TokenLM(nn.Module):
             forced: optional ``(B, steps, K)`` ids fixed anywhere in the sequence (``IGNORE_INDEX`` where the
                 model samples): a prompt under a pattern that is not frame-major (coarse-to-fine puts the
                 prompt's coarse and fine cells far apart). Its leading fully fixed steps run as a prefix.
-            temperature, top_k, top_p, generator: see :func:`musictok.lm.sampling.sample` (0 = greedy).
+            temperature, top_k, top_p, generator: see :func:`musictok.lm.sampling.sample` (0 = greedy); a
+                list of generators, one per sequence, makes each sequence of the batch the one it would be
+                alone (up to the float rounding of batched matrix products).
             use_cache: decode incrementally with a KV cache (``False`` re-runs the whole prefix every step;
                 the same tokens, slower — kept for testing).
         Returns:
