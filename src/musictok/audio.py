@@ -29,6 +29,7 @@ WRITABLE = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24"), ".ogg": ("OGG
             ".oga": ("OGG", "VORBIS"), ".mp3": ("MP3", None), ".aiff": ("AIFF", "PCM_24"),
             ".aif": ("AIFF", "PCM_24"), ".au": ("AU", "PCM_24"), ".w64": ("W64", "FLOAT")}
 BLOCK_FRAMES = 1 << 16  # frames per read when streaming (1.4 s at 48 kHz)
+SILENCE_RMS = 1e-6  # -120 dBFS: a clip this quiet is left at its level by level-normalising tokenizers
 
 
 class AudioError(MusictokError):

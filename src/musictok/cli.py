@@ -337,10 +337,14 @@ def encode_cmd(
     channels: str = typer.Option("keep", help="keep (a stereo file stays stereo, anything else is mono), mono "
                                  "(downmix), stereo (left, right) or mid-side (mid, side); each channel becomes "
                                  "its own token streams. A mono file stays mono."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Processes decoding and resampling while this one "
+                                          "encodes (default: a quarter of the cores on a CPU, all but one with a "
+                                          "GPU); 0 decodes and encodes one file after the other."),
 ) -> None:
     """Turn audio into token files (.mtok), one per input file (or per pair of stems)."""
     from .audio import AUDIO_EXTENSIONS
     from .convert import MTOK, channels_warning, check_channels, encode_files, encode_stem_files, plan, plan_stem_pairs
+    from .corpus_encode import default_workers
     from .tokenizers.base import Tokenizer, TokenizerError
 
     _check_device(device)
@@ -359,8 +363,9 @@ def encode_cmd(
         report = _run_files("encoding", pairs, lambda cb: encode_stem_files(pairs, model, overwrite=overwrite,
                                                                             on_file=cb))
     else:
+        n = min(default_workers(device) if workers is None else workers, len(pairs))
         report = _run_files("encoding", pairs, lambda cb: encode_files(pairs, model, overwrite=overwrite,
-                                                                       on_file=cb, channels=channels))
+                                                                       on_file=cb, channels=channels, workers=n))
     console.print(f"{len(report.written)} encoded, {len(report.skipped)} already there, {len(report.failed)} failed"
                   f"{_speed(report)} ({model.layout.tokens_per_second:g} tokens/s, "
                   f"{model.layout.bitrate / 1000:.3g} kbps per channel)")

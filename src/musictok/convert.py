@@ -177,26 +177,20 @@ def encode_file(path: str | Path, tokenizer, *, chunk_units: int | None = None, 
     (``level_dbfs``) then gets its scale from a first, cheap pass over the file at the file's own rate:
     the RMS of the mono downmix, or of all samples of both channels (one gain per file, as in
     ``musictok.channels``)."""
+    from .corpus_encode import ChunkPlan, source_level_scale
+
     check_channels(tokenizer, channels)
     chunk = chunk_units or tokenizer.chunk_units
     layout, _ = file_channels(channels, AudioStream(path).channels, tokenizer, path)
     stream = AudioStream(path, tokenizer.sample_rate, mono=layout == "mono")
-    samples = stream.read_frames * tokenizer.sample_rate / stream.source_rate
-    if samples <= 2 * (chunk + 2 * tokenizer.context_units + 1) * tokenizer.hop_samples:
+    if ChunkPlan(tokenizer.hop_samples, chunk, tokenizer.context_units).whole(
+            stream.read_frames * tokenizer.sample_rate / stream.source_rate):
         wav = torch.from_numpy(np.concatenate(list(stream), axis=-1))
         tokens = tokenizer.encode(wav, chunk_units=chunk) if layout == "mono" else \
             encode_channels(tokenizer, wav, layout, chunk_units=chunk)
     else:
-        scale = None
-        if tokenizer.level_dbfs is not None:
-            from .tokenizers.base import SILENCE_RMS
-
-            sumsq, n = 0.0, 0
-            for block in AudioStream(path, None, mono=layout == "mono"):
-                sumsq += float(np.sum(np.square(block, dtype=np.float64)))
-                n += block.size
-            rms = math.sqrt(sumsq / max(n, 1))
-            scale = rms / 10 ** (tokenizer.level_dbfs / 20) if rms > SILENCE_RMS else 1.0
+        scale = None if tokenizer.level_dbfs is None else \
+            source_level_scale(path, tokenizer.level_dbfs, mono=layout == "mono")
         blocks = stream if layout == "mono" else (to_channels(b, layout) for b in stream)
         codes, length = encode_stream(tokenizer, blocks, chunk, scale)
         k = codes[0].shape[0]  # channels, side by side in the batch
@@ -215,46 +209,32 @@ def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, sca
     ``(T_i,)`` are one channel (``C = 1``), blocks ``(C, T_i)`` are ``C`` channels encoded side by side.
 
     The chunks are those of ``Tokenizer._encode_long`` (``chunk_units`` units, ``context_units`` of context
-    each side, zero padding at the end), so the codes equal whole-file encoding; only one chunk of
-    samples is held at a time. ``scale`` divides every sample (a level-normalising tokenizer's gain)."""
-    hop, ctx = tokenizer.hop_samples, tokenizer.context_units
+    each side, zero padding at the end; see :class:`~musictok.corpus_encode.StreamChunker`), so the codes
+    equal whole-file encoding; only one chunk of samples is held at a time. ``scale`` divides every sample
+    (a level-normalising tokenizer's gain)."""
+    from .corpus_encode import ChunkPlan, StreamChunker
+
     fpu = tokenizer._frames_per_unit()
-    it = iter(blocks)
-    first = next(it, None)
-    if first is None:
-        raise ConvertError("the audio stream is empty")
-    buf, buf_start, total = np.atleast_2d(first), 0, None  # buf holds samples [buf_start, ...) of each channel
+    chunker = StreamChunker(ChunkPlan(tokenizer.hop_samples, chunk_units, tokenizer.context_units))
     pieces: list[list[Tensor]] = [[] for _ in fpu]
-    was_training = tokenizer.training
-    tokenizer.eval()
-    try:
-        start = 0
-        while True:
-            want = (start + chunk_units + ctx) * hop
-            parts, have = [buf], buf_start + buf.shape[-1]
-            while total is None and have < want:
-                block = next(it, None)
-                if block is None:
-                    total = have
-                else:
-                    parts.append(np.atleast_2d(block))
-                    have += parts[-1].shape[-1]
-            buf = np.concatenate(parts, axis=-1) if len(parts) > 1 else buf
-            units = -(-total // hop) if total is not None else None
-            if units is not None and start >= units:
-                break
-            stop = start + chunk_units if units is None else min(start + chunk_units, units)
-            lo, hi = max(start - ctx, 0), stop + ctx if units is None else min(stop + ctx, units)
-            seg = buf[:, lo * hop - buf_start: hi * hop - buf_start]
-            x = torch.from_numpy(np.pad(seg, ((0, 0), (0, (hi - lo) * hop - seg.shape[-1]))))
+    total = 0
+
+    def run(chunks) -> None:
+        for c in chunks:
+            x = torch.from_numpy(c.samples)
             if scale is not None:
                 x = x / scale
             codes = tokenizer._encode_codes(x.to(tokenizer.device))
             for s, f in enumerate(fpu):
-                pieces[s].append(codes[s][:, (start - lo) * f: (stop - lo) * f].cpu())
-            start = stop
-            drop = max(start - ctx, 0) * hop - buf_start  # the next chunk's context starts here
-            buf, buf_start = buf[:, drop:], buf_start + drop
+                pieces[s].append(codes[s][:, (c.start - c.lo) * f: (c.stop - c.lo) * f].cpu())
+
+    was_training = tokenizer.training
+    tokenizer.eval()
+    try:
+        for block in blocks:
+            total += block.shape[-1]
+            run(chunker.push(block))
+        run(chunker.finish())
     finally:
         tokenizer.train(was_training)
     if total == 0:
@@ -307,10 +287,20 @@ def encode_stem_files(pairs: list[tuple[tuple[Path, Path], Path]], tokenizer, *,
 
 
 def encode_files(pairs: list[tuple[Path, Path]], tokenizer, *, overwrite: bool = False,
-                 on_file: Callable[[Path, str], None] | None = None, channels: str = "keep") -> ConvertReport:
+                 on_file: Callable[[Path, str], None] | None = None, channels: str = "keep", workers: int = 0
+                 ) -> ConvertReport:
     """Encode each audio file (resampled to the tokenizer's rate; its channels as ``channels`` says, see
-    :func:`file_channels`) into a ``.mtok`` file."""
+    :func:`file_channels`) into a ``.mtok`` file.
+
+    ``workers=0`` decodes and encodes one file after the other in this process; ``workers >= 1`` decodes
+    in that many worker processes while this one encodes (:func:`musictok.corpus_encode.encode_corpus`):
+    the same tokens, written as each file completes."""
     check_channels(tokenizer, channels)
+    if workers:
+        from .corpus_encode import encode_corpus
+
+        return encode_corpus(pairs, tokenizer, workers=workers, channels=channels, overwrite=overwrite,
+                             on_file=on_file)
 
     def work(src: Path, dst: Path, report: ConvertReport) -> None:
         t0 = time.perf_counter()

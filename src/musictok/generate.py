@@ -33,10 +33,10 @@ class GenerateError(MusictokError):
 class Generation:
     tokenizer: object  # the tokenizer that decoded it (for pictures and further decoding)
     tokens: Tokens
-    wav: Tensor  # (T,)
+    wav: Tensor  # (T,) for one sequence from a 1-D prompt (or none), else (B, T)
     prompt_seconds: float
-    generated_tokens: int
-    tokens_per_second_generated: float  # generation speed (tokens sampled per wall-clock second)
+    generated_tokens: int  # of all sequences together
+    tokens_per_second_generated: float  # generation speed (tokens sampled per wall-clock second, all sequences)
 
 
 def check_settings(*, seconds: float, prompt_seconds: float = 0.0, has_prompt: bool = False,
@@ -64,15 +64,27 @@ def check_settings(*, seconds: float, prompt_seconds: float = 0.0, has_prompt: b
 
 def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_sample_rate: int | None = None,
              prompt_seconds: float = 0.0, seconds: float = 10.0, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, seed: int = 0, use_cache: bool = True,
-             on_frames: Callable[[int, int], None] | None = None) -> Generation:
+             top_k: int | None = None, top_p: float | None = None, seed: int = 0, batch: int = 1,
+             use_cache: bool = True, on_frames: Callable[[int, int], None] | None = None) -> Generation:
     """Sample ``seconds`` of tokens (the first ``prompt_seconds`` taken from ``prompt``, a mono waveform at
-    ``prompt_sample_rate``, default the tokenizer's) and decode them. ``temperature=0`` is greedy."""
+    ``prompt_sample_rate``, default the tokenizer's) and decode them. ``temperature=0`` is greedy.
+
+    Several sequences are generated together, in lockstep — what evaluation wants: a batch of prompts
+    ``(B, T)``, or ``batch`` continuations of one prompt (or ``batch`` pieces from nothing). Sequence ``b``
+    draws from its own generator seeded ``seed + b``, so it is the sequence a call with ``seed + b`` alone
+    gives (up to the float rounding of batched matrix products), while each step reads the weights once
+    for all (at batch 1 a CPU spends most of a step streaming them)."""
     from .audio import resample
     from .tokenizers.base import Tokenizer
 
     check_settings(seconds=seconds, prompt_seconds=prompt_seconds, has_prompt=prompt is not None and prompt_seconds > 0,
                    temperature=temperature, top_k=top_k, top_p=top_p)
+    if batch < 1 or (prompt is not None and prompt.ndim == 2 and batch not in (1, prompt.shape[0])):
+        raise GenerateError("batch", f"must be >= 1 (and with a batch of prompts, their number), got {batch}")
+    single = batch == 1 and (prompt is None or prompt.ndim == 1)
+    if prompt is not None and prompt.ndim == 1:
+        prompt = prompt[None].expand(batch, -1)
+    n_seq = prompt.shape[0] if prompt is not None else batch
     loaded = lm if isinstance(lm, LoadedLM) else load_lm(lm)
     model, meta = loaded.model, loaded.meta
     tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
@@ -83,16 +95,16 @@ def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_
     ratios = window_frames(layout, 1)
     total = max(1, math.ceil(seconds * rate))
     context = meta["context_frames"]
-    codes = [torch.zeros(1, total * r, st.num_slots, dtype=torch.long) for r, st in zip(ratios, layout.streams)]
+    codes = [torch.zeros(n_seq, total * r, st.num_slots, dtype=torch.long) for r, st in zip(ratios, layout.streams)]
     known = 0
     if prompt is not None and prompt_seconds > 0:
         n = int(prompt_seconds * tokenizer.sample_rate)
-        prompt_codes = tokenizer.encode(prompt[:n]).codes
+        prompt_codes = tokenizer.encode(prompt[:, :n].contiguous()).codes
         known = min(prompt_codes[0].shape[1], total)
         for c, p, r in zip(codes, prompt_codes, ratios):
             c[:, : known * r] = p[:, : known * r]
     prompt_frames = known
-    g = torch.Generator().manual_seed(seed)
+    generators = [torch.Generator().manual_seed(seed + b) for b in range(n_seq)]
     keep = max(context * 3 // 4, 1)
     options = meta.get("pattern_options", {})
     sampled, t0 = 0, time.perf_counter()
@@ -106,10 +118,10 @@ def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_
         limit = torch.tensor(ratios)[stream.clamp_min(0)] * (known - start)  # known frames of each cell's stream
         fixed = (stream >= 0) & (frame < limit)
         forced = torch.where(fixed, targets, torch.full_like(targets, IGNORE_INDEX))
-        ids = model.generate(pattern, 1, forced=forced, temperature=temperature, top_k=top_k, top_p=top_p,
-                             generator=g, use_cache=use_cache)
+        ids = model.generate(pattern, n_seq, forced=forced, temperature=temperature,
+                             top_k=top_k, top_p=top_p, generator=generators, use_cache=use_cache)
         new = pattern.revert(ids)
-        sampled += int(((stream >= 0) & ~fixed).sum())
+        sampled += n_seq * int(((stream >= 0) & ~fixed).sum())
         for c, w, r in zip(codes, new, ratios):
             c[:, known * r: (start + length) * r] = w[:, (known - start) * r:]
         known = start + length
@@ -117,8 +129,9 @@ def generate(lm: str | Path | LoadedLM, *, prompt: Tensor | None = None, prompt_
             on_frames(known, total)
     elapsed = time.perf_counter() - t0
     tokens = Tokens(codes, layout, tokenizer.fingerprint(), tokenizer.sample_rate,
-                    [int(round(total / rate * tokenizer.sample_rate))],
+                    [int(round(total / rate * tokenizer.sample_rate))] * n_seq,
                     {"tokenizer_source": tokenizer.source, "generated_by": meta.get("source", ""),
                      "prompt_frames": prompt_frames})
-    wav = tokenizer.decode(tokens)[0]
-    return Generation(tokenizer, tokens, wav, prompt_frames / rate, sampled, sampled / max(elapsed, 1e-9))
+    wav = tokenizer.decode(tokens)
+    return Generation(tokenizer, tokens, wav[0] if single else wav, prompt_frames / rate, sampled,
+                      sampled / max(elapsed, 1e-9))

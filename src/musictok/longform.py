@@ -55,6 +55,7 @@ class LongFormConfig:
     min_lag_seconds: float = 4.0
     resamples: int = 200
     seed: int = 0
+    batch: int = 8  # prompts continued together (generate.py: the same sequences as one at a time, faster)
 
     @classmethod
     def smoke(cls, **kw) -> LongFormConfig:
@@ -156,9 +157,10 @@ def run_long_form(lms: dict[str, str], cfg: LongFormConfig, *, tagger_dir: str |
                                  ("long", cfg.long_seconds, min(cfg.long_pieces, len(sets["a"])))):
             log(f"[{name}] {kind}: {n} × {cfg.prompt_seconds:g} → {seconds:g} s")
             t0 = time.time()
-            pieces = [generate(loaded, prompt=sets["a"][i], prompt_seconds=cfg.prompt_seconds, seconds=seconds,
-                               temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed + i).wav.cpu()
-                      for i in range(n)]
+            pieces = [piece for i in range(0, n, cfg.batch)  # prompt i is sampled with seed + i, in any batch
+                      for piece in generate(loaded, prompt=sets["a"][i: min(i + cfg.batch, n)],
+                                            prompt_seconds=cfg.prompt_seconds, seconds=seconds,
+                                            temperature=cfg.temperature, top_k=cfg.top_k, seed=cfg.seed + i).wav.cpu()]
             row[kind] = {"pieces": n, "seconds": seconds, "wall_seconds": time.time() - t0,
                          "along": frechet_along(pieces, sets["a_groups"][:n], sr, cfg.prompt_seconds, seconds,
                                                 emb_b, cfg, tagger)}

@@ -195,3 +195,28 @@ def test_top_k_and_top_p_compose_and_validate():
         filter_logits(logits, top_p=1.5)
     with pytest.raises(ValueError, match="temperature"):
         sample(logits, temperature=-1.0)
+
+
+def test_padded_causal_attention_is_exact(monkeypatch):
+    """Training windows padded to whole attention blocks (752 -> 768 steps) give the logits and gradients
+    of the unpadded sequence: the padded steps come after every real one."""
+    import musictok.lm.model as lm_model
+
+    assert [lm_model.causal_padding(n) for n in (100, 256, 300, 752, 760, 768, 1000)] == [0, 0, 0, 16, 8, 0, 24]
+    p = make_pattern("band-grid", BANDS, 188)  # 752 steps
+    torch.manual_seed(0)
+    model = TokenLM.from_pattern(TokenLMConfig.preset("tiny", rope="2d", n_embd=32, max_steps=752), p)
+    inputs, targets, positions = p.build(random_codes(BANDS, 188, batch=1))
+
+    def run():
+        model.zero_grad()
+        out = model(inputs, positions, targets)
+        out.loss.backward()
+        return out.logits.detach(), [q.grad.clone() for q in model.parameters()]
+
+    padded = run()
+    monkeypatch.setattr(lm_model, "causal_padding", lambda steps: 0)
+    plain = run()
+    torch.testing.assert_close(padded[0], plain[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(padded[1], plain[1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

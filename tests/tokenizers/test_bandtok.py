@@ -184,3 +184,21 @@ def test_level_normalised_tokens_are_gain_invariant(model, tmp_path):
     # digital silence keeps scale 1 (nothing to normalise) and the model without a level stores none
     assert leveled.encode(torch.zeros(SR)).scales == [1.0]
     assert model.encode(wav).scales is None
+
+
+@pytest.mark.parametrize("config", [BandTokConfig.tiny(sample_rate=SR), BandTokConfig.small(seed=3)])
+def test_inference_folds_the_linear_stem_into_one_conv(config):
+    """Without gradients the encoder runs conv_in and the patchify stages as one strided conv: the same
+    function (up to float rounding), so the codes match the training path's."""
+    torch.manual_seed(0)
+    m = BandTok(config).eval()
+    for p in m.encoder.parameters():  # non-trivial biases, so a wrong bias fold would show
+        p.data.add_(0.05 * torch.randn_like(p))
+    mel = m.mel(_music(2.048, seed=11)[None] if config.sample_rate == SR else torch.randn(1, 24576) * 0.1)
+    weight, _, stride = m.encoder.folded_stem()
+    assert stride == (2 ** config.stem_stages,) * 2 and weight.shape[1] == 1
+    trained = m.encoder(mel)  # grad enabled: the layer-by-layer stem
+    with torch.no_grad():
+        folded = m.encoder(mel)
+    assert folded.shape == trained.shape
+    torch.testing.assert_close(folded, trained.detach(), atol=2e-5, rtol=1e-4)

@@ -43,6 +43,19 @@ def test_train_score_generate(tiny_corpus, tmp_path):
                      use_cache=False)
     assert torch.equal(again.tokens.codes[0], g.tokens.codes[0])
 
+    # batch generation (evaluation): sequence b of a batch is the sequence seed + b gives alone
+    prompts = torch.stack([wav, torch.randn(16000 * 2) * 0.05, wav])
+    together = generate(loaded, prompt=prompts, prompt_seconds=0.5, seconds=2.5, temperature=1.0, seed=7)
+    assert together.wav.shape == (3, together.tokens.lengths[0]) and together.tokens.batch_size == 3
+    alone = [generate(loaded, prompt=prompts[b], prompt_seconds=0.5, seconds=2.5, temperature=1.0, seed=7 + b)
+             for b in range(3)]
+    for b, one in enumerate(alone):
+        assert torch.equal(together.tokens.codes[0][b], one.tokens.codes[0][0])
+    assert not torch.equal(alone[0].tokens.codes[0], alone[2].tokens.codes[0])  # same prompt, own draws
+    assert together.generated_tokens == sum(one.generated_tokens for one in alone)
+    more = generate(loaded, prompt=wav, prompt_seconds=0.5, seconds=2.5, temperature=1.0, seed=7, batch=3)
+    assert torch.equal(more.tokens.codes[0][0], alone[0].tokens.codes[0][0])  # one prompt, three continuations
+
 
 def test_windows_are_deterministic(tiny_corpus, tmp_path):
     tok = BandTok(BandTokConfig.tiny(sample_rate=16000))

@@ -7,6 +7,8 @@ on what is left. Everything is computed in float32, whatever the logits' dtype (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -42,12 +44,14 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
 
 
 def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           generator: torch.Generator | None = None) -> Tensor:
+           generator: torch.Generator | Sequence[torch.Generator] | None = None) -> Tensor:
     """Draw one id per row of ``logits (..., V)`` -> ``(...)`` long.
 
     ``temperature == 0`` is greedy decoding (argmax, no randomness); otherwise logits are divided by the
     temperature before top-k / top-p filtering. Pass a ``generator`` on the logits' device for
-    reproducible draws.
+    reproducible draws, or one per item of the first axis (``logits (B, ..., V)``): item ``b`` then draws
+    from ``generator[b]`` exactly what it would draw alone, so a batch of sequences samples what each
+    sequence samples on its own.
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
@@ -55,6 +59,11 @@ def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, t
         raise ValueError(f"logits need a vocabulary axis, got shape {tuple(logits.shape)}")
     if temperature == 0:
         return logits.float().argmax(dim=-1)
+    if isinstance(generator, Sequence):
+        if logits.ndim < 2 or len(generator) != logits.shape[0]:
+            raise ValueError(f"one generator per item: {len(generator)} generators for logits of shape "
+                             f"{tuple(logits.shape)}")
+        return torch.stack([sample(row, temperature, top_k, top_p, g) for row, g in zip(logits, generator)])
     filtered = filter_logits(logits.float() / temperature, top_k, top_p)
     probs = filtered.softmax(dim=-1).reshape(-1, logits.shape[-1])
     ids = torch.multinomial(probs, 1, generator=generator)

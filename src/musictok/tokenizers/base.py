@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import pretrained
+from ..audio import SILENCE_RMS
 from ..errors import MusictokError
 from ..tokens import Fingerprint, TokenLayout, Tokens, config_hash, weights_hash
 
@@ -351,9 +352,6 @@ class Tokenizer(nn.Module, abc.ABC):
         p = Path(name_or_dir)
         model.source = str(d.resolve()) if p.exists() else str(name_or_dir)
         return model
-
-
-SILENCE_RMS = 1e-6  # -120 dBFS: a clip this quiet is left at its level (there is nothing to normalise)
 
 
 def level_scale(wav: Tensor, level_dbfs: float) -> float:
