@@ -77,6 +77,7 @@ def main() -> None:
     for name in args.tokenizers.split(","):
         tok = Tokenizer.from_pretrained(name)
         entry = {"fingerprint": tok.fingerprint().short(), "tokens_per_second": tok.layout.tokens_per_second,
+                 "decode_levels": tok.num_decode_levels,
                  "kbps": tok.layout.bitrate / 1000, "streams": {s.name: s.tokens_per_second for s in tok.layout.streams}}
         for label, src in sources.items():
             clips = load_clips(tok.sample_rate, seconds=args.seconds, max_clips=args.clips, **src)
@@ -139,6 +140,30 @@ def _markdown(result: dict, args) -> str:
             target = "full band" if k == n else f"1/{2 ** (n - k)} of the band"
             lines.append(f"| 1–{k} | {sum(rates[:k]):.1f} | {target} | {mel('test split', own)} / {mel('real music', own)} | "
                          f"{mel('test split', full)} / {mel('real music', full)} |")
+    for name, e in result["codecs"].items():
+        rec = e.get("test split", {}).get("reconstruction", {})
+        prefixes = [p for p in rec if p.startswith("codebooks ")]
+        if not prefixes:
+            continue
+        n = e["decode_levels"]
+        lines += ["", f"## {name}: decoding with the first k codebooks", "",
+                  "Does every level earn its bits? Each prefix against the original; the last row decodes the "
+                  "encoder's latent without quantising it (the ceiling that more levels approach).", "",
+                  "| codebooks | tokens/s | kbps | Mel dist (test / real) ↓ | SI-SDR dB (test / real) |",
+                  "|---|---:|---:|---:|---:|"]
+
+        def metric(label: str, path: str, key: str, fmt: str) -> str:
+            v = e.get(label, {}).get("reconstruction", {}).get(path, {}).get(key)
+            return "–" if v is None else format(v, fmt)
+
+        for path in prefixes + ["tokens", "unquantised latent"]:
+            k = n if path == "tokens" else (int(path.rsplit("-", 1)[1]) if path in prefixes else None)
+            rate = "–" if k is None else f"{e['tokens_per_second'] * k / n:.1f}"
+            kbps = "–" if k is None else f"{e['kbps'] * k / n:.3f}"
+            label = {"tokens": f"1–{n} (all)", "unquantised latent": "unquantised latent"}.get(path, f"1–{k}")
+            lines.append(f"| {label} | {rate} | {kbps} | {metric('test split', path, 'mel_distance', '.3f')} / "
+                         f"{metric('real music', path, 'mel_distance', '.3f')} | "
+                         f"{metric('test split', path, 'si_sdr', '.1f')} / {metric('real music', path, 'si_sdr', '.1f')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -203,7 +203,7 @@ def _tokenizer_metrics(tok, cfg: BenchConfig) -> dict:
     from .evaluate import evaluate_reconstruction, evaluate_tokens
 
     clips = _eval_clips(tok.sample_rate, cfg, cfg.eval_clips, cfg.eval_seconds)
-    rec = evaluate_reconstruction(tok, clips)["reconstruction"]["tokens"]
+    rec = evaluate_reconstruction(tok, clips, paths=("tokens",))["reconstruction"]["tokens"]
     tokres = evaluate_tokens(tok, clips, stability=cfg.stability)
     layout = tok.layout
     util, nent, usage = [], [], {}
@@ -246,7 +246,7 @@ def _real_music_metrics(tok, cfg: BenchConfig) -> dict:
     from .evaluate import evaluate_reconstruction, evaluate_tokens, load_clips
 
     clips = load_clips(tok.sample_rate, audio_dir=cfg.real, seconds=cfg.eval_seconds, max_clips=cfg.eval_clips)
-    rec = evaluate_reconstruction(tok, clips)["reconstruction"]["tokens"]
+    rec = evaluate_reconstruction(tok, clips, paths=("tokens",))["reconstruction"]["tokens"]
     tokres = evaluate_tokens(tok, clips, stability=cfg.stability)
     util, nent = [], []
     for st in tokres["streams"].values():

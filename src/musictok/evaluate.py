@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -70,13 +70,15 @@ def _provenance(tokenizer, clips: EvalClips) -> dict:
             "metrics_version": METRICS_VERSION}
 
 
-def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[], None] | None = None) -> dict:
+def evaluate_reconstruction(tokenizer, clips: EvalClips, *, on_clip: Callable[[], None] | None = None,
+                            paths: Sequence[str] | None = None) -> dict:
     """Mel / STFT distance, waveform L1, SI-SDR and SDR for every reconstruction path of the tokenizer
-    (``tokens`` = decode(encode(x)); Mel tokenizers add Mel → vocoder and Griffin-Lim paths), averaged
-    over clips; plus encode / decode real-time factors of the ``tokens`` path."""
+    (``tokens`` = decode(encode(x)); Mel tokenizers add Mel → vocoder and Griffin-Lim paths, codecs prefixes
+    of their levels), averaged over clips; plus encode / decode real-time factors of the ``tokens`` path.
+    ``paths`` keeps only the named ones (the bench needs ``tokens`` alone)."""
     import time
 
-    paths = tokenizer.reconstruction_paths()
+    paths = {k: v for k, v in tokenizer.reconstruction_paths().items() if paths is None or k in paths}
     sums: dict[str, dict[str, float]] = {name: {} for name in paths}
     counts: dict[str, dict[str, int]] = {name: {} for name in paths}  # clips where each metric is defined
     timing = {"encode_seconds": 0.0, "decode_seconds": 0.0}

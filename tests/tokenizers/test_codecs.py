@@ -67,6 +67,21 @@ def test_rvq_shapes_and_prefix_decoding(rvq):
     assert not torch.allclose(full, two)
 
 
+def test_rvq_reconstruction_paths_score_prefixes_and_the_unquantised_latent(rvq):
+    """The codec benchmark's 1, 2, 4 … codebook rows decode exactly what ``decode(levels=k)`` gives, and the
+    unquantised path skips the quantizer (so it differs from every prefix); the bench keeps ``tokens`` only."""
+    from musictok.evaluate import EvalClips, evaluate_reconstruction
+
+    wav = _music(2.0)[None]
+    paths = rvq.reconstruction_paths()
+    assert list(paths) == ["tokens", "codebooks 1-1", "codebooks 1-2", "unquantised latent"]
+    assert torch.equal(paths["codebooks 1-2"](wav), rvq.decode(rvq.encode(wav), levels=2))
+    latent = paths["unquantised latent"](wav)
+    assert latent.shape == wav.shape and not torch.allclose(latent, rvq.decode(rvq.encode(wav)))
+    clips = EvalClips(audio=wav, sample_rate=SR, source={})
+    assert list(evaluate_reconstruction(rvq, clips, paths=("tokens",))["reconstruction"]) == ["tokens"]
+
+
 def test_pyramid_algorithm_1_shapes_and_rates(pyramid):
     cfg = pyramid.config
     wav = _music(2.0)[None]

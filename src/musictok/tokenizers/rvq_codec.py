@@ -300,6 +300,26 @@ class RVQCodec(WaveformCodec):
         return TokenLayout((StreamSpec("rvq", cfg.frame_rate, (cfg.codebook_size,) * cfg.num_quantizers,
                                        slot_axis="codebook"),))
 
+    def reconstruction_paths(self) -> dict:
+        """``tokens`` (all levels), the first 1, 2, 4 … codebooks (does every level earn its bits?) and the
+        unquantised latent decoded (what the quantizer costs: the ceiling any number of levels approaches)."""
+        paths: dict = {"tokens": None}
+        k = 1
+        while k < self.num_decode_levels:
+            paths[f"codebooks 1-{k}"] = lambda x, k=k: self.decode(self.encode(x), levels=k)
+            k *= 2
+        paths["unquantised latent"] = self._decode_unquantised
+        return paths
+
+    @torch.no_grad()
+    def _decode_unquantised(self, wav: Tensor) -> Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            return self._decode_latents(self._encode_latents(self._pad(wav)))[..., :wav.shape[-1]]
+        finally:
+            self.train(was_training)
+
     def _encode_codes(self, wav: Tensor) -> list[Tensor]:
         z = self._encode_latents(wav)
         with torch.autocast(z.device.type, enabled=False):
