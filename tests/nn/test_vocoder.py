@@ -229,3 +229,27 @@ def test_magnitude_prior_config_is_checked() -> None:
     with pytest.raises(ValueError, match="n_fft"):
         VocoderConfig.tiny(magnitude_prior="pinv", n_fft=2048)
     assert VocoderConfig.from_dict(VocoderConfig.tiny(magnitude_prior="pinv").to_dict()).magnitude_prior == "pinv"
+
+
+def test_phase_losses_are_zero_for_the_true_phase_and_blind_to_whole_turns() -> None:
+    from musictok.nn.vocoder import anti_wrapping, phase_losses
+
+    torch.manual_seed(0)
+    wav = 0.1 * torch.randn(2, 4000)
+    spec = torch.stft(wav, 256, 64, window=torch.hann_window(256), center=True, return_complex=True)
+    turns = 2 * math.pi * torch.randint(-3, 4, spec.shape).float()  # whole turns added anywhere
+    for value in phase_losses(spec.angle() + turns, wav, 256, 64).values():
+        assert value.item() < 1e-4
+    wrong = phase_losses(spec.angle() + 1.0, wav, 256, 64)  # a constant offset: wrong phase, same differences
+    assert wrong["ip"].item() == pytest.approx(1.0, abs=1e-4) and wrong["gd"].item() < 1e-4 and wrong["iaf"].item() < 1e-4
+    assert anti_wrapping(torch.tensor([2 * math.pi - 0.1, -0.1, math.pi])).tolist() == pytest.approx([0.1, 0.1, math.pi], abs=1e-5)
+    with pytest.raises(ValueError, match="does not match"):
+        phase_losses(spec.angle()[..., :-1], wav, 256, 64)
+
+
+def test_vocoder_returns_the_heads_phase_on_request() -> None:
+    voc = Vocoder(VocoderConfig.tiny(magnitude_prior="pinv")).eval()
+    mel = voc.wav_to_mel(0.1 * torch.randn(1, 4000))
+    wav, phase = voc(mel, length=4000, return_phase=True)
+    assert torch.equal(wav, voc(mel, length=4000))
+    assert phase.shape == (1, voc.config.n_fft // 2 + 1, mel.shape[-1])

@@ -13,7 +13,7 @@ from musictok.train.tokenizer import BandTokTask
 from musictok.train.vocoder import VocoderTask
 
 
-def _run(corpus, out, steps, kind="bandtok", **train):
+def _run(corpus, out, steps, kind="bandtok", losses=None, **train):
     model = {"preset": "tiny", "sample_rate": 16000}
     if kind == "vocoder":
         model = {"preset": "tiny", "mel": {"sample_rate": 16000}}
@@ -22,7 +22,7 @@ def _run(corpus, out, steps, kind="bandtok", **train):
         data=DataConfig(corpus=str(corpus), clip_seconds=0.512, valid_clips=2, valid_seconds=1.024, valid_split="train"),
         gan=GanConfig(start_step=2, adv_weight=0.1, channels=8),
         train=TrainConfig(out_dir=str(out), steps=steps, batch_size=2, lr=1e-3, warmup_steps=2, log_every=1,
-                          ckpt_every=100, valid_every=100, **train))
+                          ckpt_every=100, valid_every=100, **train), losses=losses or {})
     return cfg, (BandTokTask(cfg) if kind == "bandtok" else VocoderTask(cfg))
 
 
@@ -73,6 +73,30 @@ def test_vocoder_task_trains_and_exports(tiny_corpus, tmp_path):
     voc = load_vocoder(tmp_path / "voc" / "export")
     out = voc(torch.zeros(1, 128, 10))
     assert out.shape == (1, 9 * 256)
+
+
+def test_vocoder_phase_loss_is_logged_and_trained(tiny_corpus, tmp_path):
+    """``losses.phase`` adds APNet's three phase terms in both phases of the run (Mel-only, then the GAN)."""
+    cfg, task = _run(tiny_corpus, tmp_path / "voc", 3, kind="vocoder", losses={"phase": 10.0})
+    Trainer(task, cfg.train).run()
+    logs = [json.loads(x) for x in (tmp_path / "voc" / "log.jsonl").read_text().splitlines()]
+    steps = [x for x in logs if "loss" in x]
+    assert len(steps) == 3 and all(x["phase_ip"] > 0 and "phase_gd" in x and "phase_iaf" in x for x in steps)
+    assert "adv" in steps[-1]  # the GAN phase (start_step 2) keeps the phase terms
+
+
+def test_vocoder_losses_section_is_checked(tmp_path):
+    import pytest
+
+    from musictok.train.config import parse_run_config
+    from musictok.train.vocoder import vocoder_loss_weights
+
+    run = parse_run_config({"kind": "vocoder", "losses": {"phase": 100}}, "v.yaml")
+    assert vocoder_loss_weights(run) == {"phase": 100.0}
+    with pytest.raises(ValueError, match="v.yaml: losses: a vocoder run weighs"):
+        vocoder_loss_weights(parse_run_config({"kind": "vocoder", "losses": {"stft": 1}}, "v.yaml"))
+    with pytest.raises(ValueError, match="only vocoder runs"):
+        parse_run_config({"kind": "bandtok", "losses": {"phase": 1}}, "b.yaml")
 
 
 def test_resume_with_another_batch_size_is_refused(tiny_corpus, tmp_path):

@@ -170,18 +170,21 @@ class ISTFTHead(nn.Module):
         self.proj = nn.Linear(dim, 2 * self.n_freqs)
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
 
-    def forward(self, x: Tensor, length: int | None = None, log_magnitude_prior: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, length: int | None = None, log_magnitude_prior: Tensor | None = None,
+                return_phase: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """``(B, dim, F) -> (B, (F - 1) * hop)``, or ``(B, length)``; float32 whatever the autocast.
 
         ``log_magnitude_prior`` ``(B, n_fft // 2 + 1, F)``: when given, the predicted log-magnitude is a
-        correction added to it.
+        correction added to it. ``return_phase``: also the predicted angles ``(B, n_fft // 2 + 1, F)``, for a
+        loss on the phase itself (:func:`phase_losses`).
         """
         with torch.autocast(device_type=x.device.type, enabled=False):
             out = self.proj(x.float().transpose(1, 2)).transpose(1, 2)  # (B, 2 * n_freqs, F)
             log_mag, angle = out.chunk(2, dim=1)
             if log_magnitude_prior is not None:
                 log_mag = log_mag + log_magnitude_prior.float()
-            return self.synthesize(log_mag, angle, length)
+            wav = self.synthesize(log_mag, angle, length)
+            return (wav, angle) if return_phase else wav
 
     def zero_magnitude(self) -> None:
         """Zero the log-magnitude rows of the projection, so a prior passes through unchanged."""
@@ -246,10 +249,12 @@ class Vocoder(nn.Module):
             linear = torch.matmul(self.mel_pinv, log_mel.float().exp()).clamp_min(c.log_floor)
             return linear.log() / c.power
 
-    def forward(self, log_mel: Tensor, length: int | None = None) -> Tensor:
+    def forward(self, log_mel: Tensor, length: int | None = None,
+                return_phase: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """``(B, n_mels, F)`` (or ``(n_mels, F)``) natural-log Mel -> ``(B, (F - 1) * hop)`` float32.
 
         ``length``: output samples, any value with ``length // hop + 1 == F`` (the original length).
+        ``return_phase``: also the head's predicted phase ``(B, n_fft // 2 + 1, F)`` (training).
         """
         if log_mel.dim() == 2:
             log_mel = log_mel.unsqueeze(0)
@@ -258,7 +263,7 @@ class Vocoder(nn.Module):
             raise ValueError(f"expected a log-Mel (B, {n_mels}, frames), got shape {tuple(log_mel.shape)}")
         x = (log_mel - self.config.mel_mean) / self.config.mel_std
         prior = self.magnitude_prior(log_mel) if self.config.magnitude_prior else None
-        return self.head(self.backbone(x), length=length, log_magnitude_prior=prior)
+        return self.head(self.backbone(x), length=length, log_magnitude_prior=prior, return_phase=return_phase)
 
     def wav_to_mel(self, wav: Tensor) -> Tensor:
         """``(B, T)`` or ``(T,)`` -> the log-Mel ``(B, n_mels, T // hop + 1)`` this vocoder inverts."""
@@ -326,6 +331,33 @@ class VocoderLossWeights:
     mel: float = 45.0 * math.log(10) / 7  # ≈ 14.8: Vocos' 45 on the old natural-log mean, in DAC's units
     adv: float = 1.0
     fm: float = 2.0
+    phase: float = 0.0  # APNet's anti-wrapping phase losses (:func:`phase_losses`); APNet weighs them 100
+
+
+def anti_wrapping(x: Tensor) -> Tensor:
+    """``|x − 2π · round(x / 2π)|``: the distance of an angle difference to the nearest whole turn, so a phase
+    error of 2π − ε costs ε, not 2π − ε (APNet, Ai & Ling, 2023)."""
+    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
+
+
+def phase_losses(phase: Tensor, wav: Tensor, n_fft: int, hop: int) -> dict[str, Tensor]:
+    """APNet's three phase losses between predicted angles ``(B, n_fft // 2 + 1, F)`` and the phase of
+    ``wav``'s centred Hann STFT (the head's framing): instantaneous phase, group delay (its difference along
+    frequency) and instantaneous angular frequency (along time), each the mean anti-wrapped error.
+
+    Why: the Mel loss and the discriminators judge the phase only through the overlap-added waveform, and on
+    real music the head's phase is what loses to Griffin-Lim (``benchmarks/vocoder_phase.py``); these
+    supervise it directly, frame by frame. Float32 whatever the autocast."""
+    with torch.autocast(device_type=wav.device.type, enabled=False):
+        window = torch.hann_window(n_fft, periodic=True, device=wav.device)
+        true = torch.angle(torch.stft(_as_mono(wav, "wav").float(), n_fft, hop, n_fft, window=window,
+                                      center=True, return_complex=True))
+        pred = phase.float()
+        if pred.shape != true.shape:
+            raise ValueError(f"predicted phase {tuple(pred.shape)} does not match the STFT's {tuple(true.shape)}")
+        return {"ip": anti_wrapping(pred - true).mean(),
+                "gd": anti_wrapping(pred.diff(dim=1) - true.diff(dim=1)).mean(),
+                "iaf": anti_wrapping(pred.diff(dim=2) - true.diff(dim=2)).mean()}
 
 
 def vocoder_generator_losses(

@@ -133,6 +133,7 @@ class RunConfig:
     gan: GanConfig = field(default_factory=GanConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lm: dict = field(default_factory=dict)  # token LMs only: tokenizer, pattern, context (train/lm.py)
+    losses: dict = field(default_factory=dict)  # loss weights the kind reads (vocoder: mel, phase)
     source: str = ""  # the file it came from
     # DuoTok only (train/duotok.py): which of its four stages this run trains, the previous stage's export
     # it starts from, and the stage's options (loss weights, noise, views, freezing)
@@ -148,6 +149,8 @@ class RunConfig:
             d |= {"stage": self.stage, "init_from": self.init_from, "duotok": self.duotok}
         if self.init is not None:
             d["init"] = self.init
+        if self.losses:
+            d["losses"] = self.losses
         return d
 
 
@@ -168,7 +171,7 @@ def read_run_yaml(path: str | Path) -> dict:
         raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{p}: expected a mapping at the top level")
-    for section in ("model", "data", "gan", "train", "lm", "duotok"):
+    for section in ("model", "data", "gan", "train", "lm", "duotok", "losses"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise ValueError(f"{p}: {section}: must be a mapping of keys to values, got {raw[section]!r}")
     return raw
@@ -202,10 +205,12 @@ def parse_run_config(raw: dict, where: str) -> RunConfig:
     if kind not in RUN_KINDS:
         raise ValueError(f"{p}: kind must be one of {', '.join(RUN_KINDS)}, got {kind!r}")
     staged = {"stage", "init_from", "duotok"}
-    unknown = (set(raw) - {"kind", "model", "data", "gan", "train", "lm", "init"}
+    unknown = (set(raw) - {"kind", "model", "data", "gan", "train", "lm", "init", "losses"}
                - (staged if kind == "duotok" else set()))
     if unknown:
         raise ValueError(f"{p}: unknown sections {sorted(unknown)}")
+    if raw.get("losses") and kind != "vocoder":
+        raise ValueError(f"{p}: losses: only vocoder runs read this section (its mel and phase weights)")
     init = raw.get("init")
     if init is not None and (not isinstance(init, str) or not init):
         raise ValueError(f"{p}: init: must be a bundled model name or a model folder, got {init!r}")
@@ -223,7 +228,8 @@ def parse_run_config(raw: dict, where: str) -> RunConfig:
                          data=_section(DataConfig, raw.get("data"), "data", str(p)),
                          gan=_section(GanConfig, raw.get("gan"), "gan", str(p)),
                          train=_section(TrainConfig, raw.get("train"), "train", str(p)),
-                         lm=dict(raw.get("lm") or {}), source=str(p), stage=stage, init_from=init_from,
+                         lm=dict(raw.get("lm") or {}), losses=dict(raw.get("losses") or {}),
+                         source=str(p), stage=stage, init_from=init_from,
                          duotok=dict(raw.get("duotok") or {}), init=init)
     except (TypeError, ValueError) as e:  # ranges checked in __post_init__ name the key, not the file
         raise ValueError(str(e) if str(e).startswith(str(p)) else f"{p}: {e}") from None

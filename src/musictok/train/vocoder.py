@@ -16,6 +16,7 @@ from ..nn.vocoder import (
     Vocoder,
     VocoderConfig,
     VocoderLossWeights,
+    phase_losses,
     save_vocoder,
     vocoder_discriminator_loss,
     vocoder_generator_losses,
@@ -23,6 +24,18 @@ from ..nn.vocoder import (
 from .config import RunConfig, build_model_config, per_source
 from .finetune import InitPoint, provenance
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
+
+
+def vocoder_loss_weights(run: RunConfig) -> dict[str, float]:
+    """The run's ``losses`` section for a vocoder: ``mel`` and ``phase`` weights (the GAN's own weights are
+    ``gan.adv_weight`` and ``gan.fm_weight``)."""
+    known = {"mel", "phase"}
+    if set(run.losses) - known:
+        raise ValueError(f"{run.source}: losses: a vocoder run weighs {sorted(known)}, not {sorted(set(run.losses) - known)}")
+    for k, v in run.losses.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"{run.source}: losses.{k}: a weight >= 0, got {v!r}")
+    return {k: float(v) for k, v in run.losses.items()}
 
 
 class VocoderTask(TrainTask):
@@ -46,7 +59,8 @@ class VocoderTask(TrainTask):
         disc_params = list(self.mpd.parameters()) + list(self.mrd.parameters())
         self.opt_d = torch.optim.AdamW(disc_params, lr=self.run.gan.lr or cfg.lr, betas=cfg.betas,
                                        weight_decay=cfg.weight_decay)
-        self.weights = VocoderLossWeights(adv=self.run.gan.adv_weight, fm=self.run.gan.fm_weight)
+        self.weights = VocoderLossWeights(adv=self.run.gan.adv_weight, fm=self.run.gan.fm_weight,
+                                          **vocoder_loss_weights(self.run))
         d = self.run.data  # built now, so a bad split fails before step 0
         self._valid = d.valid_sets(d.valid_seconds, self.model_config.mel.sample_rate)
 
@@ -66,7 +80,10 @@ class VocoderTask(TrainTask):
         self.model.train()
         with autocast():
             mel = self.model.wav_to_mel(wav)
-            fake = self.model_ddp(mel, length=wav.shape[-1])
+            if self.weights.phase > 0:
+                fake, phase = self.model_ddp(mel, length=wav.shape[-1], return_phase=True)
+            else:
+                fake, phase = self.model_ddp(mel, length=wav.shape[-1]), None
         if step < gan.start_step:
             mel_l = self.mel_loss(wav, fake)
             loss, logs = self.weights.mel * mel_l, {"mel": mel_l.item()}
@@ -82,6 +99,11 @@ class VocoderTask(TrainTask):
                                              gan.reduction)
             loss = g["total"]
             logs = {"mel": g["mel"].item(), "adv": g["adv"].item(), "fm": g["fm"].item(), "disc": d_loss.item()}
+        if phase is not None:
+            head = self.model.head
+            terms = phase_losses(phase, wav, head.n_fft, head.hop)
+            loss = loss + self.weights.phase * sum(terms.values())
+            logs |= {f"phase_{k}": v.item() for k, v in terms.items()}
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         logs["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
