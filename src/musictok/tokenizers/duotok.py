@@ -221,8 +221,9 @@ class BestRQTargets(nn.Module):
         """``(B, n_mels, F)`` normalised log-Mel, ``F`` a multiple of ``stack`` -> ``(B, F / stack, codebooks)``."""
         B, M, Fr = mel.shape
         x = mel.float().reshape(B, M, Fr // self.stack, self.stack).permute(0, 2, 3, 1).reshape(-1, self.stack * M)
-        z = F.normalize(x @ self.projection, dim=-1)
-        codes = [nearest_code(z, cb) for cb in self.codebooks]  # batch-invariant (blockwise) search
+        with torch.autocast(mel.device.type, enabled=False):  # the trainer's bf16 would move ~3 % of the targets
+            z = F.normalize(x @ self.projection, dim=-1)
+            codes = [nearest_code(z, cb) for cb in self.codebooks]  # batch-invariant (blockwise) search
         return torch.stack(codes, dim=-1).reshape(B, Fr // self.stack, -1)
 
 
@@ -390,11 +391,13 @@ class TrackQuantizer(nn.Module):
         return q, self.project_out(q.z_q)
 
     def encode(self, h: Tensor) -> Tensor:
-        return self.vq.encode(self.project_in(h).float())
+        with torch.autocast(h.device.type, enabled=False):  # fp32 under the trainer's bf16, as at inference
+            return self.vq.encode(self.project_in(h.float()))
 
     def embed(self, codes: Tensor) -> Tensor:
-        """Codes ``(B, T')`` -> codewords ``(B, T', codebook_dim)``."""
-        return self.vq.decode(codes)
+        """Codes ``(B, T')`` -> codewords ``(B, T', codebook_dim)``, in fp32 (as at inference)."""
+        with torch.autocast(codes.device.type, enabled=False):
+            return self.vq.decode(codes)
 
 
 # ================================================================================================ stage 4
