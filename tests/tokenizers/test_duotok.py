@@ -275,3 +275,18 @@ def test_targets_and_codes_do_not_depend_on_mixed_precision():
     assert torch.equal(fp32[0], amp[0])
     assert torch.equal(fp32[1], amp[1])
     assert amp[2].dtype == torch.float32 and torch.equal(fp32[2], amp[2])
+
+
+def test_best_rq_normalises_each_mel_bin_by_its_statistics():
+    """BEST-RQ normalises every input feature by its own mean and std before the random projection; with
+    a fixed global affine only, the bins' offsets dominate the projection and the targets crowd into few
+    codes. Statistics fitted on the data make the targets blind to a per-bin affine change of the input."""
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(4, 32, 200, generator=g)
+    shifted = mel * torch.linspace(0.5, 2.0, 32)[:, None] + torch.linspace(-3.0, 1.0, 32)[:, None]
+    a, b = BestRQTargets(32, 4, 16, 256, seed=1), BestRQTargets(32, 4, 16, 256, seed=1)
+    a.fit_normalisation(mel)
+    b.fit_normalisation(shifted)
+    assert torch.equal(a(mel), b(shifted))
+    assert not list(b.parameters())  # the statistics are buffers, saved with the module, never trained
+    assert {"feature_mean", "feature_std"} <= set(b.state_dict())
