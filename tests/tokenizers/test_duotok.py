@@ -258,3 +258,35 @@ def test_flow_matching_decoder_learns_and_decodes_reproducibly():
     assert a[0].shape == (2, 32, 60) and torch.equal(a[0], b[0])  # noise from the model's seed
     with pytest.raises(ValueError, match="decoder"):
         DuoTokConfig.tiny(decoder="diffusion")
+
+
+def test_targets_and_codes_do_not_depend_on_mixed_precision():
+    """The trainers run their passes under bf16 autocast: BEST-RQ's nearest-codeword rule and the SimVQ
+    search (stage 4 encodes with ``TrackQuantizer.encode``) must still pick what they pick in fp32, or
+    training sees other targets / codes than inference does."""
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(8, 64, 400, generator=g)
+    rq = BestRQTargets(64, 4, 16, 8192, seed=3)
+    q = DuoTok(DuoTokConfig.tiny(sample_rate=SR, codebook_size=4096, codebook_dim=16)).quantizers[0]
+    h = torch.randn(8, 100, 32, generator=g)
+    fp32 = rq(mel), q.encode(h), q.embed(torch.arange(4096)[None])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = rq(mel), q.encode(h), q.embed(torch.arange(4096)[None])
+    assert torch.equal(fp32[0], amp[0])
+    assert torch.equal(fp32[1], amp[1])
+    assert amp[2].dtype == torch.float32 and torch.equal(fp32[2], amp[2])
+
+
+def test_best_rq_normalises_each_mel_bin_by_its_statistics():
+    """BEST-RQ normalises every input feature by its own mean and std before the random projection; with
+    a fixed global affine only, the bins' offsets dominate the projection and the targets crowd into few
+    codes. Statistics fitted on the data make the targets blind to a per-bin affine change of the input."""
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(4, 32, 200, generator=g)
+    shifted = mel * torch.linspace(0.5, 2.0, 32)[:, None] + torch.linspace(-3.0, 1.0, 32)[:, None]
+    a, b = BestRQTargets(32, 4, 16, 256, seed=1), BestRQTargets(32, 4, 16, 256, seed=1)
+    a.fit_normalisation(mel)
+    b.fit_normalisation(shifted)
+    assert torch.equal(a(mel), b(shifted))
+    assert not list(b.parameters())  # the statistics are buffers, saved with the module, never trained
+    assert {"feature_mean", "feature_std"} <= set(b.state_dict())

@@ -193,14 +193,18 @@ def ideal_ratio_mask(lead_magnitude: Tensor, acc_magnitude: Tensor, eps: float =
 class BestRQTargets(nn.Module):
     """BEST-RQ's target maker: stacked Mel frames -> ``(B, T', codebooks)`` discrete targets, frozen.
 
-    Each token frame's ``time_downsample`` normalised log-Mel frames are concatenated, projected by a random
-    matrix (Xavier-uniform), L2-normalised and assigned to the nearest entry of a random, L2-normalised
-    codebook (Chiu et al., 2022). Projection and codebooks are buffers drawn from ``seed``: never trained,
-    never changed by a step, the same in every run with the same seed.
+    Each Mel bin is normalised by its own mean and standard deviation (:meth:`fit_normalisation`, on
+    training clips; BEST-RQ normalises every input feature, without which the bins' offsets dominate the
+    projection and the targets crowd into few codes), each token frame's ``time_downsample`` frames are
+    concatenated, projected by a random matrix (Xavier-uniform), L2-normalised and assigned to the nearest
+    entry of a random, L2-normalised codebook (Chiu et al., 2022). Projection, codebooks and statistics are
+    buffers: never trained, never changed by a step; projection and codebooks are drawn from ``seed``.
     """
 
     projection: Tensor
     codebooks: Tensor
+    feature_mean: Tensor
+    feature_std: Tensor
 
     def __init__(self, in_dim: int, stack: int, dim: int = 16, codebook_size: int = 8192, codebooks: int = 1,
                  seed: int = 0):
@@ -211,18 +215,29 @@ class BestRQTargets(nn.Module):
         bound = math.sqrt(6.0 / (fan_in + fan_out))
         self.register_buffer("projection", (torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * bound)
         self.register_buffer("codebooks", F.normalize(torch.randn(codebooks, codebook_size, dim, generator=g), dim=-1))
+        self.register_buffer("feature_mean", torch.zeros(in_dim))  # identity until fit_normalisation
+        self.register_buffer("feature_std", torch.ones(in_dim))
 
     @property
     def codebook_size(self) -> int:
         return self.codebooks.shape[1]
 
     @torch.no_grad()
+    def fit_normalisation(self, mel: Tensor) -> None:
+        """Set the per-bin statistics from training frames ``(B, n_mels, F)``."""
+        x = mel.float().transpose(1, 2).reshape(-1, mel.shape[1])
+        self.feature_mean.copy_(x.mean(0))
+        self.feature_std.copy_(x.std(0).clamp_min(1e-3))
+
+    @torch.no_grad()
     def forward(self, mel: Tensor) -> Tensor:
         """``(B, n_mels, F)`` normalised log-Mel, ``F`` a multiple of ``stack`` -> ``(B, F / stack, codebooks)``."""
         B, M, Fr = mel.shape
-        x = mel.float().reshape(B, M, Fr // self.stack, self.stack).permute(0, 2, 3, 1).reshape(-1, self.stack * M)
-        z = F.normalize(x @ self.projection, dim=-1)
-        codes = [nearest_code(z, cb) for cb in self.codebooks]  # batch-invariant (blockwise) search
+        mel = (mel.float() - self.feature_mean[:, None]) / self.feature_std[:, None]
+        x = mel.reshape(B, M, Fr // self.stack, self.stack).permute(0, 2, 3, 1).reshape(-1, self.stack * M)
+        with torch.autocast(mel.device.type, enabled=False):  # the trainer's bf16 would move ~3 % of the targets
+            z = F.normalize(x @ self.projection, dim=-1)
+            codes = [nearest_code(z, cb) for cb in self.codebooks]  # batch-invariant (blockwise) search
         return torch.stack(codes, dim=-1).reshape(B, Fr // self.stack, -1)
 
 
@@ -390,11 +405,13 @@ class TrackQuantizer(nn.Module):
         return q, self.project_out(q.z_q)
 
     def encode(self, h: Tensor) -> Tensor:
-        return self.vq.encode(self.project_in(h).float())
+        with torch.autocast(h.device.type, enabled=False):  # fp32 under the trainer's bf16, as at inference
+            return self.vq.encode(self.project_in(h.float()))
 
     def embed(self, codes: Tensor) -> Tensor:
-        """Codes ``(B, T')`` -> codewords ``(B, T', codebook_dim)``."""
-        return self.vq.decode(codes)
+        """Codes ``(B, T')`` -> codewords ``(B, T', codebook_dim)``, in fp32 (as at inference)."""
+        with torch.autocast(codes.device.type, enabled=False):
+            return self.vq.decode(codes)
 
 
 # ================================================================================================ stage 4

@@ -53,6 +53,7 @@ from .loop import DistInfo, TrainConfig, TrainTask, unwrap
 from .tokenizer import attach_vocoder, check_vocoder_fits
 
 VIEWS = ("mix", "lead", "accompaniment")
+NORM_CLIPS = 64  # stage 1: training clips whose Mel statistics normalise BEST-RQ's targets
 # what each stage trains; the encoder joins stage 3 only in the "w/o encoder freeze" ablation
 TRAINED = {1: ("encoder",), 2: ("encoder", "heads"), 3: ("quantizers", "heads.mel", "heads.chroma", "heads.symbolic"),
            4: ("decoders",)}
@@ -190,6 +191,7 @@ class DuoTokTask(TrainTask):
             o = self.opts
             self.ssl = BestRQ(self.model_config, o.rq_codebook_size, o.rq_dim, o.rq_codebooks, o.mask_prob,
                               o.mask_span).to(device)
+            self.ssl.targets.fit_normalisation(self._normalisation_mels())
             params += list(self.ssl.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.trained_parameters = params
@@ -216,6 +218,15 @@ class DuoTokTask(TrainTask):
         else:
             self._valid = {"": self._duo_clips(d.valid_split, secs, random=False, max_clips=d.valid_clips,
                                                views=(1.0, 0.0, 0.0))}
+
+    def _normalisation_mels(self) -> torch.Tensor:
+        """Stage 1: the Mels of the first ``NORM_CLIPS`` training clips (a pure function of the data seed, so
+        a resumed run fits the same BEST-RQ statistics), for the targets' per-bin normalisation."""
+        d, c = self.run.data, self.model_config
+        clips = d.train_clips(_whole_frames(d.clip_seconds, c.hop_samples, c.sample_rate), c.sample_rate, NORM_CLIPS)
+        audio = torch.stack([clips[i]["audio"] for i in range(NORM_CLIPS)]).to(self.device)
+        with torch.no_grad():
+            return self.model.mel(self.model._pad(audio))
 
     def _duo_clips(self, split: str, seconds: float, **kw) -> DuoScoreClips:
         d, c = self.run.data, self.model_config
