@@ -91,3 +91,15 @@ def test_stem_metrics_shapes():
     out = stem_metrics(refs.sum(1), refs.float(), ests.float(), 16000)
     assert set(out) == {"si_sdr", "sdr", "bss_sdr", "mel_distance", "leakage_db", "consistency"}
     assert all(v.shape == (2, 4) for k, v in out.items() if k != "consistency") and out["consistency"].shape == (2,)
+
+
+def test_bss_sdr_of_a_silent_reference_is_nan_not_an_error():
+    """A stem that does not play in a clip (digital silence, as in some test clips of the chorales) makes the
+    filter's normal equations singular; its SDR is undefined (NaN) and the other stems are still scored."""
+    refs, ests = _signals(5, s=3)
+    refs[0, 1] = 0.0
+    values = per_stem(bss_sdr, refs, ests)
+    assert torch.isnan(values[0, 1]) and bool(torch.isfinite(values[0, [0, 2]]).all())
+    assert torch.allclose(values[1:], per_stem(bss_sdr, refs[1:], ests[1:]))
+    scores = stem_metrics(refs.sum(1), refs, ests, 16000)
+    assert torch.isnan(scores["bss_sdr"][0, 1]) and torch.isnan(scores["si_sdr"][0, 1])

@@ -92,9 +92,10 @@ def test_switches(tiny_tokenizer):
     assert not frozen.tokenizer.training  # the frozen tokenizer stays in eval mode
     with torch.autocast("cpu", dtype=torch.bfloat16):  # targets do not depend on the trainer's autocast
         assert torch.equal(frozen.stem_codes(stems), frozen.eval().stem_codes(stems))
-    # a tokenizer that normalises levels: the stems' gains are fitted to the mixture
+    # a tokenizer that normalises levels: stems keep their level within the mix in their tokens (see
+    # test_stem_tokens_keep_each_stems_level_relative_to_the_mix), no gains are fitted unless asked
     level = BandTok(BandTokConfig.tiny(sample_rate=SR, level_dbfs=-20.0))
-    assert LMSeparator(LMSeparatorConfig.tiny(sample_rate=SR), level).fit_gains
+    assert not LMSeparator(LMSeparatorConfig.tiny(sample_rate=SR), level).fit_gains
     with pytest.raises(SeparatorError, match="max_steps"):
         _separator(tiny_tokenizer, window_seconds=30.0)
     with pytest.raises(SeparatorError, match="Hz"):
@@ -112,3 +113,45 @@ def test_trained_separator_end_to_end(tiny_separators, tiny_tokenizer):
     assert sep.chunk_units == 8 and out.shape == (1, 4, mix.shape[-1]) and len(windows) == -(-units // 8)
     stems = torch.randn(1, 4, SR) * 0.05
     assert sep.tokenizer_ceiling(stems).shape == stems.shape
+
+
+def _level_separator() -> LMSeparator:
+    """A tiny separator over a tokenizer that normalises every input to -20 dBFS (as bandtok-small does)."""
+    torch.manual_seed(3)
+    tok = BandTok(BandTokConfig.tiny(sample_rate=SR, level_dbfs=-20.0))
+    tok.train()
+    tok.forward_train(torch.randn(2, 16384) * 0.1)  # moves the EMA codebook off its init
+    return LMSeparator(LMSeparatorConfig.tiny(sample_rate=SR), tok.eval()).eval()
+
+
+def test_stem_tokens_keep_each_stems_level_relative_to_the_mix():
+    """With a level-normalising tokenizer the stems are scaled by their mix's level, not each by its own:
+    the tokens still say how loud a stem is within the mix (a waveform fit cannot recover it later from
+    a decoder that makes up its own phase), and only the mix's overall gain drops out."""
+    sep = _level_separator()
+    torch.manual_seed(4)
+    stems = torch.randn(2, 4, 10 * sep.hop_samples) * torch.tensor([0.1, 0.03, 0.05, 0.02])[None, :, None]
+    quiet = stems.clone()
+    quiet[:, 1] *= 0.05  # the second stem 26 dB quieter in its mix
+    codes = sep.stem_codes(stems)
+    assert torch.equal(sep.stem_codes(4 * stems), codes)  # the mix's gain is not in the tokens
+    assert not torch.equal(sep.stem_codes(quiet)[:, 1], codes[:, 1])  # a stem's level within the mix is
+
+
+def test_true_tokens_give_the_tokenizer_ceiling_and_separation_follows_the_mix_gain():
+    """An LM that wrote the true tokens would return exactly the tokenizer ceiling (same scale on the way in
+    and out, no fitted gains), and separating a louder mix gives proportionally louder stems."""
+    sep = _level_separator()
+    torch.manual_seed(5)
+    stems = torch.randn(2, 4, 12 * sep.hop_samples) * torch.tensor([0.1, 0.01, 0.05, 0.002])[None, :, None]
+    mix = stems.sum(1)
+    true_codes = sep.stem_codes(stems)
+    generate = sep.generate_codes
+    sep.generate_codes = lambda cond, **kw: true_codes  # an oracle LM
+    try:
+        est = sep.separate(mix)
+    finally:
+        sep.generate_codes = generate
+    ceiling = sep.tokenizer_ceiling(stems)
+    assert torch.allclose(est, ceiling, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(sep.separate(4 * mix), 4 * sep.separate(mix), rtol=1e-5, atol=1e-7)

@@ -92,3 +92,18 @@ def test_save_and_load(tmp_path, tiny_tokenizer):
         Separator.from_pretrained(tmp_path / "nowhere")
     with pytest.raises(SeparatorError, match="takes no options"):
         sep.separate(mix, temperature=1.0)
+
+
+def test_lm_separator_decays_what_the_lm_trainer_decays(tiny_corpus, tiny_tokenizer):
+    """Weight decay on matrices and tables, not on norms or the TokenLM's per-column gains (which start
+    at 1: decaying them pulls the band embeddings towards 0), as TokenLM.optimizer_groups does."""
+    run = load_run_config(CONFIGS / "sep-lm-tiny.yaml", {
+        "data.corpus": str(tiny_corpus), "data.valid_split": "train", "model.tokenizer": str(tiny_tokenizer),
+        "train.weight_decay": 0.1})
+    task = SeparatorTask(run)
+    task.setup(torch.device("cpu"), DistInfo(), run.train)
+    decay, no_decay = task.opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    gains = [p for n, p in task.model.named_parameters() if n.endswith("_gain")]
+    assert gains and all(any(p is q for q in no_decay["params"]) for p in gains)
+    assert any(p is task.model.stem_embedding.weight for p in decay["params"])

@@ -79,7 +79,7 @@ def bss_sdr(ref: Tensor, est: Tensor, *, filter_length: int = 512, align: bool =
     With ``r`` and ``e`` scaled to unit norm, the best ``L``-tap filter ``h`` solves the Toeplitz system
     ``R h = c`` (``R``: autocorrelation of ``r`` up to lag ``L − 1``; ``c``: cross-correlation of ``r`` with
     ``e``); the target's share of ``e``'s energy is ``ρ = cᵀh`` and ``SDR = 10 log10(ρ / (1 − ρ))``.
-    Computed in float64. NaN where the reference is silent.
+    Computed in float64. NaN where the reference is silent (a stem that does not play in the clip).
     """
     if filter_length < 1:
         raise ValueError(f"filter_length must be >= 1, got {filter_length}")
@@ -95,6 +95,10 @@ def bss_sdr(ref: Tensor, est: Tensor, *, filter_length: int = 512, align: bool =
     xcorr = torch.fft.irfft(R.conj() * E, n=n_fft)[..., :L]  # c[l] = Σ_t r[t] e[t + l]
     lags = torch.arange(L, device=r.device)
     toeplitz = acf[..., (lags[:, None] - lags[None, :]).abs()]  # (B, L, L)
+    # An all-zero reference (its unit-norm version stays 0) makes the system singular; solve the identity
+    # instead, its SDR is NaN below anyway, and the rest of the batch is still scored.
+    dead = acf[..., 0] < 0.5
+    toeplitz = torch.where(dead[..., None, None], torch.eye(L, dtype=toeplitz.dtype, device=toeplitz.device), toeplitz)
     h = torch.linalg.solve(toeplitz, xcorr.unsqueeze(-1)).squeeze(-1)
     coh = (xcorr * h).sum(-1).clamp(EPS, 1 - 1e-15)
     values = (10 * torch.log10(coh / (1 - coh))).to(r.dtype)

@@ -32,12 +32,20 @@ project's one :class:`~musictok.lm.model.TokenLM`, KV cache included.
 the frozen tokenizer's own code embeddings of the mixture's tokens (``tokens``); ``freeze_encoder`` — the
 Conformer (and its input layer) keep their initial weights, only the projection into the LM learns (with
 ``encoder_input: tokens, encoder_layers: 0`` that is "a frozen pretrained encoder"); ``fit_gains`` —
-after decoding, each stem is scaled by least squares to the mixture (on by itself for a tokenizer that
-normalises levels, whose tokens do not carry a stem's loudness); decoding — greedy
+after decoding, each stem is scaled by least squares to the mixture (off by default: a decoder that makes
+up its own phase, such as BandTok's vocoder, leaves almost nothing for a waveform fit to find, and the fitted
+gains collapse towards 0); decoding — greedy
 (``temperature 0``) or sampled, and ``samples > 1`` draws several candidates and keeps, per clip, the one
 whose stems add up best to the mixture (mixture consistency).
 
 Targets are computed on the fly: the true stems of each training clip are encoded by the frozen tokenizer.
+
+**Levels.** A tokenizer that normalises its input (``level_dbfs``, as bandtok-small does) would make each
+stem's tokens blind to its loudness if each stem were normalised by its own level. So every stem of a clip is
+scaled by the level of the clip's *mix* (``Tokenizer.encode(scales=…)``): the tokens keep each stem's level
+within the mix, the mix's overall gain drops out, and decoding multiplies the mix's scale back in — known at
+inference, since the mix is the input. The Mel encoder sees the mix at that same normalised level, so
+``separate(g · mix) = g · separate(mix)``; the tokenizer ceiling takes exactly this path with the true tokens.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from ..metrics.separation import least_squares_gains, mixture_consistency
 from ..nn.conformer import Conformer
 from ..settings import build_checked
 from ..spectral import MelConfig, MelSpectrogram
+from ..tokenizers.base import level_scale
 from ..tokens import Tokens
 from .base import Separator, SeparatorError, register_separator
 
@@ -95,8 +104,8 @@ class LMSeparatorConfig:
     top_k: int | None = None
     top_p: float | None = None
     samples: int = 1  # > 1: best of N candidates by mixture consistency (needs temperature > 0)
-    fit_gains: bool = False  # scale each decoded stem by least squares to the mixture (always on when the
-    # tokenizer normalises levels, whose tokens do not carry a stem's loudness)
+    fit_gains: bool = False  # scale each decoded stem by least squares to the mixture (useless with a decoder
+    # that makes up its phase; a level-normalising tokenizer's stems are scaled by their mix's level instead)
 
     def __post_init__(self) -> None:
         self.stems = tuple(str(s) for s in self.stems)
@@ -182,8 +191,7 @@ class LMSeparator(Separator):
         if len(layout.streams) != 1:
             raise SeparatorError(f"{c.tokenizer}: LM separation takes a one-stream tokenizer (BandTok, the RVQ codec), "
                                  f"this one has {len(layout.streams)} streams")
-        # A level-normalising tokenizer's tokens do not say how loud each stem is: then the gains are fitted.
-        self.fit_gains = c.fit_gains or tokenizer.level_dbfs is not None
+        self.fit_gains = c.fit_gains
         if tokenizer.sample_rate != c.sample_rate:
             raise SeparatorError(f"{c.tokenizer}: runs at {tokenizer.sample_rate} Hz, the separator at {c.sample_rate} Hz")
         if tokenizer._frames_per_unit() != [1]:
@@ -262,11 +270,22 @@ class LMSeparator(Separator):
     def _closing_positions(positions: Tensor) -> Tensor:
         return torch.cat([positions, positions[-1:]], dim=0)
 
+    def mix_scales(self, mix: Tensor) -> Tensor | None:
+        """``(B,)`` the gain a level-normalising tokenizer removes from each mix ``(B, T)`` (``None`` for a
+        tokenizer that keeps levels in its tokens); the stems of a clip are all scaled by their mix's."""
+        level = self.tokenizer.level_dbfs
+        if level is None:
+            return None
+        return torch.tensor([level_scale(m, level) for m in mix], dtype=torch.float32, device=mix.device)
+
     def encode_mixture(self, mix: Tensor) -> Tensor:
         """``(B, T)`` with ``T = F · hop`` -> the condition ``(B, F, n_embd)``."""
         c = self.config
         frames = mix.shape[-1] // self.hop_samples
         if c.encoder_input == "mel":
+            scales = self.mix_scales(mix)
+            if scales is not None:  # the level the tokens are at (the tokens path normalises by itself)
+                mix = mix / scales[:, None].to(mix.dtype)
             x = (self.mel(mix)[..., : frames * c.mels_per_frame] - c.mel_mean) / c.mel_std  # (B, n_mels, 4F)
         else:
             with _full_precision(mix):
@@ -277,10 +296,13 @@ class LMSeparator(Separator):
         return self.cond_proj(self.conformer(h))
 
     def stem_codes(self, stems: Tensor) -> Tensor:
-        """True stems ``(B, S, T)`` -> their tokens ``(B, S, F, K)`` (the frozen tokenizer's)."""
+        """True stems ``(B, S, T)`` -> their tokens ``(B, S, F, K)`` (the frozen tokenizer's), each clip's
+        stems at the level of their mix ``Σ_s stems`` (see "Levels" in the module docstring)."""
         B, S, T = stems.shape
         with _full_precision(stems):  # under bf16 autocast the quantizer could pick other codes than at inference
-            codes = self.tokenizer.encode(stems.reshape(B * S, T).float()).codes[0].to(stems.device)
+            scales = self.mix_scales(stems.float().sum(1))
+            scales = None if scales is None else scales.repeat_interleave(S).tolist()
+            codes = self.tokenizer.encode(stems.reshape(B * S, T).float(), scales=scales).codes[0].to(stems.device)
         return codes.reshape(B, S, *codes.shape[1:])
 
     def teacher_forcing(self, cond: Tensor, codes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -398,12 +420,14 @@ class LMSeparator(Separator):
         codes = out[0].reshape(S, B, F, -1).transpose(0, 1) if independent else torch.stack(out, dim=1)
         return codes
 
-    def decode_codes(self, codes: Tensor, length: int) -> Tensor:
-        """Stem tokens ``(B, S, F, K)`` -> waveforms ``(B, S, length)`` through the frozen tokenizer."""
+    def decode_codes(self, codes: Tensor, length: int, scales: Tensor | None = None) -> Tensor:
+        """Stem tokens ``(B, S, F, K)`` -> waveforms ``(B, S, length)`` through the frozen tokenizer, each
+        clip multiplied by its mix's scale ``(B,)`` (:meth:`mix_scales`) when the tokenizer normalises levels."""
         B, S, F, K = codes.shape
         tok = self.tokenizer
+        per_clip = None if scales is None else scales.double().cpu().repeat_interleave(S).tolist()
         tokens = Tokens([codes.reshape(B * S, F, K).cpu()], self.layout, tok.fingerprint(), tok.sample_rate,
-                        [length] * (B * S))
+                        [length] * (B * S), scales=per_clip)
         return tok.decode(tokens).reshape(B, S, -1)[..., :length].to(codes.device)
 
     def _separate_window(self, mix: Tensor, **options: Any) -> Tensor:
@@ -416,7 +440,8 @@ class LMSeparator(Separator):
         g = torch.Generator(device=mix.device).manual_seed(int(o["seed"]))
         codes = self.generate_codes(cond, temperature=o["temperature"], top_k=o["top_k"], top_p=o["top_p"],
                                     generator=g)
-        est = self.decode_codes(codes, T)  # (B n, S, T)
+        scales = self.mix_scales(mix)
+        est = self.decode_codes(codes, T, None if scales is None else scales.repeat_interleave(n))  # (B n, S, T)
         if self.fit_gains:
             est = est * fitted_gains(est, mix.repeat_interleave(n, dim=0))[..., None]
         if n == 1:
@@ -427,11 +452,11 @@ class LMSeparator(Separator):
 
     @torch.no_grad()
     def tokenizer_ceiling(self, stems: Tensor) -> Tensor:
-        """The true stems ``(B, S, T)`` encoded and decoded by this separator's tokenizer: the best its
-        tokens can carry, which an LM separator is judged against."""
-        B, S, T = stems.shape
-        tok = self.tokenizer
-        return tok.decode(tok.encode(stems.reshape(B * S, T).float())).reshape(B, S, -1)[..., :T]
+        """The true stems ``(B, S, T)`` encoded and decoded by this separator's tokenizer, through the very
+        path a separation takes (levels included): the best its tokens can carry, which an LM separator is
+        judged against."""
+        T = stems.shape[-1]
+        return self.decode_codes(self.stem_codes(stems), T, self.mix_scales(stems.float().sum(1)))
 
 
 def _full_precision(x: Tensor):

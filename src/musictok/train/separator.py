@@ -81,8 +81,10 @@ class SeparatorTask(TrainTask):
         self.device, self.cfg = device, cfg
         self.model = build_separator(self.run.model).to(device)
         self.model_ddp = wrap_ddp(self.model, dist_info, device)
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
+        # matrices and tables decay; norms, biases and the TokenLM's per-column gains do not (its optimizer_groups)
+        params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in params if p.ndim >= 2 and not n.endswith("_gain")]
+        no_decay = [p for n, p in params if p.ndim < 2 or n.endswith("_gain")]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
         d = self.run.data
