@@ -354,6 +354,11 @@ class Trainer:
         summary = TrainSummary(str(self.out), start, step, wall, wall / max(step - start, 1), row, valid, stopped)
         if self.dist.is_main:
             write_json(self.out / "summary.json", {"metrics_version": METRICS_VERSION} | dataclasses.asdict(summary))
+        if self.dist.enabled and dist.is_initialized():
+            # leave the group together: a rank that exits while another still tears down gloo aborts
+            # ("terminate called without an active exception"), and torchrun reports the run as failed
+            dist.barrier()
+            dist.destroy_process_group()
         return summary
 
     def _should_stop(self, local: bool) -> bool:
