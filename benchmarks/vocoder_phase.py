@@ -22,20 +22,7 @@ from vocoder_quality import _score
 
 from musictok.evaluate import load_clips
 from musictok.nn.vocoder import load_vocoder
-from musictok.spectral import griffin_lim
-
-
-def _griffin_lim_from(magnitude: torch.Tensor, angles: torch.Tensor, iterations: int, length: int,
-                      stft_args: dict, momentum: float = 0.99) -> torch.Tensor:
-    """Fast Griffin-Lim (as ``musictok.spectral.griffin_lim``) from a given complex start instead of a random
-    phase."""
-    previous, alpha = torch.zeros_like(angles), momentum / (1.0 + momentum)
-    for _ in range(iterations):
-        rebuilt = torch.stft(torch.istft(magnitude * angles, length=length, **stft_args), pad_mode="reflect",
-                             return_complex=True, **stft_args)
-        angles = rebuilt - alpha * previous
-        angles, previous = angles / angles.abs().clamp_min(1e-16), rebuilt
-    return torch.istft(magnitude * angles, length=length, **stft_args)
+from musictok.spectral import griffin_lim, griffin_lim_from
 
 
 @torch.no_grad()
@@ -53,9 +40,9 @@ def paths(vocoder, wav: torch.Tensor, iterations: tuple[int, ...]) -> dict[str, 
             "vocoder": vocoder(mel, length=length),
             "prior magnitude + vocoder phase": torch.istft(prior.exp() * phase, length=length, **stft_args)}
     for n in iterations:
-        rows[f"vocoder magnitude and phase, then {n} GL it."] = _griffin_lim_from(magnitude, phase, n, length,
+        rows[f"vocoder magnitude and phase, then {n} GL it."] = griffin_lim_from(magnitude, phase, n, length,
                                                                                   stft_args)
-    rows[f"prior magnitude + vocoder phase, then {max(iterations)} GL it."] = _griffin_lim_from(
+    rows[f"prior magnitude + vocoder phase, then {max(iterations)} GL it."] = griffin_lim_from(
         prior.exp(), phase, max(iterations), length, stft_args)
     return rows
 

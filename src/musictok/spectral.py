@@ -302,7 +302,15 @@ def griffin_lim(
 
     generator = torch.Generator().manual_seed(seed)
     phase = torch.rand(magnitude.shape, generator=generator).to(device) * (2.0 * math.pi)
-    angles = torch.polar(torch.ones_like(magnitude), phase)
+    return griffin_lim_from(magnitude, torch.polar(torch.ones_like(magnitude), phase), n_iter, length,
+                            stft_args, momentum)
+
+
+def griffin_lim_from(magnitude: Tensor, angles: Tensor, n_iter: int, length: int, stft_args: dict,
+                     momentum: float = 0.99) -> Tensor:
+    """Fast Griffin-Lim from a given unit-modulus start ``angles`` (same shape as ``magnitude``): the
+    iterations of :func:`griffin_lim`, also for starting from a model's phase. ``stft_args``: the
+    ``torch.stft`` / ``torch.istft`` keywords of the spectrogram."""
     previous = torch.zeros_like(angles)
     alpha = momentum / (1.0 + momentum)
     for _ in range(n_iter):
