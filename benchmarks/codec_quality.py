@@ -19,6 +19,7 @@ from pathlib import Path
 
 
 from musictok import __version__
+from musictok.atomic import write_json
 from musictok.evaluate import evaluate_reconstruction, evaluate_tokens, load_clips
 from musictok.metrics.version import METRICS_VERSION
 from musictok.tokenizers.base import Tokenizer
@@ -89,7 +90,7 @@ def main() -> None:
             print(f"{name} on {label}: {json.dumps(rec['reconstruction']['tokens'])[:160]} ({time.time() - t0:.0f} s)",
                   flush=True)
         result["codecs"][name] = entry
-    (out / "codecs.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "codecs.json", result)
     (out / "codecs.md").write_text(_markdown(result, args))
     print((out / "codecs.md").read_text())
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musictok import __version__
+from musictok.atomic import write_json
 from musictok.audio import AUDIO_EXTENSIONS, AudioStream
 from musictok.convert import MTOK, encode_files, plan
 from musictok.corpus_encode import default_workers
+from musictok.report import provenance
 from musictok.spectral import MelConfig, MelSpectrogram
 from musictok.tokenizers.base import Tokenizer
 
@@ -125,8 +125,7 @@ def main() -> None:
           f"encoder {result['encoder_realtime_factor']:.0f}× real time", flush=True)
     load_after = os.getloadavg()
     result |= {"load_average_before": load_before[0], "load_average_after": load_after[0],
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-               "musictok_version": __version__, "date": time.strftime("%Y-%m-%d")}
+               **provenance()}
     busy = max(load_before[0], load_after[0]) > 0.5
     if busy:
         print(f"warning: load average {max(load_before[0], load_after[0]):.2f}: another job shares the CPU, "
@@ -136,7 +135,7 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "encode-throughput.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "encode-throughput.json", result)
     seq = "" if args.skip_sequential else (
         f"| encode, one file after the other (workers=0) | {result['sequential_seconds']:.1f} | "
         f"{result['sequential_realtime_factor']:.0f}× | {100 * result['sequential_share_of_floor']:.0f} % |\n")

@@ -31,10 +31,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from musictok import __version__
 from musictok.atomic import write_json, write_text
 from musictok.data.datasets import CorpusIndex
 from musictok.evaluate import evaluate_reconstruction, load_clips
+from musictok.report import provenance
 from musictok.tokenizers.base import Tokenizer
 from musictok.train.loop import CHECKPOINT, Trainer
 from musictok.train.registry import RunRequest, prepare_run
@@ -140,7 +140,7 @@ def main() -> None:
     before = Tokenizer.from_pretrained(args.tokenizer)
     after = Tokenizer.from_pretrained(run_dir / "export")
     clips = load_clips(before.sample_rate, audio_dir=folder_b, seconds=args.seconds, max_clips=args.clips)
-    result = {"date": time.strftime("%Y-%m-%d"), "musictok_version": __version__,
+    result = {**provenance(),
               "setup": {"tokenizer": args.tokenizer, "command": f"musictok train tokenizer --init {args.tokenizer} "
                         f"--audio {folder_a} --steps {args.steps} --out {run_dir}",
                         "half_a": sorted(half_a), "half_b": sorted(half_b),

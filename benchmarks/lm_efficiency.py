@@ -21,13 +21,10 @@ On a shared machine the numbers say little (the load average is printed): run it
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import statistics
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +32,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from musictok import __version__
+from musictok.atomic import write_json
 from musictok.lm.model import TokenLM, TokenLMConfig
 from musictok.lm.patterns import make_pattern
+from musictok.report import provenance
 from musictok.tokens import StreamSpec, TokenLayout
 
 FRAMES = 94  # bench context: 4 s at 23.4375 frames/s
@@ -202,8 +200,7 @@ def main() -> None:
     result["speedup"] = result["lm"]["tokens_per_second"] / result["plain"]["tokens_per_second"]
     load_after = os.getloadavg()[0]
     result |= {"load_average_before": load_before, "load_average_after": load_after,
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-               "musictok_version": __version__, "date": time.strftime("%Y-%m-%d")}
+               **provenance()}
     for name, label in (("lm", "musictok LM (bf16 autocast)"), ("plain", "plain nanoGPT-style (fp32)")):
         r = result[name]
         print(f"{label}: {r['tokens_per_second']:.0f} tokens/s, {r['gflops']:.0f} GFLOP/s, MFU {100 * r['mfu']:.0f} %")
@@ -216,7 +213,7 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lm-efficiency.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "lm-efficiency.json", result)
     lm_r, pl = result["lm"], result["plain"]
     (out / "lm-efficiency.md").write_text(
         f"# Token LM training efficiency ({result['date']})\n\n"

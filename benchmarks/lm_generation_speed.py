@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -28,9 +27,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from musictok import __version__
+from musictok.atomic import write_json
 from musictok.lm.model import TokenLM, TokenLMConfig
 from musictok.lm.patterns import make_pattern
+from musictok.report import provenance
 from musictok.train.lm import load_lm
 
 
@@ -101,8 +101,7 @@ def main() -> None:
             result.setdefault("cache_equals_no_cache", []).append(bool(torch.equal(ids[(1, False)], b1)))
     load_after = os.getloadavg()[0]
     result |= {"load_average_before": load_before, "load_average_after": load_after,
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-               "musictok_version": __version__, "date": time.strftime("%Y-%m-%d")}
+               **provenance()}
     busy = max(load_before, load_after) > 0.5
     if busy:
         print(f"warning: load average {max(load_before, load_after):.2f}: another job shares the CPU, so these "
@@ -112,7 +111,7 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lm-generation-speed.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "lm-generation-speed.json", result)
     lines = [f"| {r['threads']} | {r['batch']} | {'yes' if r['kv_cache'] else 'no'} | {r['tokens_per_second']:.0f} | "
              f"{r['times_real_time']:.1f}× | {r['weight_pass_ms']:.2f} ms |" for r in result["rows"]]
     (out / "lm-generation-speed.md").write_text(

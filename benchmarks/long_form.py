@@ -15,15 +15,15 @@ pipeline runs, not a result). Writes ``docs/results/<name>.{md,json}`` and plots
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from musictok import __version__
+from musictok.atomic import write_json
 from musictok.longform import LongFormConfig, markdown_summary, run_long_form
 from musictok.plots import plot_frechet_along, plot_lag_profiles
+from musictok.report import provenance
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
         train_tagger(tcfg, args.tagger)
     t0 = time.time()
     result = run_long_form(lms, cfg, tagger_dir=args.tagger)
-    result |= {"wall_seconds": time.time() - t0, "date": time.strftime("%Y-%m-%d"), "musictok_version": __version__,
+    result |= {"wall_seconds": time.time() - t0, **provenance(),
                "threads": torch.get_num_threads(), "smoke": args.smoke}
     name = args.name or ("long-form-smoke" if args.smoke else f"long-form-{result['date']}")
     out = Path(args.out)
@@ -71,7 +71,7 @@ def main() -> None:
                                               floor["structure"], out / f"{name}-lag-profiles.png")
     note = ("**Smoke run**: seconds of generation to check the pipeline; the numbers are not results."
             if args.smoke else "")
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    write_json(out / f"{name}.json", result)
     (out / f"{name}.md").write_text(markdown_summary(result, plots, note))
     print(f"wrote {out / name}.md, .json and {len(plots)} plots in {result['wall_seconds'] / 60:.1f} min")
 

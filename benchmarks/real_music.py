@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from musictok import __version__
+from musictok.atomic import write_json
 from musictok.evaluate import evaluate_reconstruction, load_clips, token_stability
 from musictok.metrics.version import METRICS_VERSION
 from musictok.plots import _figure_backend, save_figure
@@ -157,7 +158,7 @@ def main() -> None:
     mels = _mel_picture(toks, excerpt, sr, out / "real-music-mels.png")
     curves = _curves(_pairs(args.logs), out / "real-music-curves.png")
     result["hours"] = _hours(args.train_corpora.split(","))
-    (out / "real-music.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "real-music.json", result)
 
     lines = ["# Real recordings: every reconstruction path, old and new", "",
              f"Command: `.venv/bin/python benchmarks/real_music.py --tokenizers {args.tokenizers} --real {args.real}`",

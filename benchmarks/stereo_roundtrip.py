@@ -21,9 +21,7 @@ its own phases, which a downmix hears as comb filtering); and lengths, rates, en
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musictok import __version__
+from musictok.atomic import write_json
 from musictok.audio import load, resample, save
 from musictok.convert import decode_files, encode_files
 from musictok.data.datasets import CorpusIndex
 from musictok.metrics.reconstruction import mel_distance
+from musictok.report import provenance
 from musictok.tokenizers.base import Tokenizer
 
 RATE, SECONDS = 44100, 10.0
@@ -167,8 +166,7 @@ def main() -> None:
     inputs = {"real": (real_input(args.real, args.real_offset),
                        f"{args.real.name} from {args.real_offset:g} s (a real stereo mix)"),
               "panned": (chorale, f"{piece}, top voice left, other voices right")}
-    res = {"musictok_version": __version__, "date": time.strftime("%Y-%m-%d"),
-           "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread", "repeats": args.repeats,
+    res = {**provenance(), "repeats": args.repeats,
            "inputs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -186,7 +184,7 @@ def main() -> None:
                           flush=True)
                 res["inputs"][name]["results"][tok_name] = rows
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "stereo.json").write_text(json.dumps(res, indent=1))
+    write_json(args.out / "stereo.json", res)
     (args.out / "stereo.md").write_text(markdown(res))
     print(markdown(res))
 

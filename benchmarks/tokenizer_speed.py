@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from musictok import __version__
+from musictok.atomic import write_json
 from musictok.data.datasets import MixClips
-from musictok.metrics.version import METRICS_VERSION
+from musictok.report import provenance
 from musictok.tokenizers.base import Tokenizer
 
 
@@ -57,13 +55,12 @@ def main() -> None:
         "encode_realtime_factor": args.seconds / statistics.median(enc),
         "decode_realtime_factor": args.seconds / statistics.median(dec),
         "decoder": "vocoder" if getattr(model, "vocoder", None) is not None else "griffin-lim",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "musictok_version": __version__, "metrics_version": METRICS_VERSION, "date": time.strftime("%Y-%m-%d"),
+        **provenance(),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.tokenizer.rstrip('/').split('/')[-1]}-speed"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    write_json(out / f"{stem}.json", result)
     (out / f"{stem}.md").write_text(
         f"# {args.tokenizer}: encode / decode speed\n\n"
         f"{result['date']}, {result['machine']}, {result['threads']} threads, batch 1, {args.seconds:g} s of "

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from musictok import __version__
+from musictok.atomic import write_json
 from musictok.evaluate import load_clips
 from musictok.metrics.reconstruction import MEL_BANDS, MEL_WINDOWS, log_mel_magnitude
 from musictok.nn.vocoder import load_vocoder
 from musictok.plots import _figure_backend, save_figure
+from musictok.report import provenance
 from musictok.spectral import griffin_lim
 
 GRIFFIN_LIM = "Griffin-Lim (32 it., no training)"
@@ -100,7 +101,7 @@ def main() -> None:
     sources = {"test split": load_clips(sr, corpus=args.corpus, split="test", seconds=args.seconds,
                                         max_clips=args.clips),
                "real music": load_clips(sr, audio_dir=args.real, seconds=args.seconds, max_clips=args.clips)}
-    result = {"date": time.strftime("%Y-%m-%d"), "musictok_version": __version__,
+    result = {**provenance(),
               "vocoders": _pairs(args.vocoders), "clips": {k: v.source for k, v in sources.items()}, "sources": {}}
     for name, clips in sources.items():
         wav = clips.audio
@@ -119,7 +120,7 @@ def main() -> None:
         print(name, json.dumps(rows, indent=1))
     out = Path(args.out)
     png = _plot(result, out / "vocoder-quality.png")
-    (out / "vocoder-quality.json").write_text(json.dumps(result, indent=1))
+    write_json(out / "vocoder-quality.json", result)
     lines = ["# Vocoders against Griffin-Lim", "",
              f"Command: `.venv/bin/python benchmarks/vocoder_quality.py --vocoders \"{args.vocoders}\" "
              f"--real {args.real}`", "",

@@ -67,6 +67,17 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def provenance() -> dict[str, str]:
+    """Stamped into every results JSON, so a number can be traced to the code, metric definitions and machine."""
+    import time
+
+    from . import __version__
+    from .metrics.version import METRICS_VERSION
+
+    return {"date": time.strftime("%Y-%m-%d"), "musictok_version": __version__, "metrics_version": METRICS_VERSION,
+            "machine": machine()}
+
+
 def audio_data_uri(wav: np.ndarray, sample_rate: int) -> str:
     """A ``data:`` URI (Ogg Vorbis, small enough to embed; WAV if this libsndfile cannot write Ogg)."""
     import soundfile as sf

@@ -134,6 +134,31 @@ def test_licence_from_debian_copyright(tmp_path):
                                    "the GNU General Public License as published by the Free Software Foundation; "
                                    "either version 2 of the License, or (at your option) any later version.\n")
     assert debian_licence(music / "plain.ogg")[0] == "GPL-2+"
+    # importing again relabels the sources a different copyright reading gave another licence
+    import_audio(ImportConfig([pkg], tmp_path / "out", segment_seconds=2.0))
+    assert CorpusIndex(tmp_path / "out").pieces and {
+        p["licence"] for p in CorpusIndex(tmp_path / "out").pieces} == {"GPL-2+"}
+
+
+def test_later_directory_paragraphs_do_not_claim_other_files(tmp_path):
+    """The shapes of planetblupi's, hyperrogue's and hedgewars' copyright files: a later ``src/json/*`` or
+    ``sounds/*`` paragraph must not win for a music file outside those directories."""
+    pkg = tmp_path / "game-music"
+    doc = pkg / "usr" / "share" / "doc" / "game-music"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: 2010 A\nLicense: GPL-3+\n\n"
+        "Files: music/theme.ogg\nCopyright: 2011 B\nLicense: CC-BY-SA-3.0\n\n"
+        "Files: sounds/*\nCopyright: 2012 C\nLicense: CC-BY-SA-4.0\n\n"
+        "Files: src/json/*\nCopyright: 2013 D\nLicense: Expat\n\n"
+        "Files: share/game/Data/Sounds/Drop*.ogg\nCopyright: 2014 E\nLicense: CC0-1.0\n")
+    share = pkg / "usr" / "share" / "game"
+    assert debian_licence(share / "music" / "track1.ogg")[0] == "GPL-3+"
+    assert debian_licence(share / "theme.ogg")[0] == "CC-BY-SA-3.0"  # exact file name, installed elsewhere
+    assert debian_licence(share / "sounds" / "hit.ogg")[0] == "CC-BY-SA-4.0"
+    assert debian_licence(share / "Data" / "Sounds" / "Droplet1.ogg")[0] == "CC0-1.0"
+    assert debian_licence(share / "Data" / "Music" / "Droplet1.ogg")[0] == "GPL-3+"
 
 
 def test_bad_settings_are_refused(tmp_path):

@@ -149,6 +149,24 @@ def _free_text_licence(text: str) -> str | None:
     return None
 
 
+def _dep5_matches(rel: Path, pattern: str) -> bool:
+    """Does a DEP-5 ``Files:`` pattern name the installed file ``rel``?
+
+    The pattern is written against the source tree, the path is where the package installed the file, so
+    the pattern must match a whole-component tail of the path (``src/json/*`` does not match
+    ``usr/share/x/music/a.ogg``). A pattern that names one file exactly also matches by file name alone,
+    since packages often install ``music/a.ogg`` somewhere else; a wildcard file name (``sounds/*``) does
+    not, or every later ``dir/*`` paragraph would claim every file.
+    """
+    if pattern == "*":
+        return True
+    parts = rel.parts
+    if any(fnmatch.fnmatchcase("/".join(parts[i:]), pattern) for i in range(len(parts))):
+        return True
+    name = pattern.rsplit("/", 1)[-1]
+    return not any(c in name for c in "*?[") and name == rel.name
+
+
 def debian_licence(path: Path) -> tuple[str, str] | None:
     """``(licence, copyright_file)`` for a file unpacked by ``dpkg -x`` (or from a ``.pk3`` beside one).
 
@@ -165,14 +183,14 @@ def debian_licence(path: Path) -> tuple[str, str] | None:
         text = copyright_file.read_text(errors="replace")
         paras = _dep5_paragraphs(text)
         files = [q for q in paras if "files" in q and "license" in q]
-        rel = str(p.relative_to(root))
+        rel = p.relative_to(root)
         best = None
         for q in files:
             patterns = q["files"].split()
-            if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel, "*/" + pat)
-                   or (pat != "*" and fnmatch.fnmatch(p.name, Path(pat).name)) for pat in patterns):
-                if not any(pat.startswith("debian/") for pat in patterns):
-                    best = q["license"].splitlines()[0].strip()
+            if any(pat.startswith("debian/") for pat in patterns):
+                continue
+            if any(_dep5_matches(rel, pat) for pat in patterns):
+                best = q["license"].splitlines()[0].strip()
         if best is None:
             best = _free_text_licence(text)
         return (best or "see copyright file"), str(copyright_file)
@@ -220,6 +238,10 @@ def _import_one(path: Path, cfg: ImportConfig) -> SourceResult:
     final = cfg.out / slug
     if (final / "source.json").is_file():
         meta = json.loads((final / "source.json").read_text())
+        licence = cfg.licence or (found[0] if (found := debian_licence(path)) else "unknown")
+        if meta.get("licence") != licence:  # relabel a source imported by an older, wrong licence reader
+            meta["licence"] = licence
+            write_json(final / "source.json", meta)
         return SourceResult(str(path), "existing", segments=len(meta["segments"]), seconds=meta["duration_seconds"],
                             slug=slug)
     tmp = cfg.out / f".tmp-{slug}"
