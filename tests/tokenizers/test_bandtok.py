@@ -164,6 +164,34 @@ def test_damaged_weights_are_refused(model, tmp_path):
         Tokenizer.from_pretrained(tmp_path / "tok")
 
 
+def test_another_vocoder_decodes_the_same_tokens(model, tmp_path):
+    """The fingerprint names the token space: attaching a vocoder keeps it, so tokens, LMs and token caches
+    made before still fit; the vocoder's weights are still checked for damage when a folder loads."""
+    from safetensors.torch import load_file, save_file
+
+    from musictok.nn.vocoder import Vocoder, VocoderConfig
+    from musictok.spectral import MelConfig
+    from musictok.train.tokenizer import attach_vocoder
+
+    mel = model.config.mel_config()
+    voc_cfg = VocoderConfig.tiny(mel=MelConfig(sample_rate=SR, n_mels=mel.n_mels))
+    torch.manual_seed(1)
+    a = attach_vocoder(model, Vocoder(voc_cfg).eval())
+    torch.manual_seed(2)
+    b = attach_vocoder(model, Vocoder(voc_cfg).eval())
+    assert a.fingerprint() == b.fingerprint() == model.fingerprint()
+    tokens = model.encode(_music(2.0, seed=5))
+    assert not torch.equal(a.decode(tokens), b.decode(tokens))  # both accept them, each with its own vocoder
+    a.save_pretrained(tmp_path / "tok")
+    assert Tokenizer.from_pretrained(tmp_path / "tok").fingerprint() == model.fingerprint()
+    state = load_file(str(tmp_path / "tok" / "model.safetensors"))
+    key = next(k for k in state if k.startswith("vocoder.") and state[k].is_floating_point())
+    state[key] = state[key] + 1
+    save_file(state, str(tmp_path / "tok" / "model.safetensors"))
+    with pytest.raises(TokenizerError, match="damaged"):
+        Tokenizer.from_pretrained(tmp_path / "tok")
+
+
 def test_level_normalised_tokens_are_gain_invariant(model, tmp_path):
     leveled = BandTok(BandTokConfig.tiny(sample_rate=SR, level_dbfs=-20.0))
     leveled.load_state_dict(model.state_dict())

@@ -210,6 +210,7 @@ class BandTok(Tokenizer):
     """2D Mel-band tokenizer; see the module docstring."""
 
     config_class = BandTokConfig
+    decode_only = ("vocoder",)  # a new vocoder decodes the same tokens: see Tokenizer.decode_only
 
     def __init__(self, config: BandTokConfig | None = None):
         super().__init__(config or BandTokConfig())

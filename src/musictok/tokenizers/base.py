@@ -95,6 +95,10 @@ class Tokenizer(nn.Module, abc.ABC):
     # SI-SDR, SDR and waveform L1 against the input say little about them; a codec trained to match
     # the waveform sets this False.
     phase_free: ClassVar[bool] = True
+    # Config fields, and the sub-modules of the same names, that only turn a decoded Mel into audio (a Mel
+    # tokenizer's vocoder). They stay out of the fingerprint: another vocoder decodes the same tokens, so
+    # LMs trained on them and token caches still fit; the whole state is hashed apart (``state_hash``).
+    decode_only: ClassVar[tuple[str, ...]] = ()
     # A tokenizer of several tracks (DuoTok) also encodes stems given as ``(B, stems, T)``; its
     # ``_encode_codes`` then receives ``(B, stems, T)`` as well as ``(B, T)`` mixes, and its decoder returns
     # ``(B, stems, T)``. 0: mono input only.
@@ -165,11 +169,20 @@ class Tokenizer(nn.Module, abc.ABC):
         """In-place updates bump a tensor's version counter, so the sum grows whenever weights change."""
         return sum(t._version for t in list(self.parameters()) + list(self.buffers()))
 
+    def token_space(self, state: dict[str, Tensor] | None = None) -> tuple[dict, dict[str, Tensor]]:
+        """The config and the weights (of ``state``, default this model's) that decide what a token means:
+        everything but the :attr:`decode_only` parts."""
+        state = self.state_dict() if state is None else state
+        cfg = {k: v for k, v in self.config_dict().items() if k not in self.decode_only}
+        return cfg, {k: v for k, v in state.items() if k.split(".", 1)[0] not in self.decode_only}
+
     def fingerprint(self) -> Fingerprint:
-        """Name + config hash + weights hash; cached until any parameter or buffer changes in place."""
+        """Name + config hash + weights hash of the :meth:`token_space`; cached until any parameter or
+        buffer changes in place."""
         key = self._version_key()
         if self._fingerprint is None or self._fingerprint[0] != key:
-            fp = Fingerprint(self.name, config_hash(self.config_dict()), weights_hash(self.state_dict()))
+            cfg, state = self.token_space()
+            fp = Fingerprint(self.name, config_hash(cfg), weights_hash(state))
             self._fingerprint = (key, fp)
         return self._fingerprint[1]
 
@@ -301,12 +314,13 @@ class Tokenizer(nn.Module, abc.ABC):
         weights are rounded to it, and the saved fingerprint is that of the rounded weights — the model a
         user loads — so tokens made before saving with unrounded weights will not decode with it."""
         state = self.state_dict()
-        fp = self.fingerprint()
+        fp, restored = self.fingerprint(), state
         if storage_dtype is not None:
             state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
             restored = {k: v.to(self.state_dict()[k].dtype) for k, v in state.items()}
-            fp = Fingerprint(fp.name, fp.config_hash, weights_hash(restored))
+            fp = Fingerprint(fp.name, fp.config_hash, weights_hash(self.token_space(restored)[1]))
         meta = {"tokenizer": self.name, "config": self.config_dict(), "fingerprint": dataclasses.asdict(fp),
+                "state_hash": weights_hash(restored),
                 "storage_dtype": str(storage_dtype or "as trained")} | (extra or {})
         return pretrained.write(directory, state, meta)
 
@@ -342,9 +356,13 @@ class Tokenizer(nn.Module, abc.ABC):
         if stored:
             # Tokens name the tokenizer by the fingerprint it was saved with; checking the weights hash
             # catches damaged weights, and reusing the stored config hash keeps old token files decodable
-            # when a later version adds config fields with defaults.
+            # when a later version adds config fields with defaults. Folders saved before the fingerprint left
+            # out the vocoder (no ``state_hash``) hashed the whole state; they keep that fingerprint.
             fp = Fingerprint(**stored)
-            if weights_hash(model.state_dict()) != fp.weights_hash:
+            whole = weights_hash(model.state_dict())
+            ok = (weights_hash(model.token_space()[1]) == fp.weights_hash and meta.get("state_hash", whole) == whole
+                  if "state_hash" in meta or not model.decode_only else whole == fp.weights_hash)
+            if not ok:
                 raise TokenizerError(f"{d / pretrained.WEIGHTS_FILE}: weights do not match the fingerprint "
                                      "in config.json: the folder is damaged")
             model._fingerprint = (model._version_key(), fp)

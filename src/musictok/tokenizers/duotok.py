@@ -504,6 +504,7 @@ class DuoTok(Tokenizer):
     """Dual-track tokenizer; see the module docstring."""
 
     config_class = DuoTokConfig
+    decode_only = ("vocoder",)  # a new vocoder decodes the same tokens: see Tokenizer.decode_only
     stem_inputs = len(TRACKS)
 
     def __init__(self, config: DuoTokConfig | None = None):
