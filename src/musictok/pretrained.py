@@ -69,12 +69,17 @@ def check_device(device: str | torch.device) -> torch.device:
 
 
 def write(directory: str | os.PathLike, state: dict[str, Tensor], meta: dict) -> Path:
-    """Write weights and config into a temporary folder, then swap it into place."""
+    """Write weights and config into a temporary folder, then swap it into place. Other files already in
+    the folder (a model card, a README) are kept: replacing the weights must not delete what the user wrote."""
     from safetensors.torch import save_file
 
     d = Path(directory)
     tmp = make_temp_dir(d)
     try:
+        if d.is_dir():
+            for f in d.iterdir():
+                if f.name not in (WEIGHTS_FILE, CONFIG_FILE) and not f.name.startswith("."):
+                    (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / WEIGHTS_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps({"musictok_version": __version__} | meta, indent=1))
         for f in (tmp / WEIGHTS_FILE, tmp / CONFIG_FILE):

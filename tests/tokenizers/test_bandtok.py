@@ -153,6 +153,15 @@ def test_half_precision_storage_loads_with_its_fingerprint(model, tmp_path):
     loaded.decode(tokens)  # its own tokens decode
 
 
+def test_saving_over_a_folder_keeps_its_other_files(model, tmp_path):
+    """A model card beside the weights survives a re-save (e.g. attaching a new vocoder)."""
+    model.save_pretrained(tmp_path / "tok")
+    (tmp_path / "tok" / "MODEL_CARD.md").write_text("# card\n")
+    model.save_pretrained(tmp_path / "tok")
+    assert (tmp_path / "tok" / "MODEL_CARD.md").read_text() == "# card\n"
+    assert Tokenizer.from_pretrained(tmp_path / "tok").fingerprint() == model.fingerprint()
+
+
 def test_damaged_weights_are_refused(model, tmp_path):
     from safetensors.torch import load_file, save_file
 
