@@ -1,5 +1,6 @@
 """The separator trainer: validation that separates (scored against the mixture-as-estimate floor), exact
-resume with it, the ``valid:`` section. Behaviour only: nothing here is timed."""
+resume with it, the ``valid:`` section, and the bundled small configs (they build, and the two contenders
+share one budget). Behaviour only: nothing here is timed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from musictok.metrics.separation import per_stem
 from musictok.separation import Separator
 from musictok.train.config import load_run_config
 from musictok.train.loop import DistInfo, Trainer
-from musictok.train.separator import SeparatorTask
+from musictok.train.separator import SeparatorTask, build_separator
 
 from sep_helpers import CONFIGS, SR
 
@@ -93,3 +94,29 @@ def test_resume_is_exact_with_the_check_in_between(kind, amp, tiny_corpus, tiny_
         drop = {"valid/sep_seconds"}  # wall time
         assert ({k: v for k, v in valid["straight"][step].items() if k not in drop}
                 == {k: v for k, v in valid["split"][step].items() if k not in drop})
+
+
+def _header(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+
+
+def test_small_configs_build_and_share_one_budget():
+    """sep-lm-small and sep-mask-small: the same clips, batch and wall-time cap (the issue's "same data and
+    compute"); each header states its budget; the LM's window fits its LM, and it carries sampling settings
+    for the benchmark's sampled row."""
+    runs = {kind: load_run_config(CONFIGS / f"sep-{kind}-small.yaml") for kind in ("lm", "mask")}
+    for run in runs.values():
+        SeparatorTask(run)  # model and valid sections checked
+    lm, mask = runs["lm"], runs["mask"]
+    assert lm.data == mask.data
+    same = ("batch_size", "seed", "amp", "valid_every")
+    assert [getattr(lm.train, k) for k in same] == [getattr(mask.train, k) for k in same]
+    assert lm.train.max_minutes is not None and lm.train.max_minutes == mask.train.max_minutes
+    for kind, run in runs.items():
+        header = _header(CONFIGS / f"sep-{kind}-small.yaml")
+        assert "Budget:" in header and f"{run.train.steps:,} steps" in header, kind
+        assert run.train.valid_every <= run.train.steps and run.train.warmup_steps < run.train.steps
+        assert run.valid.get("separate_clips", 2) >= 1
+    sep = build_separator(lm.model)
+    assert sep.sequence_steps(sep.window_frames) <= sep.lm.config.max_steps
+    assert sep.config.temperature > 0 and sep.config.top_k
