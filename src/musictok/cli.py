@@ -936,9 +936,12 @@ def train_separator(
     out: Optional[Path] = typer.Option(None, help="Output folder (default: train.out_dir of the config)."),
     steps: Optional[int] = typer.Option(None, help="Override train.steps."),
     max_minutes: Optional[float] = typer.Option(None, help="Stop (with a checkpoint) after this many minutes."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key, section.key=value "
+                                             "(repeatable), e.g. --set model.mode=independent for an ablation, "
+                                             "--set train.log_every=1 to time steps."),
 ) -> None:
     """Train a source separator (the LM separator or the mask baseline) on the corpus's exact stems."""
-    _train("separator", config, resume, out, steps, max_minutes)
+    _train("separator", config, resume, out, steps, max_minutes, sets=set_)
 
 
 @train_app.command("vocoder")

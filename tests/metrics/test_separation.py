@@ -91,6 +91,9 @@ def test_stem_metrics_shapes():
     out = stem_metrics(refs.sum(1), refs.float(), ests.float(), 16000)
     assert set(out) == {"si_sdr", "sdr", "bss_sdr", "mel_distance", "leakage_db", "consistency"}
     assert all(v.shape == (2, 4) for k, v in out.items() if k != "consistency") and out["consistency"].shape == (2,)
+    phase_free = stem_metrics(refs.sum(1), refs.float(), ests.float(), 16000, waveform=False)
+    assert set(phase_free) == {"mel_distance", "consistency"}  # no waveform comparison of a made-up phase
+    assert torch.equal(phase_free["mel_distance"], out["mel_distance"])
 
 
 def test_bss_sdr_of_a_silent_reference_is_nan_not_an_error():

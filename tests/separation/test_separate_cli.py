@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -50,6 +51,32 @@ def test_train_separator_command(tiny_corpus, tmp_path, capsys):
     bad.write_text("kind: separator\nmodel: {separator: demucs}\n")
     code, _, err = run_cli(capsys, "train", "separator", "--config", bad)
     assert code == 1 and "model.separator must be one of lm, mask" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_separator_resumes_from_the_command_line(tiny_corpus, tiny_tokenizer, tmp_path, capsys):
+    """`--resume` continues the LM separator's run where it stopped (its log holds each step once, the
+    separation check at every validation); a rerun without it is refused in one line; a bad `valid:` too."""
+    cfg = tmp_path / "sep.yaml"
+    cfg.write_text(f"kind: separator\nmodel: {{separator: lm, preset: tiny, tokenizer: {tiny_tokenizer}}}\n"
+                   f"data: {{corpus: {tiny_corpus}, clip_seconds: 0.5, valid_clips: 1, valid_seconds: 0.5, valid_split: train}}\n"
+                   "train: {steps: 2, batch_size: 2, warmup_steps: 1, log_every: 5, ckpt_every: 5, valid_every: 2}\n"
+                   "valid: {separate_clips: 1}\n")
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "separator", "--config", cfg, "--out", run, "--set", "train.log_every=1")
+    assert code == 0 and "finished at step 2/2" in out, err
+    code, _, err = run_cli(capsys, "train", "separator", "--config", cfg, "--out", run, "--steps", "3")
+    assert code == 1 and "already holds a checkpoint: pass --resume" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(capsys, "train", "separator", "--config", cfg, "--out", run, "--steps", "3", "--resume",
+                             "--set", "train.log_every=1")
+    assert code == 0 and "finished at step 3/3" in out, err
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+    assert [r["step"] for r in rows if "valid/sep_mel/vocals" in r] == [2, 3]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text().replace("separate_clips: 1", "separate_clips: -2"))
+    code, _, err = run_cli(capsys, "train", "separator", "--config", bad, "--out", tmp_path / "bad")
+    assert code == 1 and "valid.separate_clips: must be >= 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad" / "checkpoint.pt").exists()
 
 
 def test_separate_files_and_folders(tiny_separators, tmp_path, capsys):

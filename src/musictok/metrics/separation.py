@@ -172,14 +172,22 @@ def cross_leakage(ests: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ all at once
-def stem_metrics(mix: Tensor, refs: Tensor, ests: Tensor, sample_rate: int, *, bss: bool = True) -> dict[str, Tensor]:
+def stem_metrics(mix: Tensor, refs: Tensor, ests: Tensor, sample_rate: int, *, bss: bool = True,
+                 waveform: bool = True) -> dict[str, Tensor]:
     """Every per-stem metric of one batch: ``{name: (B, S)}`` for ``si_sdr``, ``sdr`` (plain),
-    ``bss_sdr`` (when ``bss``), ``mel_distance``, ``leakage_db``, and ``{consistency: (B,)}``."""
-    out = {"si_sdr": per_stem(si_sdr, refs, ests), "sdr": per_stem(sdr, refs, ests)}
-    if bss:
-        out["bss_sdr"] = per_stem(bss_sdr, refs, ests)
+    ``bss_sdr`` (when ``bss``), ``mel_distance``, ``leakage_db``, and ``{consistency: (B,)}``.
+
+    ``waveform=False`` leaves out the metrics that compare waveforms sample by sample (SI-SDR, both SDRs,
+    leakage by projection): for estimates decoded with a made-up phase they measure the phase, not the
+    separation. Mel distance and consistency remain."""
+    out = {}
+    if waveform:
+        out |= {"si_sdr": per_stem(si_sdr, refs, ests), "sdr": per_stem(sdr, refs, ests)}
+        if bss:
+            out["bss_sdr"] = per_stem(bss_sdr, refs, ests)
     out["mel_distance"] = per_stem(mel_distance, refs, ests, sample_rate=sample_rate)
-    out["leakage_db"] = leakage_db(refs, ests)
+    if waveform:
+        out["leakage_db"] = leakage_db(refs, ests)
     out["consistency"] = mixture_consistency(mix, ests)
     return out
 

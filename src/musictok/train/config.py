@@ -10,7 +10,9 @@ train: {steps: 6000, batch_size: 8, lr: 3.0e-4, amp: bf16, out_dir: runs/bandtok
 ```
 
 A fine-tune names the checkpoint it starts from with a top-level ``init: NAME_OR_DIR`` (bandtok, codec,
-vocoder, lm); its ``model:`` section may then be left out (see :mod:`musictok.train.finetune`).
+vocoder, lm); its ``model:`` section may then be left out (see :mod:`musictok.train.finetune`). Sections
+one kind reads: ``lm:`` (token LMs), ``losses:`` (vocoders), ``valid:`` (separators: the separation check),
+``stage`` / ``init_from`` / ``duotok:`` (DuoTok).
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     lm: dict = field(default_factory=dict)  # token LMs only: tokenizer, pattern, context (train/lm.py)
     losses: dict = field(default_factory=dict)  # loss weights the kind reads (vocoder: mel, phase)
+    valid: dict = field(default_factory=dict)  # validation options the kind reads (separator: the separation check)
     source: str = ""  # the file it came from
     # DuoTok only (train/duotok.py): which of its four stages this run trains, the previous stage's export
     # it starts from, and the stage's options (loss weights, noise, views, freezing)
@@ -151,6 +154,8 @@ class RunConfig:
             d["init"] = self.init
         if self.losses:
             d["losses"] = self.losses
+        if self.valid:
+            d["valid"] = self.valid
         return d
 
 
@@ -171,7 +176,7 @@ def read_run_yaml(path: str | Path) -> dict:
         raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{p}: expected a mapping at the top level")
-    for section in ("model", "data", "gan", "train", "lm", "duotok", "losses"):
+    for section in ("model", "data", "gan", "train", "lm", "duotok", "losses", "valid"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise ValueError(f"{p}: {section}: must be a mapping of keys to values, got {raw[section]!r}")
     return raw
@@ -205,12 +210,14 @@ def parse_run_config(raw: dict, where: str) -> RunConfig:
     if kind not in RUN_KINDS:
         raise ValueError(f"{p}: kind must be one of {', '.join(RUN_KINDS)}, got {kind!r}")
     staged = {"stage", "init_from", "duotok"}
-    unknown = (set(raw) - {"kind", "model", "data", "gan", "train", "lm", "init", "losses"}
+    unknown = (set(raw) - {"kind", "model", "data", "gan", "train", "lm", "init", "losses", "valid"}
                - (staged if kind == "duotok" else set()))
     if unknown:
         raise ValueError(f"{p}: unknown sections {sorted(unknown)}")
     if raw.get("losses") and kind != "vocoder":
         raise ValueError(f"{p}: losses: only vocoder runs read this section (its mel and phase weights)")
+    if raw.get("valid") and kind != "separator":
+        raise ValueError(f"{p}: valid: only separator runs read this section (the separation check)")
     init = raw.get("init")
     if init is not None and (not isinstance(init, str) or not init):
         raise ValueError(f"{p}: init: must be a bundled model name or a model folder, got {init!r}")
@@ -229,6 +236,7 @@ def parse_run_config(raw: dict, where: str) -> RunConfig:
                          gan=_section(GanConfig, raw.get("gan"), "gan", str(p)),
                          train=_section(TrainConfig, raw.get("train"), "train", str(p)),
                          lm=dict(raw.get("lm") or {}), losses=dict(raw.get("losses") or {}),
+                         valid=dict(raw.get("valid") or {}),
                          source=str(p), stage=stage, init_from=init_from,
                          duotok=dict(raw.get("duotok") or {}), init=init)
     except (TypeError, ValueError) as e:  # ranges checked in __post_init__ name the key, not the file

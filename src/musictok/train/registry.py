@@ -146,9 +146,10 @@ def _lm_task(run: RunConfig, opts: TaskOptions) -> TrainTask:
 
 
 def _check_separator(run: RunConfig) -> None:
-    from .separator import separator_config
+    from .separator import separation_check, separator_config
 
     separator_config(run.model)
+    separation_check(run)
 
 
 def _separator_task(run: RunConfig, opts: TaskOptions) -> TrainTask:
