@@ -20,31 +20,9 @@ from pathlib import Path
 
 from musictok import __version__
 from musictok.atomic import write_json
-from musictok.evaluate import evaluate_reconstruction, evaluate_tokens, load_clips
+from musictok.evaluate import evaluate_reconstruction, evaluate_tokens, load_clips, tokens_summary
 from musictok.metrics.version import METRICS_VERSION
 from musictok.tokenizers.base import Tokenizer
-
-
-def _tokens_summary(res: dict) -> dict:
-    util, mi, ci, raw, mmd = [], [], [], [], []
-    for st in res["streams"].values():
-        cb, dep = st["codebook"], st["dependence"]
-        util.append(cb["pooled"]["utilization"] if cb["pooled"] else cb["mean_utilization"])
-        if dep.get("mutual_information") is not None:
-            mi.append(dep["mutual_information"])
-            ci.append(dep["mutual_information_ci"])
-            raw.append(dep["mutual_information_raw"])
-        if dep.get("mmd_joint_vs_product") is not None:
-            mmd.append(dep["mmd_joint_vs_product"])
-    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    return {"utilization": mean(util), "inter_codebook_mi_bits": mean(mi), "mmd_joint_vs_product": mean(mmd),
-            "inter_codebook_mi_ci": [mean([c[0] for c in ci]), mean([c[1] for c in ci])] if ci else None,
-            "inter_codebook_mi_raw_bits": mean(raw),
-            "per_stream": {k: {"utilization": (v["codebook"]["pooled"] or {}).get("utilization", v["codebook"]["mean_utilization"]),
-                               "mi_bits": v["dependence"].get("mutual_information"),
-                               "mi_ci": v["dependence"].get("mutual_information_ci"),
-                               "nmi": v["dependence"].get("normalized_mutual_information")}
-                           for k, v in res["streams"].items()}}
 
 
 def _previous_codecs(path: Path) -> dict:
@@ -86,7 +64,7 @@ def main() -> None:
             rec = evaluate_reconstruction(tok, clips)
             toks = evaluate_tokens(tok, clips, stability=False)
             entry[label] = {"reconstruction": rec["reconstruction"], "speed": rec["speed"],
-                            "tokens": _tokens_summary(toks), "clips": len(clips.audio)}
+                            "tokens": tokens_summary(toks), "clips": len(clips.audio)}
             print(f"{name} on {label}: {json.dumps(rec['reconstruction']['tokens'])[:160]} ({time.time() - t0:.0f} s)",
                   flush=True)
         result["codecs"][name] = entry

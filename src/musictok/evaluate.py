@@ -186,6 +186,37 @@ def evaluate_tokens(tokenizer, clips: EvalClips, *, stability: bool = True,
     return out
 
 
+def tokens_summary(res: dict) -> dict:
+    """The headline of :func:`evaluate_tokens`, averaged over streams: utilization, inter-codebook MI minus
+    its shuffled value with the mean of the streams' 95 % intervals (and the raw plug-in value), the MMD
+    between codebooks; per stream the same, with the utilization of every slot (codebook / level / band)."""
+    util, mi, ci, raw, mmd = [], [], [], [], []
+    for st in res["streams"].values():
+        cb, dep = st["codebook"], st["dependence"]
+        util.append(cb["pooled"]["utilization"] if cb["pooled"] else cb["mean_utilization"])
+        if dep.get("mutual_information") is not None:
+            mi.append(dep["mutual_information"])
+            ci.append(dep["mutual_information_ci"])
+            raw.append(dep["mutual_information_raw"])
+        if dep.get("mmd_joint_vs_product") is not None:
+            mmd.append(dep["mmd_joint_vs_product"])
+
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    return {"utilization": mean(util), "inter_codebook_mi_bits": mean(mi), "mmd_joint_vs_product": mean(mmd),
+            "inter_codebook_mi_ci": [mean([c[0] for c in ci]), mean([c[1] for c in ci])] if ci else None,
+            "inter_codebook_mi_raw_bits": mean(raw),
+            "per_stream": {k: {"utilization": (v["codebook"]["pooled"] or {}).get("utilization",
+                                                                                  v["codebook"]["mean_utilization"]),
+                               "utilization_per_slot": {slot: u["utilization"]
+                                                        for slot, u in v["codebook"]["slots"].items()},
+                               "mi_bits": v["dependence"].get("mutual_information"),
+                               "mi_ci": v["dependence"].get("mutual_information_ci"),
+                               "nmi": v["dependence"].get("normalized_mutual_information")}
+                           for k, v in res["streams"].items()}}
+
+
 def fmt(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"

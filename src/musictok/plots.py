@@ -315,3 +315,35 @@ def plot_lag_profiles(generated: dict[str, list[dict]], real: list[dict], path: 
         return save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_step_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]], path: str | Path, *,
+                     styles: dict[str, dict] | None = None, title: str = "") -> Path:
+    """Quantities logged during training against the step, one panel each, one line per run (the same run
+    keeps its colour in every panel). ``panels``: y label -> run -> ``(steps, values)``; ``styles``: run ->
+    extra ``plot`` keywords (colour, line style)."""
+    plt = _figure_backend()
+    names = list(dict.fromkeys(n for curves in panels.values() for n in curves))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), sharex=True, squeeze=False)
+    for ax, (ylabel, curves) in zip(axes[:, 0], panels.items()):
+        for name, (x, y) in curves.items():
+            style = {"color": f"C{names.index(name) % 10}", "marker": "o" if len(x) < 12 else None, "ms": 3}
+            ax.plot(x, y, label=name, **(style | (styles or {}).get(name, {})))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if not curves:
+            ax.text(0.5, 0.5, "nothing logged", ha="center", va="center", transform=ax.transAxes)
+    axes[-1, 0].set_xlabel("training step")
+    handles = {}
+    for ax in axes[:, 0]:  # one legend for all panels: a run logged in one panel only is still named
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if handles:
+        axes[0, 0].legend(list(handles.values()), list(handles), fontsize=7, loc="upper left",
+                          bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    if title:
+        axes[0, 0].set_title(title)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
