@@ -17,11 +17,10 @@ import json
 import time
 from pathlib import Path
 
-
-from musictok import __version__
-from musictok.atomic import write_json
+from musictok.atomic import write_json, write_text
 from musictok.evaluate import evaluate_reconstruction, evaluate_tokens, load_clips, tokens_summary
 from musictok.metrics.version import METRICS_VERSION
+from musictok.report import provenance
 from musictok.tokenizers.base import Tokenizer
 
 
@@ -51,8 +50,7 @@ def main() -> None:
     if args.real:
         sources["real music"] = {"audio_dir": args.real}
     out = Path(args.out)
-    result: dict = {"date": time.strftime("%Y-%m-%d"), "musictok_version": __version__,
-                    "metrics_version": METRICS_VERSION, "codecs": _previous_codecs(out / "codecs.json")}
+    result: dict = {**provenance(), "codecs": _previous_codecs(out / "codecs.json")}
     for name in args.tokenizers.split(","):
         tok = Tokenizer.from_pretrained(name)
         entry = {"fingerprint": tok.fingerprint().short(), "tokens_per_second": tok.layout.tokens_per_second,
@@ -69,7 +67,7 @@ def main() -> None:
                   flush=True)
         result["codecs"][name] = entry
     write_json(out / "codecs.json", result)
-    (out / "codecs.md").write_text(_markdown(result, args))
+    write_text(out / "codecs.md", _markdown(result, args))
     print((out / "codecs.md").read_text())
 
 
