@@ -10,7 +10,7 @@ tokens of the corpus's duo stem group (lead = the highest voice, accompaniment =
 The tracks' tokens: a two-track tokenizer (DuoTok) encodes the pair of exact stems into its two streams; a
 single-stream tokenizer (BandTok, the RVQ codec) encodes each stem on its own, and its two token streams
 become the two tracks (so every row has the same two-track layout shape). Reported per track: BPT, cnBPT,
-enBPT, cnBPS, Acc@1/10/50, and codebook health (utilization, normalised entropy). With the track-to-track
+enBPT, cnBPS, Acc@1/5/10/50 (the paper's Table 10 columns), and codebook health (utilization, normalised entropy). With the track-to-track
 LM, the relative cost of corrupting the lead (shift, masking, mismatch; :mod:`musictok.metrics.diagnostics`);
 with the parallel LM, cnBPT of the last second against the length of its context. Outputs: JSON, a Markdown
 table and two plots (corruption, context) in ``--out``.
@@ -36,6 +36,7 @@ from .metrics.version import METRICS_VERSION
 from .tokens import TokenLayout, Tokens
 
 Log = Callable[[str], None]
+ACC_KS = (1, 5, 10, 50)  # Acc@k reported per track (DuoTok, Appendix B.1.5 and Table 10)
 
 
 @dataclass
@@ -193,7 +194,7 @@ def _track_metrics(scores, codes: list[torch.Tensor], layout: TokenLayout) -> di
         if not bool(keep.any()):
             continue
         sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
-        acc = topk_accuracy(scores.logits[s][keep], codes[s][keep], (1, 10, 50))
+        acc = topk_accuracy(scores.logits[s][keep], codes[s][keep], ACC_KS)
         streams.append(StreamPrediction(scores.nll[s], sizes, spec.tokens_per_second, codes=codes[s],
                                         mask=keep, topk=acc, name=spec.name))
     return predictability_metrics(streams).to_dict()
