@@ -58,6 +58,8 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
             acc = s["topk_accuracy"]
             assert 0 <= acc["1"] <= acc["5"] <= acc["10"] <= acc["50"] <= 1
         assert set(row["codebook"]) == {"lead", "accompaniment"}
+        for cb in row["codebook"].values():  # NSB entropy, with the plug-in and the uniform ceiling beside it
+            assert 0 <= cb["normalized_entropy"] <= 1 and 0 < cb["utilization"] <= cb["uniform_utilization"] <= 1
         assert set(row["corruption"]["shift"]) == {"1", "4"} and row["corruption"]["mismatch"] is not None
         assert list(row["context"]) == ["1.024", "1.984"]  # 16 and 31 frames at 15.625 frames/s
     assert result["rows"]["duo"]["kbps"] == pytest.approx(2 * 15.625 * 6 / 1000)

@@ -235,6 +235,12 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _utilization(cb: dict) -> str:
+    """Utilization beside that of uniformly used codes at the same number of tokens (its ceiling there)."""
+    uniform = cb.get("uniform_utilization")
+    return _num(cb["utilization"]) + ("" if uniform is None else f" ({uniform:.3f})")
+
+
 def dual_markdown_report(result: dict, plots: dict) -> str:
     """`bench --dual`: per-track tables of both LMs, corruption costs and the context-scaling table."""
     cfg = result["config"]
@@ -242,9 +248,12 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
              f"Same LM for every row: {cfg['lm_layers']} layers × {cfg['lm_embd']} wide, {cfg['lm_steps']} steps, "
              f"batch {cfg['lm_batch']}, {cfg['context_seconds']:g} s of context; track-to-track: the accompaniment "
              f"given the whole lead and its first {cfg['prefix_seconds']:g} s. Corpus `{cfg['corpus']}`, "
-             f"{cfg['eval_split']} split.", "",
+             f"{cfg['eval_split']} split. enBPT and norm. H divide by the codes' unigram entropy: "
+             + ("the plug-in estimate (metrics v1)." if str(result.get("metrics_version")) == "1" else
+                f"the NSB estimate (metrics v{result.get('metrics_version')})."), "",
              "## Parallel (unconditional), per track", "",
-             "| tokenizer | kbps | track | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@5 | Acc@10 | Acc@50 | util. | norm. H |",
+             "| tokenizer | kbps | track | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@5 | Acc@10 | Acc@50 | util. (if uniform) "
+             "| norm. H |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
         for track, s in r["parallel"]["streams"].items():
@@ -252,7 +261,7 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
             cb = r["codebook"][track]
             lines.append(f"| {name} | {r['kbps']:.3f} | {track} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | "
                          f"{_num(s['enbpt'])} | {_num(s['cnbps'], 1)} | {_num(acc.get('1'))} | {_num(acc.get('5'))} | "
-                         f"{_num(acc.get('10'))} | {_num(acc.get('50'))} | {_num(cb['utilization'])} | "
+                         f"{_num(acc.get('10'))} | {_num(acc.get('50'))} | {_utilization(cb)} | "
                          f"{_num(cb['normalized_entropy'])} |")
         lines.append(f"| {name} | | **avg** | {_num(r['parallel']['cnbpt'])} | {_num(r['parallel']['bpt'])} | "
                      f"{_num(r['parallel']['enbpt'])} | {_num(r['parallel']['cnbps'], 1)} | | | | | | |")
