@@ -22,6 +22,11 @@ def test_piano_roll_frames_are_exact():
     assert on[0] == 16 and on[-1] == 46 and len(on) == 31
     assert np.nonzero(onset[k])[0].tolist() == [16]  # 15.625 rounds to the nearest centre
     assert roll.sum() == 31 and onset.sum() == 1
+    # notes wholly before or after the clip leave no trace (a note that ended 0.2 s before the clip once
+    # marked 88 of these 100 frames: a negative slice end counts from the back)
+    before_after = np.array([[69, 0.0, 0.05], [70, 2.0, 3.0]])
+    roll, onset = piano_roll(before_after, 0.25, 100, HOP / SR)
+    assert roll.sum() == 0 and onset.sum() == 0
 
 
 def test_score_tracks_follow_the_duo_group(tiny_corpus):

@@ -62,7 +62,8 @@ def piano_roll(notes: np.ndarray, start: float, frames: int, hop_seconds: float)
         # frames j with s <= start + j h < e, i.e. ceil((s - start) / h) <= j < ceil((e - start) / h)
         lo = max(int(np.ceil((s - start) / hop_seconds - 1e-9)), 0)
         hi = min(int(np.ceil((e - start) / hop_seconds - 1e-9)), frames)
-        roll[k, lo:hi] = True
+        if hi > lo:  # a note that ended before the clip has hi < 0, which a slice would count from the end
+            roll[k, lo:hi] = True
         j = int(np.floor((s - start) / hop_seconds + 0.5))
         if 0 <= j < frames:
             onset[k, j] = True
