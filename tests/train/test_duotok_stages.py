@@ -169,3 +169,15 @@ def test_stage_4_may_switch_to_the_flow_decoder(stages, tiny_corpus, tmp_path):
     assert model.decode(model.encode(torch.randn(1, 2, SR) * 0.05)).shape == (1, 2, SR)
     with pytest.raises(ValueError, match="do not fit"):
         _train(3, tiny_corpus, tmp_path / "bad", stages[2][0], **{"model.dim": 48})
+
+
+def test_stage_2_takes_the_papers_four_kinds_of_sample():
+    from musictok.train.duotok import DuoTokStage
+
+    opts = DuoTokStage(views={"mix": 4, "lead": 1, "accompaniment": 1, "accompaniment_only": 1})
+    assert opts.view_weights == (4.0, 1.0, 1.0, 1.0)
+    assert DuoTokStage().view_weights == (4.0, 1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="accompaniment_only"):
+        DuoTokStage(views={"vocals": 1})
+    run = load_run_config(CONFIGS / "duotok-small-stage2.yaml")
+    assert DuoTokStage(**run.duotok).view_weights == (4.0, 1.0, 1.0, 1.0)  # the paper's 4:1:1:1

@@ -6,7 +6,7 @@ stage: 2                                     # 1 BEST-RQ · 2 heads + noise · 3
 init_from: runs/duotok-small-stage1/export   # required from stage 2 on
 model: {}                                    # stage 1: {preset: small, ...}; later stages take the model
                                              # from init_from (keys given here override non-architectural fields)
-duotok: {noise_prob: 0.2, views: {mix: 4, lead: 1, accompaniment: 1}}
+duotok: {noise_prob: 0.2, views: {mix: 4, lead: 1, accompaniment: 1, accompaniment_only: 1}}
 data: {corpus: data/chorales, clip_seconds: 2.0}
 train: {steps: 10000, batch_size: 8, out_dir: runs/duotok-small-stage2}
 ```
@@ -19,6 +19,7 @@ stage  trained                                  data
 ====== ======================================== ==============================================================
 1      encoder, BEST-RQ prediction head         ``data.sources`` / ``data.corpus`` (mixes, part stems, recordings)
 2      encoder, heads (Mel, chroma, MSS, score)  duo clips of ``data.corpus``, each showing its mix or one stem
+                                                 (or the accompaniment where the lead rests: ``views``)
 3      quantizers, Mel/chroma/score heads        both stems of every duo clip (MSS head off); the encoder is
                                                  frozen unless ``freeze_encoder: false`` (the ablation)
 4      decoders (+ a PatchGAN per track)         both stems of every duo clip
@@ -42,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.score import DUO_TRACKS, DuoScoreClips
+from ..data.score import DUO_TRACKS, SAMPLE_KINDS, DuoScoreClips
 from ..metrics.codebook import codebook_usage
 from ..nn.discriminators import (MultiScalePatchGAN, discriminator_loss, feature_matching_loss,
                                  generator_adversarial_loss)
@@ -52,7 +53,6 @@ from .config import RunConfig, build_model_config
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap
 from .tokenizer import attach_vocoder, check_vocoder_fits
 
-VIEWS = ("mix", "lead", "accompaniment")
 NORM_CLIPS = 64  # stage 1: training clips whose Mel statistics normalise BEST-RQ's targets
 # what each stage trains; the encoder joins stage 3 only in the "w/o encoder freeze" ablation
 TRAINED = {1: ("encoder",), 2: ("encoder", "heads"), 3: ("quantizers", "heads.mel", "heads.chroma", "heads.symbolic"),
@@ -69,7 +69,8 @@ class DuoTokStage:
     rq_codebooks: int = 1
     mask_prob: float = 0.04  # a token frame starts a masked span with this probability
     mask_span: int = 8  # token frames per span (≈ 0.34 s at 23.4 frames/s)
-    # stages 2-4: which input a duo clip shows (stages 3 and 4 always use both stems)
+    # stage 2: the kinds of sample and their weights (the paper's 4:1:1:1 adds accompaniment_only: the
+    # accompaniment where the lead rests; data/score.py). Stages 3 and 4 always use both stems.
     views: dict = field(default_factory=lambda: {"mix": 4.0, "lead": 1.0, "accompaniment": 1.0})
     # stage 2
     noise_prob: float = 0.0  # feature-replacement noise: the share of hidden time steps replaced
@@ -94,15 +95,16 @@ class DuoTokStage:
             require(f"duotok.{key}", getattr(self, key), 0 <= getattr(self, key) <= 1, "in 0..1")
         for key in ("mel_weight", "chroma_weight", "mss_weight", "symbolic_weight", "l1_weight", "l2_weight"):
             require(f"duotok.{key}", getattr(self, key), getattr(self, key) >= 0, ">= 0")
-        if not isinstance(self.views, dict) or set(self.views) - set(VIEWS) or not self.views:
-            raise ValueError(f"duotok.views must map some of {', '.join(VIEWS)} to weights, not {self.views!r}")
-        weights = [self.views.get(v, 0.0) for v in VIEWS]
+        if not isinstance(self.views, dict) or set(self.views) - set(SAMPLE_KINDS) or not self.views:
+            raise ValueError(f"duotok.views must map some of {', '.join(SAMPLE_KINDS)} to weights, "
+                             f"not {self.views!r}")
+        weights = [self.views.get(v, 0.0) for v in SAMPLE_KINDS]
         if any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"duotok.views: weights must be >= 0 and not all 0, got {self.views!r}")
 
     @property
-    def view_weights(self) -> tuple[float, float, float]:
-        return tuple(float(self.views.get(v, 0.0)) for v in VIEWS)  # type: ignore[return-value]
+    def view_weights(self) -> tuple[float, ...]:
+        return tuple(float(self.views.get(v, 0.0)) for v in SAMPLE_KINDS)
 
     def head_weights(self, stage: int) -> HeadWeights:
         return HeadWeights(self.mel_weight, self.chroma_weight, self.mss_weight if stage == 2 else 0.0,
