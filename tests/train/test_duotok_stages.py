@@ -181,3 +181,36 @@ def test_stage_2_takes_the_papers_four_kinds_of_sample():
         DuoTokStage(views={"vocals": 1})
     run = load_run_config(CONFIGS / "duotok-small-stage2.yaml")
     assert DuoTokStage(**run.duotok).view_weights == (4.0, 1.0, 1.0, 1.0)  # the paper's 4:1:1:1
+
+
+def test_symbolic_pos_weight_from_the_note_density(stages, tiny_corpus):
+    import json
+
+    import numpy as np
+
+    from musictok.data.score import DuoScoreClips
+    from musictok.train.duotok import DuoTokStage, symbolic_pos_weight
+
+    density = np.array([[0.01, 1e-4], [0.04, 0.0]])  # (lead, accompaniment) x (roll, onset)
+    torch.testing.assert_close(symbolic_pos_weight(density, "balanced"),
+                               torch.tensor([[99.0, 9999.0], [24.0, 1.0]]))  # a target never seen: weight 1
+    torch.testing.assert_close(symbolic_pos_weight(density, "sqrt"),
+                               torch.tensor([[99.0, 9999.0], [24.0, 1.0]]).sqrt())
+    assert torch.equal(symbolic_pos_weight(density, 2.5), torch.full((2, 2), 2.5))
+    with pytest.raises(ValueError, match="symbolic_pos_weight"):
+        DuoTokStage(symbolic_pos_weight="auto")
+    with pytest.raises(ValueError, match="symbolic_pos_weight"):
+        DuoTokStage(symbolic_pos_weight=0.0)
+    # the density counts the score's notes: one onset cell per note (distinct key and frame)
+    ds = DuoScoreClips(tiny_corpus, "train", 1.0, SR, hop_length=256, time_downsample=4, length=1)
+    d = ds.note_density()
+    assert 0 < d[0, 1] < d[0, 0] < 0.1 and 0 < d[1, 1] < d[1, 0] < 0.2  # sparse; onsets sparser than rolls
+    hop = 256 / SR
+    cells = sum(88 * max(int(p["duration_seconds"] / hop), 1) for p in ds.clips.index.pieces)
+    notes = sum(len({(int(n[0]), int(np.floor(n[1] / hop + 0.5))) for n in ds.score(p["id"])[0]})
+                for p in ds.clips.index.pieces)
+    assert d[0, 1] * cells == pytest.approx(notes)
+    # stage 2 weighed the head's notes by the default, recorded in its export beside the density
+    cfg = json.loads((stages[2][0] / "config.json").read_text())
+    torch.testing.assert_close(torch.tensor(cfg["symbolic_pos_weight"]),
+                               symbolic_pos_weight(np.array(cfg["note_density"]), "sqrt"))

@@ -168,6 +168,19 @@ class DuoScoreClips(Dataset):
                                                     piece["groups"]["duo"])
         return self._scores[piece_id]
 
+    def note_density(self) -> np.ndarray:
+        """``(2 tracks, 2)``: the share of the rolls' cells (keys × Mel frames) where a note sounds, and where
+        one starts, over the whole pieces of the split — the base rates of the symbolic head's targets."""
+        hop = self.hop / self.sample_rate
+        hits, cells = np.zeros((len(DUO_TRACKS), 2)), 0
+        for p in self.clips.index.pieces:
+            frames = max(int(p["duration_seconds"] / hop), 1)
+            for k, notes in enumerate(self.score(p["id"])):
+                roll, onset = piano_roll(notes, 0.0, frames, hop)
+                hits[k] += roll.sum(), onset.sum()
+            cells += NUM_PITCHES * frames
+        return hits / cells
+
     def clip_start(self, piece_id: str, start: float) -> float:
         """The clip's first sample in seconds, as the audio loader reads it (whole samples of the file)."""
         sr = self.pieces[piece_id].get("sample_rate", self.sample_rate)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +54,7 @@ from .config import RunConfig, build_model_config
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap
 from .tokenizer import attach_vocoder, check_vocoder_fits
 
+POS_WEIGHTS = ("sqrt", "balanced")  # duotok.symbolic_pos_weight from the note density
 NORM_CLIPS = 64  # stage 1: training clips whose Mel statistics normalise BEST-RQ's targets
 # what each stage trains; the encoder joins stage 3 only in the "w/o encoder freeze" ablation
 TRAINED = {1: ("encoder",), 2: ("encoder", "heads"), 3: ("quantizers", "heads.mel", "heads.chroma", "heads.symbolic"),
@@ -80,6 +82,9 @@ class DuoTokStage:
     chroma_weight: float = 0.5
     mss_weight: float = 1.0
     symbolic_weight: float = 1.0
+    # the symbolic head's BCE weight on positive targets (notes are sparse): "sqrt" or "balanced" from the
+    # training split's note density (symbolic_pos_weight()), or one number for every target (1: plain BCE)
+    symbolic_pos_weight: str | float = "sqrt"
     # stage 3
     freeze_encoder: bool = True
     separated_share: float = 0.0  # stages 3-4: share of clips whose encoder input is the model's own separation
@@ -95,6 +100,12 @@ class DuoTokStage:
             require(f"duotok.{key}", getattr(self, key), 0 <= getattr(self, key) <= 1, "in 0..1")
         for key in ("mel_weight", "chroma_weight", "mss_weight", "symbolic_weight", "l1_weight", "l2_weight"):
             require(f"duotok.{key}", getattr(self, key), getattr(self, key) >= 0, ">= 0")
+        pw = self.symbolic_pos_weight
+        if isinstance(pw, str):
+            require("duotok.symbolic_pos_weight", pw, pw in POS_WEIGHTS,
+                    f"one of {', '.join(POS_WEIGHTS)} or a number")
+        else:
+            require("duotok.symbolic_pos_weight", pw, pw > 0, "> 0")
         if not isinstance(self.views, dict) or set(self.views) - set(SAMPLE_KINDS) or not self.views:
             raise ValueError(f"duotok.views must map some of {', '.join(SAMPLE_KINDS)} to weights, "
                              f"not {self.views!r}")
@@ -106,9 +117,27 @@ class DuoTokStage:
     def view_weights(self) -> tuple[float, ...]:
         return tuple(float(self.views.get(v, 0.0)) for v in SAMPLE_KINDS)
 
-    def head_weights(self, stage: int) -> HeadWeights:
+    def head_weights(self, stage: int, symbolic_pos_weight: torch.Tensor | None = None) -> HeadWeights:
         return HeadWeights(self.mel_weight, self.chroma_weight, self.mss_weight if stage == 2 else 0.0,
-                           self.symbolic_weight)
+                           self.symbolic_weight, symbolic_pos_weight)
+
+
+def symbolic_pos_weight(density: np.ndarray, mode: str | float) -> torch.Tensor:
+    """The symbolic head's BCE weight on positive targets, per track and target (roll, onset), from their
+    base rate ``p`` (``density``, ``(2, 2)``, :meth:`DuoScoreClips.note_density`).
+
+    ``"balanced"`` is ``(1 - p) / p``: positives and negatives weigh the same in total — for onsets
+    (``p ≈ 2e-4``) that is ~5,000, and a cell the head knows nothing about is best predicted at 0.5, i.e.
+    notes everywhere. ``"sqrt"`` (the default) is its square root, the usual compromise of inverse-frequency
+    weighting: ~10 for the lead's roll, ~70 for its onsets, and an uninformed cell's best prediction
+    ``sqrt(p) / (sqrt(p) + sqrt(1 - p))`` stays small (0.09 at ``p = 0.01``). A number is that weight for
+    every target. A target that never occurs gets weight 1 (there is nothing to weigh).
+    """
+    if not isinstance(mode, str):
+        return torch.full((len(DUO_TRACKS), 2), float(mode))
+    p = torch.as_tensor(density, dtype=torch.float64)
+    ratio = torch.where(p > 0, (1 - p) / p.clamp_min(1e-12), torch.ones_like(p))
+    return (ratio.sqrt() if mode == "sqrt" else ratio).float()
 
 
 def duotok_model_config(run: RunConfig) -> tuple[DuoTokConfig, dict | None]:
@@ -212,6 +241,14 @@ class DuoTokTask(TrainTask):
 
             self._vocoder = load_vocoder(self.vocoder_dir)
             check_vocoder_fits(self.model_config, self._vocoder)
+        # stages 2-3: the symbolic head's positive-class weights from the training split's note density (a pure
+        # function of the corpus, so a resumed run weighs the same)
+        self.note_density = self.pos_weight = None
+        if self.stage in (2, 3) and self.opts.symbolic_weight > 0:
+            c = self.model_config
+            self.note_density = self._duo_clips("train", _whole_frames(1.0, c.hop_samples, c.sample_rate),
+                                                random=True, length=1).note_density()
+            self.pos_weight = symbolic_pos_weight(self.note_density, self.opts.symbolic_pos_weight).to(device)
         # build what validation needs now, so a bad split fails before step 0
         d = self.run.data
         secs = _whole_frames(d.valid_seconds, self.model.hop_samples, self.model.sample_rate)
@@ -285,9 +322,9 @@ class DuoTokTask(TrainTask):
             if self.teacher is not None:
                 with torch.no_grad():
                     b["teacher_mask"] = model.ideal_masks(_teacher_stems(self.teacher, model._pad(b["mix"])))
-            out = model.stage2_losses(b, o.head_weights(2), noise=o.noise_prob if train else 0.0)
+            out = model.stage2_losses(b, o.head_weights(2, self.pos_weight), noise=o.noise_prob if train else 0.0)
         elif self.stage == 3:
-            out = model.stage3_losses(b, o.head_weights(3), freeze_encoder=o.freeze_encoder,
+            out = model.stage3_losses(b, o.head_weights(3, self.pos_weight), freeze_encoder=o.freeze_encoder,
                                       inputs=self._inputs(b) if train else None)
         else:
             out = model.stage4_losses(b, o.l1_weight, o.l2_weight, inputs=self._inputs(b) if train else None)
@@ -388,8 +425,10 @@ class DuoTokTask(TrainTask):
         return out.eval()
 
     def export(self, out_dir: Path, step: int) -> None:
-        self.exported_model().save_pretrained(out_dir, extra={"train_step": step, "stage": self.stage,
-                                                              "run_config": self.run.to_dict()})
+        extra = {"train_step": step, "stage": self.stage, "run_config": self.run.to_dict()}
+        if self.pos_weight is not None:  # what the symbolic head's loss weighed notes by, and why
+            extra |= {"symbolic_pos_weight": self.pos_weight.tolist(), "note_density": self.note_density.tolist()}
+        self.exported_model().save_pretrained(out_dir, extra=extra)
 
 
 # ------------------------------------------------------------------------------------------------ teachers
