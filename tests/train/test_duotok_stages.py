@@ -1,6 +1,7 @@
 """DuoTok's staged trainer on the tiny configs: the four stages chain, freeze what the paper freezes, resume
 exactly, and the last export encodes and decodes stems and mixes."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,25 @@ def test_symbolic_pos_weight_from_the_note_density(stages, tiny_corpus):
     cfg = json.loads((stages[2][0] / "config.json").read_text())
     torch.testing.assert_close(torch.tensor(cfg["symbolic_pos_weight"]),
                                symbolic_pos_weight(np.array(cfg["note_density"]), "sqrt"))
+
+
+def test_stage_3_may_pick_another_codebook_size(stages, tiny_corpus, tmp_path):
+    """The quantizers first train in stage 3, so a variant with another codebook shares stages 1-2: the
+    encoder is stage 2's bit for bit, the codebooks have the new size; a stage-3 export keeps its own size."""
+    _train(3, tiny_corpus, tmp_path / "k16", stages[2][0], **{"train.steps": 2, "model.codebook_size": 16})
+    model = Tokenizer.from_pretrained(tmp_path / "k16" / "export")
+    assert model.config.codebook_size == 16 and model.layout.streams[0].codebook_sizes == (16,)
+    assert _same(_state(stages[2][0]), model.state_dict(), "encoder.")
+    assert int(model.encode(torch.randn(1, 2, SR) * 0.05).codes[0].max()) < 16
+    with pytest.raises(ValueError, match="do not fit"):  # trained quantizers are not thrown away
+        _train(3, tiny_corpus, tmp_path / "again", stages[3][0], **{"model.codebook_size": 16})
+
+
+def test_small_4096_variant_follows_the_small_recipe():
+    base = {n: load_run_config(CONFIGS / f"duotok-small-stage{n}.yaml") for n in (3, 4)}
+    var = {n: load_run_config(CONFIGS / f"duotok-small-4096-stage{n}.yaml") for n in (3, 4)}
+    assert var[3].model == {"codebook_size": 4096} and var[3].init_from == base[3].init_from
+    assert var[4].init_from == "runs/duotok-small-4096-stage3/export"
+    for n in (3, 4):  # everything but the codebook and the folders is the small recipe's
+        assert var[n].duotok == base[n].duotok and var[n].gan == base[n].gan and var[n].data == base[n].data
+        assert dataclasses.replace(var[n].train, out_dir="") == dataclasses.replace(base[n].train, out_dir="")

@@ -29,6 +29,8 @@ Each export is a complete DuoTok folder whose config records ``trained_stage``; 
 ``init_from`` that has not been through stage ``n - 1``. The ablations of the paper are options here:
 ``noise_prob: 0`` (stage 2 without feature-replacement noise), ``mss_weight: 0`` (without the MSS head),
 ``symbolic_weight: 0`` (without the score head, stages 2 and 3), ``freeze_encoder: false`` (stage 3).
+The quantizers are first trained in stage 3, so a stage 3 may give them another size than stage 1 did
+(``model: {codebook_size: 4096}``): variants of the codebook share stages 1-2 and so compare on one encoder.
 
 Runs in one process (the stage passes call the model's methods, not a DDP-wrapped ``forward``).
 """
@@ -194,6 +196,16 @@ class DuoTokTask(TrainTask):
         self.model_config, self._init_state = duotok_model_config(run)
 
     # ---------------------------------------------------------------- setup
+    def _fresh_prefixes(self) -> tuple[str, ...]:
+        """Parts this stage may build anew when ``model:`` changes their shape: stage 4 may pick another
+        decoder (``model.decoder``); stage 3 from an export that never trained the quantizers may pick another
+        codebook (``model.codebook_size`` / ``codebook_dim``: e.g. a 4096-code variant sharing stages 1-2)."""
+        if self.stage == 4:
+            return ("decoders.",)
+        if self.stage == 3 and self.model_config.trained_stage < 3:
+            return ("quantizers.", "decoders.")
+        return ()
+
     def _trained_names(self) -> tuple[str, ...]:
         names = TRAINED[self.stage]
         return names + ("encoder",) if self.stage == 3 and not self.opts.freeze_encoder else names
@@ -203,12 +215,15 @@ class DuoTokTask(TrainTask):
         self.model = DuoTok(self.model_config).to(device)
         if self._init_state is not None:
             why = "model: may only change fields that keep the architecture"
+            fresh = self._fresh_prefixes()
+            own = self.model.state_dict()
+            state = {k: v for k, v in self._init_state.items()  # what this stage builds anew is not loaded
+                     if not (k.startswith(fresh) and (k not in own or own[k].shape != v.shape))}
             try:
-                missing, unexpected = self.model.load_state_dict(self._init_state, strict=False)
+                missing, unexpected = self.model.load_state_dict(state, strict=False)
             except RuntimeError as e:  # shapes that differ
                 raise ValueError(f"init_from: its weights do not fit this stage's model "
                                  f"({str(e).splitlines()[1].strip()[:120]}); {why}") from None
-            fresh = ("decoders.",) if self.stage == 4 else ()  # stage 4 may pick another decoder (model.decoder)
             bad = [k for k in missing if not k.startswith(fresh or ("\0",))] + list(unexpected)
             if bad:
                 raise ValueError(f"init_from: its weights do not fit this stage's model ({bad[:3]}); {why}")
