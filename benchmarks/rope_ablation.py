@@ -30,7 +30,7 @@ from musictok.train.loop import CHECKPOINT, Trainer
 from musictok.train.registry import RunRequest, prepare_run
 
 VARIANTS = {"2D RoPE": Path("configs/lm-small.yaml"), "1D RoPE": Path("configs/lm-small-1d.yaml")}
-METRICS = ("bpt", "cnbpt", "acc@1", "acc@10")
+METRICS = ("bpt", "cnbpt", "acc@1", "acc@5", "acc@10")
 
 
 def train_and_score(config: Path, run_dir: Path, seed: int, corpus: str, windows: int) -> dict[str, float]:
@@ -45,7 +45,7 @@ def train_and_score(config: Path, run_dir: Path, seed: int, corpus: str, windows
         Trainer(prepared.task, prepared.run.train).run(resume=(run_dir / CHECKPOINT).is_file())
     lm = evaluate_lm(run_dir / "export", corpus, "test", max_windows=windows)["lm"]
     topk = next(iter(lm["streams"].values()))["topk_accuracy"]  # one stream: the band grid
-    scores = {"bpt": lm["bpt"], "cnbpt": lm["cnbpt"], "acc@1": topk["1"], "acc@10": topk["10"]}
+    scores = {"bpt": lm["bpt"], "cnbpt": lm["cnbpt"], "acc@1": topk["1"], "acc@5": topk["5"], "acc@10": topk["10"]}
     write_json(score_file, scores)
     return scores
 
@@ -59,6 +59,12 @@ def paired_interval(diffs: list[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
+def _acc(scores: dict, k: str) -> str:
+    """An Acc@k cell; "–" for scores cached before the column existed (Acc@5 came later)."""
+    v = scores.get(f"acc@{k}")
+    return "–" if v is None else f"{v:.3f}"
+
+
 def markdown(result: dict) -> str:
     runs, seeds = result["runs"], result["seeds"]
     lines = [f"# 2D against 1D RoPE for the band-grid LM over bandtok-small tokens ({result['date']})", "",
@@ -68,11 +74,12 @@ def markdown(result: dict) -> str:
              f"`{result['corpus']}` "
              f"({result['windows']} windows × 752 tokens). musictok {result['musictok_version']}, metrics "
              f"v{result['metrics_version']}, {result['machine']}.", "",
-             "| variant | seed | BPT | cnBPT | Acc@1 | Acc@10 |", "|---|---:|---:|---:|---:|---:|"]
+             "| variant | seed | BPT | cnBPT | Acc@1 | Acc@5 | Acc@10 |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name in VARIANTS:
         for s in seeds:
             r = runs[name][str(s)]
-            lines.append(f"| {name} | {s} | {r['bpt']:.3f} | {r['cnbpt']:.4f} | {r['acc@1']:.3f} | {r['acc@10']:.3f} |")
+            lines.append(f"| {name} | {s} | {r['bpt']:.3f} | {r['cnbpt']:.4f} | {r['acc@1']:.3f} | {_acc(r, '5')} | "
+                         f"{r['acc@10']:.3f} |")
     lines += ["", f"| variant | mean BPT ± sd over {len(seeds)} seeds | mean cnBPT | mean Acc@1 |",
               "|---|---|---:|---:|"]
     for name in VARIANTS:

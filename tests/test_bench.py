@@ -51,6 +51,7 @@ def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
     for r in result["rows"]:
         v = r["values"]
         assert v["bpt"] > 0 and 0 < v["cnbpt"] < 2 and v["mel_distance"] > 0 and v["generation_tokens_per_second"] > 0
+        assert 0 <= v["acc1"] <= v["acc5"] <= v["acc10"] <= 1  # Acc@k grows with k
         assert v["real_mel_distance"] > 0 and 0 < v["real_utilization"] <= 1  # the real-music columns
     out = tmp_path / "out"
     for suffix in (".md", ".json", ".html", "-tradeoff.png", "-loss-by-position.png", "-usage.png"):

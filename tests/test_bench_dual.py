@@ -54,12 +54,24 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
         assert set(row["parallel"]["streams"]) == {"lead", "accompaniment"}
         assert set(row["conditional"]["streams"]) == {"accompaniment"}  # the loss is on the target only
         for s in row["parallel"]["streams"].values():
-            assert 0 < s["cnbpt"] and s["enbpt"] is not None and set(s["topk_accuracy"]) == {"1", "10", "50"}
+            assert 0 < s["cnbpt"] and s["enbpt"] is not None and set(s["topk_accuracy"]) == {"1", "5", "10", "50"}
+            acc = s["topk_accuracy"]
+            assert 0 <= acc["1"] <= acc["5"] <= acc["10"] <= acc["50"] <= 1
         assert set(row["codebook"]) == {"lead", "accompaniment"}
+        for cb in row["codebook"].values():  # NSB entropy, with the plug-in and the uniform ceiling beside it
+            assert 0 <= cb["normalized_entropy"] <= 1 and 0 < cb["utilization"] <= cb["uniform_utilization"] <= 1
         assert set(row["corruption"]["shift"]) == {"1", "4"} and row["corruption"]["mismatch"] is not None
         assert list(row["context"]) == ["1.024", "1.984"]  # 16 and 31 frames at 15.625 frames/s
     assert result["rows"]["duo"]["kbps"] == pytest.approx(2 * 15.625 * 6 / 1000)
     assert result["rows"]["band"]["layout"]["streams"][0]["slot_axis"] == "band"
     for f in ("dual.md", "dual-corruption.png", "dual-context.png"):
         assert (tmp_path / "out" / f).is_file()
-    assert "Track-to-track" in (tmp_path / "out" / "dual.md").read_text()
+    page = (tmp_path / "out" / "dual.md").read_text()
+    assert "Track-to-track" in page
+    # Acc@5 in both tables, its cell between Acc@1's and Acc@10's
+    tables = [t for t in page.split("\n\n") if t.startswith("| tokenizer")]
+    assert len(tables) == 3 and all("| Acc@1 | Acc@5 | Acc@10 | Acc@50 |" in t for t in tables[:2])
+    header, _, first = tables[0].splitlines()[:3]
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
+    lead = result["rows"][cells["tokenizer"]]["parallel"]["streams"]["lead"]["topk_accuracy"]
+    assert cells["Acc@5"] == f"{lead['5']:.3f}"

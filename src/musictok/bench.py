@@ -313,10 +313,10 @@ def _lm_metrics(lm_dir: Path, cfg: BenchConfig) -> dict:
         acc = s["topk_accuracy"]
         return acc[k] if k in acc else acc[str(k)]
 
-    acc = {str(k): sum(top(s, k) * s["num_tokens"] for s in streams) / n for k in (1, 10)}
+    acc = {str(k): sum(top(s, k) * s["num_tokens"] for s in streams) / n for k in (1, 5, 10)}
     pattern = load_lm(lm_dir).pattern
     return {"row": {"bpt": lm["bpt"], "cnbpt": lm["cnbpt"], "enbpt": lm["enbpt"], "cnbps": lm["cnbps"],
-                    "acc1": acc["1"], "acc10": acc["10"],
+                    "acc1": acc["1"], "acc5": acc["5"], "acc10": acc["10"],
                     "lm_steps_per_second": pattern.num_steps / cfg.context_seconds,
                     "unigram_cnbpt": res["unigram_baseline"]["cnbpt"]},
             "loss_by_position_bits": res["loss_by_position_bits"]}

@@ -10,7 +10,8 @@ tokens of the corpus's duo stem group (lead = the highest voice, accompaniment =
 The tracks' tokens: a two-track tokenizer (DuoTok) encodes the pair of exact stems into its two streams; a
 single-stream tokenizer (BandTok, the RVQ codec) encodes each stem on its own, and its two token streams
 become the two tracks (so every row has the same two-track layout shape). Reported per track: BPT, cnBPT,
-enBPT, cnBPS, Acc@1/10/50, and codebook health (utilization, normalised entropy). With the track-to-track
+enBPT, cnBPS, Acc@1/5/10/50 (the paper's Table 10 columns), and codebook health (utilization, normalised entropy;
+the entropy, here and in enBPT, is the NSB estimate: :mod:`musictok.metrics.entropy`). With the track-to-track
 LM, the relative cost of corrupting the lead (shift, masking, mismatch; :mod:`musictok.metrics.diagnostics`);
 with the parallel LM, cnBPT of the last second against the length of its context. Outputs: JSON, a Markdown
 table and two plots (corruption, context) in ``--out``.
@@ -36,6 +37,7 @@ from .metrics.version import METRICS_VERSION
 from .tokens import TokenLayout, Tokens
 
 Log = Callable[[str], None]
+ACC_KS = (1, 5, 10, 50)  # Acc@k reported per track (DuoTok, Appendix B.1.5 and Table 10)
 
 
 @dataclass
@@ -193,7 +195,7 @@ def _track_metrics(scores, codes: list[torch.Tensor], layout: TokenLayout) -> di
         if not bool(keep.any()):
             continue
         sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
-        acc = topk_accuracy(scores.logits[s][keep], codes[s][keep], (1, 10, 50))
+        acc = topk_accuracy(scores.logits[s][keep], codes[s][keep], ACC_KS)
         streams.append(StreamPrediction(scores.nll[s], sizes, spec.tokens_per_second, codes=codes[s],
                                         mask=keep, topk=acc, name=spec.name))
     return predictability_metrics(streams).to_dict()
@@ -209,7 +211,12 @@ def _codebook_health(tokens: list[Tokens]) -> dict:
         cols = [codes.reshape(-1)] if spec.shared_codebook else list(codes.T)
         usage = [codebook_usage(c, spec.codebook_sizes[0 if spec.shared_codebook else j]) for j, c in enumerate(cols)]
         out[spec.name] = {"utilization": float(np.mean([u.utilization for u in usage])),
-                          "normalized_entropy": float(np.mean([u.normalized_entropy for u in usage]))}
+                          "normalized_entropy": float(np.mean([u.normalized_entropy for u in usage])),
+                          # what uniformly used codes would show at this many tokens (a 32768-code book
+                          # cannot look fully used on a test split of ~15k tokens), and the plug-in
+                          "uniform_utilization": float(np.mean([u.uniform_utilization for u in usage])),
+                          "normalized_entropy_raw": float(np.mean([u.normalized_entropy_raw for u in usage])),
+                          "num_tokens": int(sum(u.num_tokens for u in usage))}
     return out
 
 

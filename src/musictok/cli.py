@@ -630,13 +630,13 @@ def eval_lm(
     except (TokenizerError, ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     table = Table(title=f"{lm} on {corpus} ({split}, {result['windows']} windows of {result['context_frames']} frames)")
-    for col in ("model", "BPT", "cnBPT", "enBPT", "cnBPS", "Acc@1", "Acc@10"):
+    for col in ("model", "BPT", "cnBPT", "enBPT", "cnBPS", "Acc@1", "Acc@5", "Acc@10"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for name, r in (("LM", result["lm"]), ("unigram", result["unigram_baseline"])):
         s = next(iter(r["streams"].values()))
         acc = s["topk_accuracy"] or {}
         table.add_row(name, fmt(r["bpt"]), fmt(r["cnbpt"], 4), fmt(r["enbpt"], 4), fmt(r["cnbps"], 1),
-                      fmt(acc.get("1")), fmt(acc.get("10")))
+                      fmt(acc.get("1")), fmt(acc.get("5")), fmt(acc.get("10")))
     console.print(table)
     if plot is not None:
         from .plots import plot_curve

@@ -35,7 +35,7 @@ COLUMNS: list[tuple[str, str, str]] = [  # (key, header, format)
     ("real_mel_distance", "real: Mel dist ↓", "{:.3f}"), ("real_utilization", "real: util.", "{:.3f}"),
     ("real_normalized_entropy", "real: norm. H", "{:.3f}"), ("real_stability_gain", "real: stable: gain", "{:.2f}"),
     ("bpt", "BPT ↓", "{:.3f}"), ("cnbpt", "cnBPT ↓", "{:.3f}"), ("enbpt", "enBPT ↓", "{:.3f}"), ("cnbps", "cnBPS ↓", "{:.1f}"),
-    ("acc1", "Acc@1", "{:.3f}"), ("acc10", "Acc@10", "{:.3f}"), ("lm_steps_per_second", "LM steps / s audio", "{:.1f}"),
+    ("acc1", "Acc@1", "{:.3f}"), ("acc5", "Acc@5", "{:.3f}"), ("acc10", "Acc@10", "{:.3f}"), ("lm_steps_per_second", "LM steps / s audio", "{:.1f}"),
     ("generation_tokens_per_second", "gen. tokens/s", "{:.0f}"),
     # behind `bench --probe` (metrics/probe.py): a logistic probe on the frozen code embeddings, test clips
     ("probe_ap", "probe AP ↑", "{:.3f}"), ("probe_ap_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
@@ -235,6 +235,12 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _utilization(cb: dict) -> str:
+    """Utilization beside that of uniformly used codes at the same number of tokens (its ceiling there)."""
+    uniform = cb.get("uniform_utilization")
+    return _num(cb["utilization"]) + ("" if uniform is None else f" ({uniform:.3f})")
+
+
 def dual_markdown_report(result: dict, plots: dict) -> str:
     """`bench --dual`: per-track tables of both LMs, corruption costs and the context-scaling table."""
     cfg = result["config"]
@@ -242,22 +248,26 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
              f"Same LM for every row: {cfg['lm_layers']} layers × {cfg['lm_embd']} wide, {cfg['lm_steps']} steps, "
              f"batch {cfg['lm_batch']}, {cfg['context_seconds']:g} s of context; track-to-track: the accompaniment "
              f"given the whole lead and its first {cfg['prefix_seconds']:g} s. Corpus `{cfg['corpus']}`, "
-             f"{cfg['eval_split']} split.", "",
+             f"{cfg['eval_split']} split. enBPT and norm. H divide by the codes' unigram entropy: "
+             + ("the plug-in estimate (metrics v1)." if str(result.get("metrics_version")) == "1" else
+                f"the NSB estimate (metrics v{result.get('metrics_version')})."), "",
              "## Parallel (unconditional), per track", "",
-             "| tokenizer | kbps | track | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@10 | Acc@50 | util. | norm. H |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| tokenizer | kbps | track | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@5 | Acc@10 | Acc@50 | util. (if uniform) "
+             "| norm. H |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
         for track, s in r["parallel"]["streams"].items():
             acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
             cb = r["codebook"][track]
             lines.append(f"| {name} | {r['kbps']:.3f} | {track} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | "
-                         f"{_num(s['enbpt'])} | {_num(s['cnbps'], 1)} | {_num(acc.get('1'))} | {_num(acc.get('10'))} | "
-                         f"{_num(acc.get('50'))} | {_num(cb['utilization'])} | {_num(cb['normalized_entropy'])} |")
+                         f"{_num(s['enbpt'])} | {_num(s['cnbps'], 1)} | {_num(acc.get('1'))} | {_num(acc.get('5'))} | "
+                         f"{_num(acc.get('10'))} | {_num(acc.get('50'))} | {_utilization(cb)} | "
+                         f"{_num(cb['normalized_entropy'])} |")
         lines.append(f"| {name} | | **avg** | {_num(r['parallel']['cnbpt'])} | {_num(r['parallel']['bpt'])} | "
-                     f"{_num(r['parallel']['enbpt'])} | {_num(r['parallel']['cnbps'], 1)} | | | | | |")
+                     f"{_num(r['parallel']['enbpt'])} | {_num(r['parallel']['cnbps'], 1)} | | | | | | |")
     lines += ["", "## Track-to-track (accompaniment given the lead)", "",
-              "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
-              "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@5 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
+              "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
         s = r["conditional"]["streams"][DUO_TRACKS[1]]
         acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
@@ -265,7 +275,7 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
         shift = ", ".join(f"{k}: {v:+.1%}" for k, v in c["shift"].items())
         mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
         lines.append(f"| {name} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | {_num(s['enbpt'])} | {_num(acc.get('1'))} | "
-                     f"{_num(acc.get('10'))} | {_num(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
+                     f"{_num(acc.get('5'))} | {_num(acc.get('10'))} | {_num(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
     lines += ["", "## Context scaling (parallel LM, cnBPT of the last "
               f"{cfg['scored_seconds']:g} s against the window's length)", "",
               "| tokenizer | " + " | ".join(f"{k} s" for k in next(iter(result["rows"].values()))["context"]) + " |",

@@ -7,7 +7,7 @@ import pretty_midi
 import pytest
 import torch
 
-from musictok.data.score import DuoScoreClips, piano_roll, read_duo_score
+from musictok.data.score import DuoScoreClips, lead_rests, piano_roll, read_duo_score
 
 SR, HOP = 16000, 256
 
@@ -22,6 +22,11 @@ def test_piano_roll_frames_are_exact():
     assert on[0] == 16 and on[-1] == 46 and len(on) == 31
     assert np.nonzero(onset[k])[0].tolist() == [16]  # 15.625 rounds to the nearest centre
     assert roll.sum() == 31 and onset.sum() == 1
+    # notes wholly before or after the clip leave no trace (a note that ended 0.2 s before the clip once
+    # marked 88 of these 100 frames: a negative slice end counts from the back)
+    before_after = np.array([[69, 0.0, 0.05], [70, 2.0, 3.0]])
+    roll, onset = piano_roll(before_after, 0.25, 100, HOP / SR)
+    assert roll.sum() == 0 and onset.sum() == 0
 
 
 def test_score_tracks_follow_the_duo_group(tiny_corpus):
@@ -115,6 +120,8 @@ def test_views_levels_and_determinism(tiny_corpus):
     assert torch.allclose(a["stems"].sum(0), a["mix"], atol=1e-5)
     with pytest.raises(ValueError, match="views"):
         DuoScoreClips(tiny_corpus, "train", 1.0, SR, hop_length=HOP, views=(0, 0, 0))
+    with pytest.raises(ValueError, match="views"):
+        DuoScoreClips(tiny_corpus, "train", 1.0, SR, hop_length=HOP, views=(1, 0))
 
 
 def test_pretty_midi_keeps_part_order(tmp_path):
@@ -129,3 +136,76 @@ def test_pretty_midi_keeps_part_order(tmp_path):
     pm.write(str(tmp_path / "score.mid"))
     lead, acc = read_duo_score(tmp_path / "score.mid", {"lead": [0], "accompaniment": [1, 2, 3]})
     assert lead[:, 0].tolist() == [72] and sorted(acc[:, 0].tolist()) == [48, 60]  # drums left out
+
+
+def test_lead_rests_by_hand():
+    acc = np.array([[48, 0.0, 4.0], [50, 4.0, 10.0]])  # the accompaniment sounds from 0 to 10.25 s
+    lead = np.array([[72, 1.0, 2.0], [74, 2.0, 3.0], [76, 6.0, 7.0], [77, 12.0, 13.0]])
+    # the lead sounds on [1, 3.25) and [6, 7.25) (0.25 s of release): a 2 s clip fits in [0, 1), no;
+    # in [3.25, 6): starts 3.25 … 4.0; in [7.25, 10.25): starts 7.25 … 8.25
+    assert lead_rests(lead, acc, 2.0) == [(3.25, 4.0), (7.25, 8.25)]
+    assert lead_rests(lead, acc, 0.5)[0] == (0.0, 0.5)  # before the lead's first note
+    assert lead_rests(lead, acc, 3.0) == [(7.25, 7.25)]  # an exact fit
+    assert lead_rests(lead, acc, 3.5) == []
+    assert lead_rests(np.zeros((0, 3)), acc, 2.0) == [(0.0, 8.25)]  # a piece without a lead: anywhere
+    assert lead_rests(lead, np.zeros((0, 3)), 2.0) == []  # no accompaniment: nothing to show
+    # a general pause (both silent from 4.25 to 5) splits the accompaniment: clips must not span it
+    gap = np.array([[48, 0.0, 4.0], [50, 5.0, 10.0]])
+    assert lead_rests(lead, gap, 0.5) == [(0.0, 0.5), (3.25, 3.75), (5.0, 5.5), (7.25, 9.75)]
+
+
+def _corpus_with_a_lead_rest(tiny_corpus, root, t0: float = 3.0, t1: float = 5.0):
+    """A copy of the tiny corpus whose first piece's lead rests from about ``t0`` to ``t1``: its lead notes there
+    leave the score, and their sound leaves the lead stem and the mix (the chorales' soprano rarely rests)."""
+    import shutil
+
+    import soundfile as sf
+
+    shutil.copytree(tiny_corpus, root)
+    piece = json.loads(sorted(root.glob("*/piece.json"))[0].read_text())
+    folder, lead_parts = root / piece["id"], piece["groups"]["duo"]["lead"]
+    pm = pretty_midi.PrettyMIDI(str(folder / "score.mid"))
+    removed = []
+    for i in lead_parts:
+        inst = pm.instruments[i]
+        removed += [n for n in inst.notes if n.end > t0 and n.start < t1]
+        inst.notes = [n for n in inst.notes if n.end <= t0 or n.start >= t1]
+    pm.write(str(folder / "score.mid"))
+    info = sf.info(folder / piece["mix"])
+    mix, sr = sf.read(folder / piece["mix"], dtype="float32")
+    a, b = int(min(n.start for n in removed) * sr), int((max(n.end for n in removed) + 1.0) * sr)
+    for i in lead_parts:
+        path = folder / piece["parts"][i]["stem"]
+        stem, _ = sf.read(path, dtype="float32")
+        mix[a:b] -= stem[a:b]
+        stem[a:b] = 0
+        sf.write(path, stem, sr, subtype=sf.info(path).subtype)
+    sf.write(folder / piece["mix"], mix, sr, subtype=info.subtype)
+    return root
+
+
+def test_accompaniment_only_clips_come_from_lead_rests(tiny_corpus, tmp_path):
+    """The fourth kind of the paper's 4:1:1:1 stage-2 mixture: the accompaniment where the lead is silent —
+    the score has no lead note in the clip, the lead stem is (near) silent, the accompaniment sounds."""
+    secs = 0.512
+    with pytest.raises(ValueError, match="accompaniment_only"):  # the three chorales: the soprano never rests
+        DuoScoreClips(tiny_corpus, "train", secs, SR, hop_length=HOP, views=(1, 0, 0, 1))
+    corpus = _corpus_with_a_lead_rest(tiny_corpus, tmp_path / "corpus")
+    ds = DuoScoreClips(corpus, "train", secs, SR, hop_length=HOP, time_downsample=4, length=40, seed=1,
+                       views=(0.0, 0.0, 0.0, 1.0))
+    assert ds.rests
+    for i in range(12):
+        item = ds[i]
+        assert item["kind"] == 3 and item["view"] == 2  # shown to the model as the accompaniment
+        assert item["roll"][0].sum() == 0 and item["roll"][1].sum() > 0
+        lead_rms, acc_rms = item["stems"].pow(2).mean(-1).sqrt().tolist()
+        assert lead_rms < 0.01 * acc_rms
+        assert any(ds.clips.index.pieces[j]["id"] == item["piece"] and a - 1e-9 <= item["start"] <= b + 1e-9
+                   for j, a, b in ds.rests)
+    # 4:1:1:1 draws every kind; the three-weight form is the fourth at 0, item for item
+    mixed = DuoScoreClips(corpus, "train", secs, SR, hop_length=HOP, length=400, seed=1, views=(4, 1, 1, 1))
+    kinds = np.bincount([mixed[i]["kind"] for i in range(0, 400, 4)], minlength=4) / 100
+    assert np.all(kinds > 0) and kinds[0] == pytest.approx(4 / 7, abs=0.12)
+    three = DuoScoreClips(corpus, "train", secs, SR, hop_length=HOP, length=20, seed=1, views=(4, 1, 1))
+    four = DuoScoreClips(corpus, "train", secs, SR, hop_length=HOP, length=20, seed=1, views=(4, 1, 1, 0))
+    assert all(three[i]["view"] == four[i]["view"] and three[i]["start"] == four[i]["start"] for i in range(20))

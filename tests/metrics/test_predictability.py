@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from musictok.metrics.entropy import nsb_entropy_bits
+
 from musictok.metrics.predictability import (
     StreamPrediction,
     bits_per_token,
@@ -52,11 +54,17 @@ def test_cnbps_reference_values_and_stream_additivity():
 
 
 def test_unigram_entropy_and_enbpt():
+    # the NSB estimate from the codes' counts: close to the plug-in's 2 bits when 4 of 16 codes are used
+    # 25 times each, and bounded by log2 K
     codes = torch.tensor([0, 1, 2, 3] * 25)
-    assert unigram_entropy_bits(codes, 16) == pytest.approx(2.0)
-    skewed = torch.tensor([0] * 3 + [1])
+    assert unigram_entropy_bits(codes, 16) == pytest.approx(nsb_entropy_bits(torch.tensor([25] * 4), 16))
+    assert unigram_entropy_bits(codes, 16) == pytest.approx(2.0, abs=0.1)
+    many = torch.tensor([0] * 3000 + [1] * 1000)
     h = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
-    assert unigram_entropy_bits(skewed, 2) == pytest.approx(h)
+    assert unigram_entropy_bits(many, 2) == pytest.approx(h, abs=1e-3)
+    # the plug-in misses a third of a uniform 4096-code distribution's spread at 2,000 tokens; NSB does not
+    few = torch.randint(0, 4096, (2000,), generator=torch.Generator().manual_seed(0))
+    assert unigram_entropy_bits(few, 4096) == pytest.approx(12.0, abs=0.1)
     assert enbpt(1.0, 2.0) == pytest.approx(0.5)
     # Eq. 17: enBPT = cnBPT / eta with eta = H / log2 K.
     eta = 2.0 / math.log2(16)
@@ -68,10 +76,12 @@ def test_unigram_entropy_and_enbpt():
 
 
 def test_stream_entropy_pools_shared_and_averages_separate_codebooks():
-    # slot 0 uses codes {0, 1}, slot 1 uses {2, 3}: 1 bit each, 2 bits pooled.
-    codes = torch.tensor([[0, 2], [1, 3]] * 10).reshape(1, 20, 2)
-    assert stream_entropy_bits(codes, 4) == pytest.approx(2.0)
-    assert stream_entropy_bits(codes, [4, 4]) == pytest.approx(1.0)
+    # slot 0 uses codes {0, 1}, slot 1 uses {2, 3}: 1 bit each, 2 bits pooled (enough tokens for NSB to agree
+    # with the plug-in within 0.01 bit).
+    codes = torch.tensor([[0, 2], [1, 3]] * 2000).reshape(1, 4000, 2)
+    assert stream_entropy_bits(codes, 4) == pytest.approx(2.0, abs=0.01)
+    assert stream_entropy_bits(codes, [4, 4]) == pytest.approx(1.0, abs=0.01)
+    assert stream_entropy_bits(codes, [4, 4]) == pytest.approx(unigram_entropy_bits(codes[..., 0], 4))
 
 
 def test_topk_accuracy_hand_built():
@@ -115,8 +125,11 @@ def test_predictability_metrics_two_streams():
     assert s_lead.cnbpt == pytest.approx(0.6911)
     assert s_lead.enbpt is None and s_lead.topk_accuracy is None
     assert s_acc.cnbpt == pytest.approx(1.0, abs=1e-6)
-    assert s_acc.entropy_bits == pytest.approx(math.log2(20))  # 20 distinct targets, once each
-    assert s_acc.enbpt == pytest.approx(15 / math.log2(20), rel=1e-6)
+    # 20 distinct targets, once each: the plug-in would say log2 20 = 4.3 bits; NSB reads 20 singletons out of
+    # 32768 codes as evidence of a wide distribution, and enBPT divides by that same estimate
+    h = nsb_entropy_bits(torch.ones(20), 32768)
+    assert 10 < h < 15 and s_acc.entropy_bits == pytest.approx(h)
+    assert s_acc.enbpt == pytest.approx(15 / h, rel=1e-6)
     assert set(s_acc.topk_accuracy) == {1, 10}
     assert result.cnbpt == pytest.approx((0.6911 + 1.0) / 2, abs=1e-6)
     assert result.cnbps == pytest.approx(0.6911 * 400 + 1.0 * 25, abs=1e-3)

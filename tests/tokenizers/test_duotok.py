@@ -234,6 +234,27 @@ def test_stage_losses_are_finite_and_heads_switch_off(model):
     model.eval()
 
 
+def test_symbolic_positive_weight_scales_only_the_notes(model):
+    """The positive-class weight multiplies the BCE of the cells where a note is, and only those: with no note
+    in the batch it changes nothing, with notes everywhere it scales the loss by the weight, and a weight on
+    onsets does nothing where no onset is."""
+    stems = torch.stack([_stems(0.96, 0), _stems(0.96, 1)])[..., : 15 * 1024]
+    base = {"mix": stems.sum(1), "stems": stems, "view": torch.tensor([0, 0])}
+
+    def loss(roll: float, onset: float, w: list | None) -> float:
+        batch = base | {"roll": torch.full((2, 2, 88, 60), roll), "onset": torch.full((2, 2, 88, 60), onset)}
+        pos = None if w is None else torch.tensor([w, w], dtype=torch.float32)  # (track, roll/onset)
+        with torch.no_grad():
+            return float(model.stage2_losses(batch, HeadWeights(symbolic_pos_weight=pos)).losses["symbolic"])
+
+    assert loss(0, 0, [3.0, 5.0]) == loss(0, 0, None)  # no positives: nothing to weigh
+    assert loss(1, 1, [4.0, 4.0]) == pytest.approx(4 * loss(1, 1, None), rel=1e-6)
+    assert loss(1, 0, [1.0, 5.0]) == pytest.approx(loss(1, 0, None), rel=1e-6)  # no onset in the batch
+    # linear in the roll's weight: L(3) - L(1) = 2 (L(2) - L(1))
+    l1, l2, l3 = (loss(1, 0, [w, 1.0]) for w in (1.0, 2.0, 3.0))
+    assert l3 - l1 == pytest.approx(2 * (l2 - l1), rel=1e-5) and l2 > l1
+
+
 def test_flow_matching_decoder_learns_and_decodes_reproducibly():
     torch.manual_seed(0)
     m = DuoTok(DuoTokConfig.tiny(sample_rate=SR, decoder="flow", flow_steps=4))

@@ -1,6 +1,7 @@
 """DuoTok's staged trainer on the tiny configs: the four stages chain, freeze what the paper freezes, resume
 exactly, and the last export encodes and decodes stems and mixes."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,70 @@ def test_stage_4_may_switch_to_the_flow_decoder(stages, tiny_corpus, tmp_path):
     assert model.decode(model.encode(torch.randn(1, 2, SR) * 0.05)).shape == (1, 2, SR)
     with pytest.raises(ValueError, match="do not fit"):
         _train(3, tiny_corpus, tmp_path / "bad", stages[2][0], **{"model.dim": 48})
+
+
+def test_stage_2_takes_the_papers_four_kinds_of_sample():
+    from musictok.train.duotok import DuoTokStage
+
+    opts = DuoTokStage(views={"mix": 4, "lead": 1, "accompaniment": 1, "accompaniment_only": 1})
+    assert opts.view_weights == (4.0, 1.0, 1.0, 1.0)
+    assert DuoTokStage().view_weights == (4.0, 1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="accompaniment_only"):
+        DuoTokStage(views={"vocals": 1})
+    run = load_run_config(CONFIGS / "duotok-small-stage2.yaml")
+    assert DuoTokStage(**run.duotok).view_weights == (4.0, 1.0, 1.0, 1.0)  # the paper's 4:1:1:1
+
+
+def test_symbolic_pos_weight_from_the_note_density(stages, tiny_corpus):
+    import json
+
+    import numpy as np
+
+    from musictok.data.score import DuoScoreClips
+    from musictok.train.duotok import DuoTokStage, symbolic_pos_weight
+
+    density = np.array([[0.01, 1e-4], [0.04, 0.0]])  # (lead, accompaniment) x (roll, onset)
+    torch.testing.assert_close(symbolic_pos_weight(density, "balanced"),
+                               torch.tensor([[99.0, 9999.0], [24.0, 1.0]]))  # a target never seen: weight 1
+    torch.testing.assert_close(symbolic_pos_weight(density, "sqrt"),
+                               torch.tensor([[99.0, 9999.0], [24.0, 1.0]]).sqrt())
+    assert torch.equal(symbolic_pos_weight(density, 2.5), torch.full((2, 2), 2.5))
+    with pytest.raises(ValueError, match="symbolic_pos_weight"):
+        DuoTokStage(symbolic_pos_weight="auto")
+    with pytest.raises(ValueError, match="symbolic_pos_weight"):
+        DuoTokStage(symbolic_pos_weight=0.0)
+    # the density counts the score's notes: one onset cell per note (distinct key and frame)
+    ds = DuoScoreClips(tiny_corpus, "train", 1.0, SR, hop_length=256, time_downsample=4, length=1)
+    d = ds.note_density()
+    assert 0 < d[0, 1] < d[0, 0] < 0.1 and 0 < d[1, 1] < d[1, 0] < 0.2  # sparse; onsets sparser than rolls
+    hop = 256 / SR
+    cells = sum(88 * max(int(p["duration_seconds"] / hop), 1) for p in ds.clips.index.pieces)
+    notes = sum(len({(int(n[0]), int(np.floor(n[1] / hop + 0.5))) for n in ds.score(p["id"])[0]})
+                for p in ds.clips.index.pieces)
+    assert d[0, 1] * cells == pytest.approx(notes)
+    # stage 2 weighed the head's notes by the default, recorded in its export beside the density
+    cfg = json.loads((stages[2][0] / "config.json").read_text())
+    torch.testing.assert_close(torch.tensor(cfg["symbolic_pos_weight"]),
+                               symbolic_pos_weight(np.array(cfg["note_density"]), "sqrt"))
+
+
+def test_stage_3_may_pick_another_codebook_size(stages, tiny_corpus, tmp_path):
+    """The quantizers first train in stage 3, so a variant with another codebook shares stages 1-2: the
+    encoder is stage 2's bit for bit, the codebooks have the new size; a stage-3 export keeps its own size."""
+    _train(3, tiny_corpus, tmp_path / "k16", stages[2][0], **{"train.steps": 2, "model.codebook_size": 16})
+    model = Tokenizer.from_pretrained(tmp_path / "k16" / "export")
+    assert model.config.codebook_size == 16 and model.layout.streams[0].codebook_sizes == (16,)
+    assert _same(_state(stages[2][0]), model.state_dict(), "encoder.")
+    assert int(model.encode(torch.randn(1, 2, SR) * 0.05).codes[0].max()) < 16
+    with pytest.raises(ValueError, match="do not fit"):  # trained quantizers are not thrown away
+        _train(3, tiny_corpus, tmp_path / "again", stages[3][0], **{"model.codebook_size": 16})
+
+
+def test_small_4096_variant_follows_the_small_recipe():
+    base = {n: load_run_config(CONFIGS / f"duotok-small-stage{n}.yaml") for n in (3, 4)}
+    var = {n: load_run_config(CONFIGS / f"duotok-small-4096-stage{n}.yaml") for n in (3, 4)}
+    assert var[3].model == {"codebook_size": 4096} and var[3].init_from == base[3].init_from
+    assert var[4].init_from == "runs/duotok-small-4096-stage3/export"
+    for n in (3, 4):  # everything but the codebook and the folders is the small recipe's
+        assert var[n].duotok == base[n].duotok and var[n].gan == base[n].gan and var[n].data == base[n].data
+        assert dataclasses.replace(var[n].train, out_dir="") == dataclasses.replace(base[n].train, out_dir="")

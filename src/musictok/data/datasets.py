@@ -164,7 +164,10 @@ class StemClips(MixClips):
         return _fit(wav, self.num_samples)
 
     def __getitem__(self, index: int) -> dict:
-        i, start = self.sampler(index)
+        return self.clip(*self.sampler(index))
+
+    def clip(self, i: int, start: float) -> dict:
+        """The clip of piece ``i`` (of this split) from ``start`` seconds: what item access returns."""
         piece = self.index.pieces[i]
         folder = self.index.folder(piece)
         mix = self._read(folder / self.subdir / piece["mix"], start)

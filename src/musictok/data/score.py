@@ -13,6 +13,11 @@ the 88 keys sound in each track and which start there:
 
 Drum notes are percussion keys, not pitches: they are left out of the rolls (the drums still sound in the
 accompaniment's audio).
+
+The score also says where the lead rests (:func:`lead_rests`), which gives DuoTok's stage 2 the fourth kind
+of training sample of the paper's 4:1:1:1 mixture (Appendix C.2–C.3: full mix, lyric-active vocal,
+lyric-aligned accompaniment, instrumental-only accompaniment): **accompaniment-only** clips, the
+accompaniment sounding where the lead is silent throughout (intros, interludes, a voice's rests).
 """
 
 from __future__ import annotations
@@ -25,11 +30,17 @@ from torch.utils.data import Dataset
 
 from .datasets import StemClips
 
-__all__ = ["DUO_TRACKS", "DuoScoreClips", "LOWEST_PITCH", "NUM_PITCHES", "piano_roll", "read_duo_score"]
+__all__ = ["DUO_TRACKS", "SAMPLE_KINDS", "DuoScoreClips", "LOWEST_PITCH", "NUM_PITCHES", "lead_rests", "piano_roll",
+           "read_duo_score"]
 
 DUO_TRACKS = ("lead", "accompaniment")
 LOWEST_PITCH = 21  # A0
 NUM_PITCHES = 88  # A0 … C8
+# the kinds of training sample a duo clip can be, and the input the model sees for each (0 mix, 1 lead,
+# 2 accompaniment): an accompaniment-only clip is shown as the accompaniment, from where the lead rests
+SAMPLE_KINDS = ("mix", "lead", "accompaniment", "accompaniment_only")
+SAMPLE_VIEW = (0, 1, 2, 2)
+RELEASE_SECONDS = 0.25  # a rendered note still sounds this long after its note-off (envelope release)
 
 
 def read_duo_score(path: str | Path, groups: dict[str, list[int]]) -> list[np.ndarray]:
@@ -62,11 +73,45 @@ def piano_roll(notes: np.ndarray, start: float, frames: int, hop_seconds: float)
         # frames j with s <= start + j h < e, i.e. ceil((s - start) / h) <= j < ceil((e - start) / h)
         lo = max(int(np.ceil((s - start) / hop_seconds - 1e-9)), 0)
         hi = min(int(np.ceil((e - start) / hop_seconds - 1e-9)), frames)
-        roll[k, lo:hi] = True
+        if hi > lo:  # a note that ended before the clip has hi < 0, which a slice would count from the end
+            roll[k, lo:hi] = True
         j = int(np.floor((s - start) / hop_seconds + 0.5))
         if 0 <= j < frames:
             onset[k, j] = True
     return roll, onset
+
+
+def _sounding(notes: np.ndarray, release: float) -> list[tuple[float, float]]:
+    """The union of the notes' ``[start, end + release)`` as sorted, disjoint spans."""
+    spans: list[tuple[float, float]] = []
+    for s, e in sorted((float(s), float(e) + release) for s, e in notes[:, 1:3]):
+        if spans and s <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], e))
+        else:
+            spans.append((s, e))
+    return spans
+
+
+def lead_rests(lead: np.ndarray, accompaniment: np.ndarray, clip_seconds: float,
+               release: float = RELEASE_SECONDS) -> list[tuple[float, float]]:
+    """Where a clip of ``clip_seconds`` can start so that the lead is silent and the accompaniment sounds
+    throughout: ``[(earliest, latest start), ...]`` in seconds, sorted.
+
+    ``lead``, ``accompaniment``: ``(N, 3)`` notes (pitch, start, end) of :func:`read_duo_score`; a note
+    counts as sounding until ``release`` seconds after its end (the synthesiser's release)."""
+    lead_spans = _sounding(lead, release)
+    out = []
+    for a0, a1 in _sounding(accompaniment, release):
+        t = a0
+        for s, e in lead_spans:
+            if e <= t or s >= a1:
+                continue
+            if s - t >= clip_seconds:
+                out.append((t, s - clip_seconds))
+            t = max(t, e)
+        if a1 - t >= clip_seconds:
+            out.append((t, a1 - clip_seconds))
+    return out
 
 
 class DuoScoreClips(Dataset):
@@ -74,9 +119,12 @@ class DuoScoreClips(Dataset):
 
     Item: ``mix (T,)``, ``stems (2, T)`` (lead, accompaniment; they sum to the mix), ``roll`` and ``onset``
     ``(2, 88, frames)`` float on the Mel grid of ``hop_length`` (``frames = ceil(T / (hop × r)) × r``, the
-    frames a model sees after padding to whole token frames of ``r`` Mel frames), ``view`` (which input
-    the model is shown: 0 mix, 1 lead, 2 accompaniment, drawn from ``views`` weights) and ``piece``,
-    ``start``. Like every dataset here, item ``i`` is a pure function of ``(seed, i)``.
+    frames a model sees after padding to whole token frames of ``r`` Mel frames), ``kind`` (the sample's
+    kind, an index into :data:`SAMPLE_KINDS` drawn from the ``views`` weights: mix, lead, accompaniment,
+    accompaniment-only), ``view`` (the input the model is shown: 0 mix, 1 lead, 2 accompaniment) and
+    ``piece``, ``start``. An accompaniment-only clip starts where the score has the lead resting for the
+    whole clip (:func:`lead_rests`; uniform over all such starts of the split); the other kinds start
+    anywhere. Like every dataset here, item ``i`` is a pure function of ``(seed, i)``.
 
     ``level_dbfs`` scales mix and stems together to that RMS level of the mix, then ``gain_db`` draws a
     random gain for all three (a gain-invariant tokenizer's training view).
@@ -84,20 +132,31 @@ class DuoScoreClips(Dataset):
 
     def __init__(self, root: str | Path, split: str, clip_seconds: float, sample_rate: int, *, hop_length: int,
                  time_downsample: int = 1, random: bool = True, length: int = 10_000, seed: int = 0,
-                 max_clips: int | None = None, views: tuple[float, float, float] = (1.0, 0.0, 0.0),
+                 max_clips: int | None = None, views: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0),
                  level_dbfs: float | None = None, gain_db: tuple[float, float] = (0.0, 0.0)):
         self.clips = StemClips(root, split, clip_seconds, sample_rate, group="duo", random=random, length=length,
                                seed=seed, max_clips=max_clips)
-        w = np.asarray(views, dtype=np.float64)
-        if w.shape != (3,) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"views must be three non-negative weights (mix, lead, accompaniment), got {views}")
-        self.p_view = w / w.sum()
+        w = np.asarray(tuple(views) + (0.0,) * (len(SAMPLE_KINDS) - len(views)), dtype=np.float64)
+        if len(views) not in (3, 4) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"views must be three or four non-negative weights ({', '.join(SAMPLE_KINDS)}), "
+                             f"got {views}")
+        self.p_kind = w / w.sum()
         self.sample_rate, self.hop = sample_rate, hop_length
         unit = hop_length * time_downsample
         self.frames = -(-self.clips.num_samples // unit) * time_downsample
         self.seed, self.level_dbfs, self.gain_db = seed, level_dbfs, tuple(gain_db)
         self.pieces = {p["id"]: p for p in self.clips.index.pieces}
         self._scores: dict[str, list[np.ndarray]] = {}
+        self.rests: list[tuple[int, float, float]] = []  # (piece index, earliest, latest start)
+        if self.p_kind[3] > 0:
+            for i, p in enumerate(self.clips.index.pieces):
+                self.rests += [(i, a, b) for a, b in lead_rests(*self.score(p["id"]), self.clips.clip_seconds)]
+            if not self.rests:
+                raise ValueError(f"{root}: no {clip_seconds:g} s stretch of the {split} split has the lead resting "
+                                 "throughout, so there are no accompaniment-only clips; set views.accompaniment_only "
+                                 "to 0 or shorten the clips")
+            span = np.asarray([b - a for _, a, b in self.rests]) + 1e-3  # an exact fit can be drawn too
+            self.p_rest = span / span.sum()
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -109,18 +168,36 @@ class DuoScoreClips(Dataset):
                                                     piece["groups"]["duo"])
         return self._scores[piece_id]
 
+    def note_density(self) -> np.ndarray:
+        """``(2 tracks, 2)``: the share of the rolls' cells (keys × Mel frames) where a note sounds, and where
+        one starts, over the whole pieces of the split — the base rates of the symbolic head's targets."""
+        hop = self.hop / self.sample_rate
+        hits, cells = np.zeros((len(DUO_TRACKS), 2)), 0
+        for p in self.clips.index.pieces:
+            frames = max(int(p["duration_seconds"] / hop), 1)
+            for k, notes in enumerate(self.score(p["id"])):
+                roll, onset = piano_roll(notes, 0.0, frames, hop)
+                hits[k] += roll.sum(), onset.sum()
+            cells += NUM_PITCHES * frames
+        return hits / cells
+
     def clip_start(self, piece_id: str, start: float) -> float:
         """The clip's first sample in seconds, as the audio loader reads it (whole samples of the file)."""
         sr = self.pieces[piece_id].get("sample_rate", self.sample_rate)
         return round(start * sr) / sr
 
+    def _rest_clip(self, index: int) -> dict:
+        """An accompaniment-only clip: a lead rest drawn in proportion to its room, a start uniform in it."""
+        rng = np.random.default_rng([self.seed, index, 4])
+        i, a, b = self.rests[int(rng.choice(len(self.rests), p=self.p_rest))]
+        return self.clips.clip(i, float(rng.uniform(a, b)))
+
     def __getitem__(self, index: int) -> dict:
-        item = self.clips[index]
+        kind = int(np.random.default_rng([self.seed, index, 3]).choice(len(SAMPLE_KINDS), p=self.p_kind))
+        item = self._rest_clip(index) if kind == 3 else self.clips[index]
         pid = item["piece"]
         t0 = self.clip_start(pid, item["start"])
         rolls = [piano_roll(n, t0, self.frames, self.hop / self.sample_rate) for n in self.score(pid)]
-        rng = np.random.default_rng([self.seed, index, 3])
-        view = int(rng.choice(3, p=self.p_view))
         mix, stems = item["mix"], item["stems"]
         gain = 1.0
         if self.level_dbfs is not None:
@@ -135,4 +212,4 @@ class DuoScoreClips(Dataset):
         return {"mix": mix * gain, "stems": stems * gain,
                 "roll": torch.from_numpy(np.stack([r for r, _ in rolls]).astype(np.float32)),
                 "onset": torch.from_numpy(np.stack([o for _, o in rolls]).astype(np.float32)),
-                "view": view, "piece": pid, "start": item["start"]}
+                "kind": kind, "view": SAMPLE_VIEW[kind], "piece": pid, "start": item["start"]}

@@ -3,6 +3,8 @@
 - ``reconstruction``: Mel / STFT distances, waveform L1, SI-SDR, SDR.
 - ``predictability``: BPT, cnBPT, enBPT, cnBPS and Acc@k from an LM's per-token losses.
 - ``codebook``: utilization, normalized entropy and perplexity of codebooks.
+- ``entropy``: the plug-in and the NSB (bias-corrected) entropy of counts, the package's one source of
+  entropies.
 - ``dependence``: mutual information between codebooks and neighbours (minus the same estimate on
   shuffled pairs, with an interval), MMD joint vs. product (the codec loss's statistic).
 - ``version``: ``METRICS_VERSION``, the version of these definitions, written into every results JSON
@@ -17,7 +19,6 @@ from musictok.metrics.codebook import (
     code_counts,
     codebook_health,
     codebook_usage,
-    entropy_bits_from_counts,
 )
 from musictok.metrics.dependence import (
     DependenceEstimate,
@@ -32,6 +33,7 @@ from musictok.metrics.dependence import (
     normalized_mutual_information,
     shuffle_corrected_mi,
 )
+from musictok.metrics.entropy import entropy_bits_from_counts, nsb_entropy_bits
 from musictok.metrics.predictability import (
     PredictabilityResult,
     StreamPredictability,
@@ -91,6 +93,7 @@ __all__ = [
     # codebook
     "code_counts",
     "entropy_bits_from_counts",
+    "nsb_entropy_bits",
     "CodebookUsage",
     "CodebookHealth",
     "codebook_usage",

@@ -17,8 +17,15 @@ single ``int`` means *one codebook shared by every slot* (BandTok: 8 bands, one
 1024-entry codebook); a sequence means *one codebook per slot* (RVQ: pass
 ``[1024] * 8`` even though the sizes are equal, because the codebooks differ).
 
+The entropy is the NSB estimate (:mod:`musictok.metrics.entropy`), not the
+plug-in: a 32768-entry codebook read from ~15,000 tokens would otherwise look
+a tenth less healthy than it is. The plug-in values stay beside it as
+``entropy_bits_raw`` / ``normalized_entropy_raw``, and ``uniform_utilization``
+is the utilization a perfectly uniform codebook would show at the same number
+of tokens (utilization cannot reach 1 before ``N`` is a few times ``K``).
+
 This module also holds the small counting helpers that ``predictability`` and
-``dependence`` reuse, so that every entropy in the package comes from one place.
+``dependence`` reuse.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from musictok.metrics.entropy import entropy_bits_from_counts, nsb_entropy_bits
 
 __all__ = [
     "CodebookUsage",
@@ -100,27 +109,6 @@ def code_counts(codes: Tensor, codebook_size: int) -> Tensor:
     return torch.bincount(flat, minlength=int(codebook_size))
 
 
-def entropy_bits_from_counts(counts: Tensor, *, miller_madow: bool = False) -> float:
-    """Plug-in Shannon entropy (bits) of the distribution given by ``counts``.
-
-    Only non-empty bins matter, so ``counts`` may be a dense histogram or the
-    ``return_counts`` of ``torch.unique`` (which keeps joint histograms of large
-    codebooks sparse). ``miller_madow`` adds ``(B - 1) / (2 N ln 2)`` bits, ``B``
-    being the number of non-empty bins, the first-order correction of the
-    plug-in estimator's downward bias.
-    """
-    c = counts.reshape(-1).to(torch.float64)
-    c = c[c > 0]
-    n = float(c.sum())
-    if n <= 0:
-        raise ValueError("cannot compute an entropy from empty counts")
-    p = c / n
-    h = float(-(p * torch.log2(p)).sum())
-    if miller_madow:
-        h += (c.numel() - 1) / (2.0 * n * math.log(2.0))
-    return max(h, 0.0)
-
-
 # --------------------------------------------------------------------------- usage of one codebook
 @dataclass
 class CodebookUsage:
@@ -130,9 +118,12 @@ class CodebookUsage:
     num_tokens: int
     used: int  # entries that occur at least once
     utilization: float  # used / K
-    entropy_bits: float  # empirical unigram entropy H
+    entropy_bits: float  # unigram entropy H, the NSB estimate (metrics/entropy.py)
     normalized_entropy: float  # H / log2 K  (1.0 when K == 1)
     perplexity: float  # 2 ** H
+    entropy_bits_raw: float  # the plug-in entropy of the observed frequencies (biased low for N < ~10 K)
+    normalized_entropy_raw: float  # its H / log2 K
+    uniform_utilization: float  # 1 - (1 - 1/K)^N: the utilization of uniformly used codes at this N
     counts: Tensor = field(repr=False)  # (K,) int64 histogram
 
     def to_dict(self, include_counts: bool = False) -> dict[str, Any]:
@@ -145,6 +136,9 @@ class CodebookUsage:
             "entropy_bits": self.entropy_bits,
             "normalized_entropy": self.normalized_entropy,
             "perplexity": self.perplexity,
+            "entropy_bits_raw": self.entropy_bits_raw,
+            "normalized_entropy_raw": self.normalized_entropy_raw,
+            "uniform_utilization": self.uniform_utilization,
         }
         if include_counts:
             out["counts"] = self.counts.tolist()
@@ -160,17 +154,23 @@ def codebook_usage(codes: Tensor, codebook_size: int) -> CodebookUsage:
     """
     counts = code_counts(codes, codebook_size)
     k = int(codebook_size)
+    n = int(counts.sum())
     used = int((counts > 0).sum())
-    h = entropy_bits_from_counts(counts)
+    h = nsb_entropy_bits(counts, k)
+    raw = entropy_bits_from_counts(counts)
+    # A one-entry codebook carries no information either way; call it "fully used".
+    log2k = math.log2(k) if k > 1 else None
     return CodebookUsage(
         codebook_size=k,
-        num_tokens=int(counts.sum()),
+        num_tokens=n,
         used=used,
         utilization=used / k,
         entropy_bits=h,
-        # A one-entry codebook carries no information either way; call it "fully used".
-        normalized_entropy=h / math.log2(k) if k > 1 else 1.0,
+        normalized_entropy=h / log2k if log2k else 1.0,
         perplexity=2.0**h,
+        entropy_bits_raw=raw,
+        normalized_entropy_raw=raw / log2k if log2k else 1.0,
+        uniform_utilization=-math.expm1(n * math.log1p(-1.0 / k)) if k > 1 else 1.0,
         counts=counts.cpu(),
     )
 

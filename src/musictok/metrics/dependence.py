@@ -43,12 +43,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from musictok.metrics.codebook import (
-    _check_codes,
-    _check_slotted,
-    _slot_sizes,
-    entropy_bits_from_counts,
-)
+from musictok.metrics.codebook import _check_codes, _check_slotted, _slot_sizes
+from musictok.metrics.entropy import entropy_bits_from_counts
 from musictok.quantize.mmd import MMDConfig, independence_mmd
 
 __all__ = [

@@ -5,6 +5,18 @@ definition gives another number, with nothing in the number to tell you so. Rais
 definition below changes (a window, a floor, a log base, an estimator, what is averaged over what), and add
 a line here that says what changed.
 
+v2 (2026-11-27): one definition changed, every other is v1's.
+- The unigram entropy of a codebook's codes — codebook health's ``entropy_bits``, normalized entropy and
+  perplexity, and the ``H_emp`` that enBPT divides by — is the NSB estimate (Nemenman, Shafee & Bialek
+  2002; :mod:`musictok.metrics.entropy`) instead of the plug-in. The plug-in is biased low when the
+  codebook is large next to the tokens it is read from: uniform codes of a 32768-entry codebook read
+  13.45 bits from 15,000 tokens instead of 15 (NSB: 14.99), so v1's enBPT of DuoTok-sized codebooks was
+  ≈ 11 % too high and its normalized entropy ≈ 10 % too low; for 1024 codes and 15,000 tokens the two
+  differ by ≈ 0.5–1.5 %. Codebook health keeps the plug-in beside it as ``entropy_bits_raw`` /
+  ``normalized_entropy_raw`` and adds ``uniform_utilization`` (``1 − (1 − 1/K)^N``, the utilization of
+  uniformly used codes at the same N). The mutual informations keep the plug-in (shuffle-corrected).
+- Reported Acc@k gained k = 5 (a new column, not a new definition).
+
 v1 (2026-11-27):
 - Mel distance: DAC's / PyramidCodec's. 7 resolutions, windows 32 … 2048 samples, hop = window / 4, 5 … 320
   Slaney Mel bands from 0 Hz to Nyquist on the STFT magnitude; per resolution the mean of
@@ -38,4 +50,4 @@ was written.
 
 from __future__ import annotations
 
-METRICS_VERSION = "1"
+METRICS_VERSION = "2"

@@ -6,7 +6,7 @@ stage: 2                                     # 1 BEST-RQ · 2 heads + noise · 3
 init_from: runs/duotok-small-stage1/export   # required from stage 2 on
 model: {}                                    # stage 1: {preset: small, ...}; later stages take the model
                                              # from init_from (keys given here override non-architectural fields)
-duotok: {noise_prob: 0.2, views: {mix: 4, lead: 1, accompaniment: 1}}
+duotok: {noise_prob: 0.2, views: {mix: 4, lead: 1, accompaniment: 1, accompaniment_only: 1}}
 data: {corpus: data/chorales, clip_seconds: 2.0}
 train: {steps: 10000, batch_size: 8, out_dir: runs/duotok-small-stage2}
 ```
@@ -19,6 +19,7 @@ stage  trained                                  data
 ====== ======================================== ==============================================================
 1      encoder, BEST-RQ prediction head         ``data.sources`` / ``data.corpus`` (mixes, part stems, recordings)
 2      encoder, heads (Mel, chroma, MSS, score)  duo clips of ``data.corpus``, each showing its mix or one stem
+                                                 (or the accompaniment where the lead rests: ``views``)
 3      quantizers, Mel/chroma/score heads        both stems of every duo clip (MSS head off); the encoder is
                                                  frozen unless ``freeze_encoder: false`` (the ablation)
 4      decoders (+ a PatchGAN per track)         both stems of every duo clip
@@ -28,6 +29,8 @@ Each export is a complete DuoTok folder whose config records ``trained_stage``; 
 ``init_from`` that has not been through stage ``n - 1``. The ablations of the paper are options here:
 ``noise_prob: 0`` (stage 2 without feature-replacement noise), ``mss_weight: 0`` (without the MSS head),
 ``symbolic_weight: 0`` (without the score head, stages 2 and 3), ``freeze_encoder: false`` (stage 3).
+The quantizers are first trained in stage 3, so a stage 3 may give them another size than stage 1 did
+(``model: {codebook_size: 4096}``): variants of the codebook share stages 1-2 and so compare on one encoder.
 
 Runs in one process (the stage passes call the model's methods, not a DDP-wrapped ``forward``).
 """
@@ -39,10 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..data.score import DUO_TRACKS, DuoScoreClips
+from ..data.score import DUO_TRACKS, SAMPLE_KINDS, DuoScoreClips
 from ..metrics.codebook import codebook_usage
 from ..nn.discriminators import (MultiScalePatchGAN, discriminator_loss, feature_matching_loss,
                                  generator_adversarial_loss)
@@ -52,7 +56,7 @@ from .config import RunConfig, build_model_config
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap
 from .tokenizer import attach_vocoder, check_vocoder_fits
 
-VIEWS = ("mix", "lead", "accompaniment")
+POS_WEIGHTS = ("sqrt", "balanced")  # duotok.symbolic_pos_weight from the note density
 NORM_CLIPS = 64  # stage 1: training clips whose Mel statistics normalise BEST-RQ's targets
 # what each stage trains; the encoder joins stage 3 only in the "w/o encoder freeze" ablation
 TRAINED = {1: ("encoder",), 2: ("encoder", "heads"), 3: ("quantizers", "heads.mel", "heads.chroma", "heads.symbolic"),
@@ -69,7 +73,8 @@ class DuoTokStage:
     rq_codebooks: int = 1
     mask_prob: float = 0.04  # a token frame starts a masked span with this probability
     mask_span: int = 8  # token frames per span (≈ 0.34 s at 23.4 frames/s)
-    # stages 2-4: which input a duo clip shows (stages 3 and 4 always use both stems)
+    # stage 2: the kinds of sample and their weights (the paper's 4:1:1:1 adds accompaniment_only: the
+    # accompaniment where the lead rests; data/score.py). Stages 3 and 4 always use both stems.
     views: dict = field(default_factory=lambda: {"mix": 4.0, "lead": 1.0, "accompaniment": 1.0})
     # stage 2
     noise_prob: float = 0.0  # feature-replacement noise: the share of hidden time steps replaced
@@ -79,6 +84,9 @@ class DuoTokStage:
     chroma_weight: float = 0.5
     mss_weight: float = 1.0
     symbolic_weight: float = 1.0
+    # the symbolic head's BCE weight on positive targets (notes are sparse): "sqrt" or "balanced" from the
+    # training split's note density (symbolic_pos_weight()), or one number for every target (1: plain BCE)
+    symbolic_pos_weight: str | float = "sqrt"
     # stage 3
     freeze_encoder: bool = True
     separated_share: float = 0.0  # stages 3-4: share of clips whose encoder input is the model's own separation
@@ -94,19 +102,44 @@ class DuoTokStage:
             require(f"duotok.{key}", getattr(self, key), 0 <= getattr(self, key) <= 1, "in 0..1")
         for key in ("mel_weight", "chroma_weight", "mss_weight", "symbolic_weight", "l1_weight", "l2_weight"):
             require(f"duotok.{key}", getattr(self, key), getattr(self, key) >= 0, ">= 0")
-        if not isinstance(self.views, dict) or set(self.views) - set(VIEWS) or not self.views:
-            raise ValueError(f"duotok.views must map some of {', '.join(VIEWS)} to weights, not {self.views!r}")
-        weights = [self.views.get(v, 0.0) for v in VIEWS]
+        pw = self.symbolic_pos_weight
+        if isinstance(pw, str):
+            require("duotok.symbolic_pos_weight", pw, pw in POS_WEIGHTS,
+                    f"one of {', '.join(POS_WEIGHTS)} or a number")
+        else:
+            require("duotok.symbolic_pos_weight", pw, pw > 0, "> 0")
+        if not isinstance(self.views, dict) or set(self.views) - set(SAMPLE_KINDS) or not self.views:
+            raise ValueError(f"duotok.views must map some of {', '.join(SAMPLE_KINDS)} to weights, "
+                             f"not {self.views!r}")
+        weights = [self.views.get(v, 0.0) for v in SAMPLE_KINDS]
         if any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"duotok.views: weights must be >= 0 and not all 0, got {self.views!r}")
 
     @property
-    def view_weights(self) -> tuple[float, float, float]:
-        return tuple(float(self.views.get(v, 0.0)) for v in VIEWS)  # type: ignore[return-value]
+    def view_weights(self) -> tuple[float, ...]:
+        return tuple(float(self.views.get(v, 0.0)) for v in SAMPLE_KINDS)
 
-    def head_weights(self, stage: int) -> HeadWeights:
+    def head_weights(self, stage: int, symbolic_pos_weight: torch.Tensor | None = None) -> HeadWeights:
         return HeadWeights(self.mel_weight, self.chroma_weight, self.mss_weight if stage == 2 else 0.0,
-                           self.symbolic_weight)
+                           self.symbolic_weight, symbolic_pos_weight)
+
+
+def symbolic_pos_weight(density: np.ndarray, mode: str | float) -> torch.Tensor:
+    """The symbolic head's BCE weight on positive targets, per track and target (roll, onset), from their
+    base rate ``p`` (``density``, ``(2, 2)``, :meth:`DuoScoreClips.note_density`).
+
+    ``"balanced"`` is ``(1 - p) / p``: positives and negatives weigh the same in total — for onsets
+    (``p ≈ 2e-4``) that is ~5,000, and a cell the head knows nothing about is best predicted at 0.5, i.e.
+    notes everywhere. ``"sqrt"`` (the default) is its square root, the usual compromise of inverse-frequency
+    weighting: ~10 for the lead's roll, ~70 for its onsets, and an uninformed cell's best prediction
+    ``sqrt(p) / (sqrt(p) + sqrt(1 - p))`` stays small (0.09 at ``p = 0.01``). A number is that weight for
+    every target. A target that never occurs gets weight 1 (there is nothing to weigh).
+    """
+    if not isinstance(mode, str):
+        return torch.full((len(DUO_TRACKS), 2), float(mode))
+    p = torch.as_tensor(density, dtype=torch.float64)
+    ratio = torch.where(p > 0, (1 - p) / p.clamp_min(1e-12), torch.ones_like(p))
+    return (ratio.sqrt() if mode == "sqrt" else ratio).float()
 
 
 def duotok_model_config(run: RunConfig) -> tuple[DuoTokConfig, dict | None]:
@@ -163,6 +196,16 @@ class DuoTokTask(TrainTask):
         self.model_config, self._init_state = duotok_model_config(run)
 
     # ---------------------------------------------------------------- setup
+    def _fresh_prefixes(self) -> tuple[str, ...]:
+        """Parts this stage may build anew when ``model:`` changes their shape: stage 4 may pick another
+        decoder (``model.decoder``); stage 3 from an export that never trained the quantizers may pick another
+        codebook (``model.codebook_size`` / ``codebook_dim``: e.g. a 4096-code variant sharing stages 1-2)."""
+        if self.stage == 4:
+            return ("decoders.",)
+        if self.stage == 3 and self.model_config.trained_stage < 3:
+            return ("quantizers.", "decoders.")
+        return ()
+
     def _trained_names(self) -> tuple[str, ...]:
         names = TRAINED[self.stage]
         return names + ("encoder",) if self.stage == 3 and not self.opts.freeze_encoder else names
@@ -172,12 +215,15 @@ class DuoTokTask(TrainTask):
         self.model = DuoTok(self.model_config).to(device)
         if self._init_state is not None:
             why = "model: may only change fields that keep the architecture"
+            fresh = self._fresh_prefixes()
+            own = self.model.state_dict()
+            state = {k: v for k, v in self._init_state.items()  # what this stage builds anew is not loaded
+                     if not (k.startswith(fresh) and (k not in own or own[k].shape != v.shape))}
             try:
-                missing, unexpected = self.model.load_state_dict(self._init_state, strict=False)
+                missing, unexpected = self.model.load_state_dict(state, strict=False)
             except RuntimeError as e:  # shapes that differ
                 raise ValueError(f"init_from: its weights do not fit this stage's model "
                                  f"({str(e).splitlines()[1].strip()[:120]}); {why}") from None
-            fresh = ("decoders.",) if self.stage == 4 else ()  # stage 4 may pick another decoder (model.decoder)
             bad = [k for k in missing if not k.startswith(fresh or ("\0",))] + list(unexpected)
             if bad:
                 raise ValueError(f"init_from: its weights do not fit this stage's model ({bad[:3]}); {why}")
@@ -210,6 +256,14 @@ class DuoTokTask(TrainTask):
 
             self._vocoder = load_vocoder(self.vocoder_dir)
             check_vocoder_fits(self.model_config, self._vocoder)
+        # stages 2-3: the symbolic head's positive-class weights from the training split's note density (a pure
+        # function of the corpus, so a resumed run weighs the same)
+        self.note_density = self.pos_weight = None
+        if self.stage in (2, 3) and self.opts.symbolic_weight > 0:
+            c = self.model_config
+            self.note_density = self._duo_clips("train", _whole_frames(1.0, c.hop_samples, c.sample_rate),
+                                                random=True, length=1).note_density()
+            self.pos_weight = symbolic_pos_weight(self.note_density, self.opts.symbolic_pos_weight).to(device)
         # build what validation needs now, so a bad split fails before step 0
         d = self.run.data
         secs = _whole_frames(d.valid_seconds, self.model.hop_samples, self.model.sample_rate)
@@ -283,9 +337,9 @@ class DuoTokTask(TrainTask):
             if self.teacher is not None:
                 with torch.no_grad():
                     b["teacher_mask"] = model.ideal_masks(_teacher_stems(self.teacher, model._pad(b["mix"])))
-            out = model.stage2_losses(b, o.head_weights(2), noise=o.noise_prob if train else 0.0)
+            out = model.stage2_losses(b, o.head_weights(2, self.pos_weight), noise=o.noise_prob if train else 0.0)
         elif self.stage == 3:
-            out = model.stage3_losses(b, o.head_weights(3), freeze_encoder=o.freeze_encoder,
+            out = model.stage3_losses(b, o.head_weights(3, self.pos_weight), freeze_encoder=o.freeze_encoder,
                                       inputs=self._inputs(b) if train else None)
         else:
             out = model.stage4_losses(b, o.l1_weight, o.l2_weight, inputs=self._inputs(b) if train else None)
@@ -386,8 +440,10 @@ class DuoTokTask(TrainTask):
         return out.eval()
 
     def export(self, out_dir: Path, step: int) -> None:
-        self.exported_model().save_pretrained(out_dir, extra={"train_step": step, "stage": self.stage,
-                                                              "run_config": self.run.to_dict()})
+        extra = {"train_step": step, "stage": self.stage, "run_config": self.run.to_dict()}
+        if self.pos_weight is not None:  # what the symbolic head's loss weighed notes by, and why
+            extra |= {"symbolic_pos_weight": self.pos_weight.tolist(), "note_density": self.note_density.tolist()}
+        self.exported_model().save_pretrained(out_dir, extra=extra)
 
 
 # ------------------------------------------------------------------------------------------------ teachers
