@@ -397,12 +397,12 @@ def run_study(args: argparse.Namespace, command: str) -> dict:
     sources = {"test split": {"corpus": args.corpus, "split": args.split}}
     if args.real:
         sources["real music"] = {"audio_dir": args.real}
+    folders = [Path(p) for p in args.runs] if args.runs else find_runs(Path(args.root))
+    runs = [read_run(p) for p in folders]  # the runs first: an unfinished run is the usual mistake
     for src in sources.values():
         folder = Path(src.get("corpus") or src["audio_dir"])
         if not folder.is_dir():
             raise StudyError(f"{folder}: no such folder")
-    folders = [Path(p) for p in args.runs] if args.runs else find_runs(Path(args.root))
-    runs = [read_run(p) for p in folders]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise StudyError(f"two run folders share a name: {' '.join(names)}")
