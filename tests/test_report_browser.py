@@ -5,7 +5,8 @@ The report is the committed bench run (``docs/results/bench-2026-11-22.json`` an
 ``report.html_report``, with short synthetic clips for the players (the run's own audio is not kept). The
 browser is Debian's ``chromium-headless-shell``: ``make test`` unpacks it into ``data/chromium``
 (``scripts/fetch_chromium.sh``); ``MUSICTOK_CHROMIUM`` or a Chromium on the PATH also do. Without one the
-test skips, saying why.
+test skips, saying why — except where ``MUSICTOK_REQUIRE_BROWSER=1`` (CI sets it): there a missing or broken
+browser fails, so the report is never passed unseen.
 """
 
 from __future__ import annotations
@@ -78,18 +79,25 @@ def _run(args: list[str], page: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
 
 
+def _skip_or_fail(reason: str) -> None:
+    """Skip on a user's machine without a working browser; fail where one is required (CI)."""
+    if os.environ.get("MUSICTOK_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"MUSICTOK_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def browser() -> None:
     found = _browser()
     if found is None:
-        pytest.skip("no Chromium: `make test` unpacks Debian's chromium-headless-shell into data/chromium "
-                    "(scripts/fetch_chromium.sh); or set MUSICTOK_CHROMIUM")
+        _skip_or_fail("no Chromium: `make test` unpacks Debian's chromium-headless-shell into data/chromium "
+                      "(scripts/fetch_chromium.sh); or set MUSICTOK_CHROMIUM")
     probe = subprocess.run([found[0], "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", "about:blank"],
                            env=found[1], capture_output=True, text=True, timeout=60)
     if probe.returncode != 0 or "<html" not in probe.stdout:
         missing = re.findall(r"lib[\w.+-]+\.so[\w.]*", probe.stderr)
-        pytest.skip(f"{found[0]} does not start here"
-                    + (f" (missing {missing[0]})" if missing else f": {probe.stderr.strip()[-200:]}"))
+        _skip_or_fail(f"{found[0]} does not start here"
+                      + (f" (missing {missing[0]})" if missing else f": {probe.stderr.strip()[-200:]}"))
 
 
 def report_page(out: Path, seconds: float = 1.5, sample_rate: int = 24000) -> tuple[Path, dict]:

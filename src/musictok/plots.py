@@ -26,10 +26,16 @@ def mel_power(wav: np.ndarray, sample_rate: int, n_mels: int = 128, hop: int = 2
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Write a figure atomically (temp file, then rename)."""
+    """Write a figure atomically (temp file, then rename) and close it: saving is the last thing every plot
+    does, and pyplot keeps open figures alive."""
+    import matplotlib.pyplot as plt
+
     p = Path(path)
-    with atomic_path(p, suffix=p.suffix) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    try:
+        with atomic_path(p, suffix=p.suffix) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return p
 
 
@@ -51,10 +57,7 @@ def plot_stems(mix: np.ndarray, stems: list[np.ndarray], names: list[str], sampl
     axes[-1, 0].set_xlabel("time (s)")
     if title:
         axes[0, 0].set_title(title)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_reconstruction(log_mel: np.ndarray, log_mel_hat: np.ndarray | None, codes: np.ndarray, frame_rate: float,
@@ -83,10 +86,7 @@ def plot_reconstruction(log_mel: np.ndarray, log_mel_hat: np.ndarray | None, cod
     fig.colorbar(grid, ax=list(axes), label="code (bottom row)", pad=0.01, fraction=0.03)  # all rows shrink alike
     if title:
         axes[0].set_title(title)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_curve(values, path: str | Path, *, xlabel: str, ylabel: str, title: str = "",
@@ -107,10 +107,7 @@ def plot_curve(values, path: str | Path, *, xlabel: str, ylabel: str, title: str
     if label or more:
         ax.legend()
     ax.grid(alpha=0.3)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_bench_tradeoff(points: list[tuple[str, float, float]], path: str | Path) -> Path:
@@ -130,10 +127,7 @@ def plot_bench_tradeoff(points: list[tuple[str, float, float]], path: str | Path
     ax.grid(alpha=0.3)
     if shown:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_bench_losses(curves: dict[str, tuple[list[float], float]], path: str | Path, smooth: int = 8) -> Path:
@@ -152,10 +146,7 @@ def plot_bench_losses(curves: dict[str, tuple[list[float], float]], path: str | 
     ax.set_title("Loss by position in the context")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)  # beside, not over, the curves
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_codebook_usage(usage: dict[str, dict[str, list[list[int]]]], path: str | Path) -> Path:
@@ -178,10 +169,7 @@ def plot_codebook_usage(usage: dict[str, dict[str, list[list[int]]]], path: str 
         if len(streams) > 1:
             ax.legend(fontsize=7)
     axes[0][0].set_ylabel("share of tokens")
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_corruption(curves: dict[str, dict], path: str | Path) -> Path:
@@ -204,10 +192,7 @@ def plot_corruption(curves: dict[str, dict], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("ΔcnBPT (%)")
     axes[0].legend()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_context_scaling(curves: dict[str, dict], path: str | Path) -> Path:
@@ -223,10 +208,7 @@ def plot_context_scaling(curves: dict[str, dict], path: str | Path) -> Path:
     ax.set_title("context scaling")
     ax.grid(alpha=0.3)
     ax.legend()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_frechet_rows(rows: list[tuple[str, dict]], floor: dict, path: str | Path) -> Path:
@@ -252,10 +234,7 @@ def plot_frechet_rows(rows: list[tuple[str, dict]], floor: dict, path: str | Pat
         ax.set_xlabel({"mel": "Mel-statistics Fréchet distance ↓", "tagger": "tagger Fréchet distance ↓"}[key])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_frechet_along(curves: dict[str, list[dict]], floor: list[dict], key: str, path: str | Path,
@@ -282,10 +261,7 @@ def plot_frechet_along(curves: dict[str, list[dict]], floor: list[dict], key: st
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_lag_profiles(generated: dict[str, list[dict]], real: list[dict], path: str | Path) -> Path:
@@ -311,10 +287,7 @@ def plot_lag_profiles(generated: dict[str, list[dict]], real: list[dict], path: 
     ax.set_title("Repetition: how alike the music is to itself, by lag")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def plot_step_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]]], path: str | Path, *,
@@ -343,7 +316,4 @@ def plot_step_curves(panels: dict[str, dict[str, tuple[list[float], list[float]]
                           bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
     if title:
         axes[0, 0].set_title(title)
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)

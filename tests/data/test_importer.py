@@ -112,15 +112,23 @@ def test_forced_split_and_excludes(tmp_path):
     assert {p["split"] for p in CorpusIndex(tmp_path / "t").pieces} == {"test"}
 
 
-def test_licence_from_debian_copyright(tmp_path):
-    pkg = tmp_path / "somegame-music"
-    doc = pkg / "usr" / "share" / "doc" / "somegame-music"
+DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+
+
+def _debian_package(root, name: str, paragraphs: list[tuple[str, str]]):
+    """A ``dpkg -x`` tree with a machine-readable copyright file of ``(Files, License)`` paragraphs;
+    returns ``(package root, copyright file)``."""
+    pkg = root / name
+    doc = pkg / "usr" / "share" / "doc" / name
     doc.mkdir(parents=True)
-    (doc / "copyright").write_text(
-        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
-        "Files: *\nCopyright: 2010 Someone\nLicense: GPL-2+\n\n"
-        "Files: music/special.ogg\n other/file.txt\nCopyright: 2011 Other\nLicense: CC-BY-SA-3.0\n\n"
-        "Files: debian/*\nCopyright: 2012 Packager\nLicense: GPL-3+\n")
+    text = DEP5 + "\n".join(f"Files: {files}\nCopyright: 2010 Someone\nLicense: {lic}\n" for files, lic in paragraphs)
+    (doc / "copyright").write_text(text)
+    return pkg, doc / "copyright"
+
+
+def test_licence_from_debian_copyright(tmp_path):
+    pkg, copyright_file = _debian_package(tmp_path, "somegame-music", [
+        ("*", "GPL-2+"), ("music/special.ogg\n other/file.txt", "CC-BY-SA-3.0"), ("debian/*", "GPL-3+")])
     music = pkg / "usr" / "share" / "games" / "somegame" / "music"
     save(music / "plain.ogg", _tone(2.5, SR), SR)
     save(music / "special.ogg", _tone(2.5, SR, 600.0), SR)
@@ -130,7 +138,7 @@ def test_licence_from_debian_copyright(tmp_path):
     rows = {p["title"]: p for p in CorpusIndex(tmp_path / "out").pieces}
     assert rows["plain"]["licence"] == "GPL-2+" and rows["plain"]["package"] == "somegame-music"
     # an old-style (free text) copyright file
-    (doc / "copyright").write_text("This program is free software; you can redistribute it under the terms of "
+    copyright_file.write_text("This program is free software; you can redistribute it under the terms of "
                                    "the GNU General Public License as published by the Free Software Foundation; "
                                    "either version 2 of the License, or (at your option) any later version.\n")
     assert debian_licence(music / "plain.ogg")[0] == "GPL-2+"
@@ -143,16 +151,9 @@ def test_licence_from_debian_copyright(tmp_path):
 def test_later_directory_paragraphs_do_not_claim_other_files(tmp_path):
     """The shapes of planetblupi's, hyperrogue's and hedgewars' copyright files: a later ``src/json/*`` or
     ``sounds/*`` paragraph must not win for a music file outside those directories."""
-    pkg = tmp_path / "game-music"
-    doc = pkg / "usr" / "share" / "doc" / "game-music"
-    doc.mkdir(parents=True)
-    (doc / "copyright").write_text(
-        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
-        "Files: *\nCopyright: 2010 A\nLicense: GPL-3+\n\n"
-        "Files: music/theme.ogg\nCopyright: 2011 B\nLicense: CC-BY-SA-3.0\n\n"
-        "Files: sounds/*\nCopyright: 2012 C\nLicense: CC-BY-SA-4.0\n\n"
-        "Files: src/json/*\nCopyright: 2013 D\nLicense: Expat\n\n"
-        "Files: share/game/Data/Sounds/Drop*.ogg\nCopyright: 2014 E\nLicense: CC0-1.0\n")
+    pkg, _ = _debian_package(tmp_path, "game-music", [
+        ("*", "GPL-3+"), ("music/theme.ogg", "CC-BY-SA-3.0"), ("sounds/*", "CC-BY-SA-4.0"), ("src/json/*", "Expat"),
+        ("share/game/Data/Sounds/Drop*.ogg", "CC0-1.0")])
     share = pkg / "usr" / "share" / "game"
     assert debian_licence(share / "music" / "track1.ogg")[0] == "GPL-3+"
     assert debian_licence(share / "theme.ogg")[0] == "CC-BY-SA-3.0"  # exact file name, installed elsewhere

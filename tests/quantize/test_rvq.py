@@ -255,8 +255,12 @@ def test_share_dropout_drops_a_fixed_share_of_the_batch_in_training_only() -> No
     assert max(int((bernoulli._dropout_levels(x) < 8).sum()) for _ in range(400)) > 4
     x = torch.randn(8, 64, DIM, generator=torch.Generator().manual_seed(0))  # 512 vectors: no level is exact
     rvq(x)  # first-batch k-means
+    step = int(rvq.step)
     used = (rvq(x).levels.abs().sum(-1) > 0).sum(-1)[:, 0]  # levels per item
-    assert 1 <= int((used < 8).sum()) <= 4
+    rvq.step.fill_(step)  # the draw is seeded by the step: redraw the one that forward pass made
+    drawn = rvq._dropout_levels(x)
+    assert torch.equal(used, drawn)  # forward quantised each item with exactly the levels drawn for it
+    assert int((drawn < 8).sum()) <= 4 and int((drawn == 8).sum()) >= 4  # the other half keeps every level
     rvq.eval()
     assert bool(((rvq(x).levels.abs().sum(-1) > 0).sum(-1) == 8).all())
 

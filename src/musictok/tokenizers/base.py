@@ -360,8 +360,10 @@ class Tokenizer(nn.Module, abc.ABC):
             # out the vocoder (no ``state_hash``) hashed the whole state; they keep that fingerprint.
             fp = Fingerprint(**stored)
             whole = weights_hash(model.state_dict())
-            ok = (weights_hash(model.token_space()[1]) == fp.weights_hash and meta.get("state_hash", whole) == whole
-                  if "state_hash" in meta or not model.decode_only else whole == fp.weights_hash)
+            if "state_hash" in meta:
+                ok = meta["state_hash"] == whole and weights_hash(model.token_space()[1]) == fp.weights_hash
+            else:
+                ok = whole == fp.weights_hash
             if not ok:
                 raise TokenizerError(f"{d / pretrained.WEIGHTS_FILE}: weights do not match the fingerprint "
                                      "in config.json: the folder is damaged")
