@@ -62,6 +62,13 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
             assert 0 <= cb["normalized_entropy"] <= 1 and 0 < cb["utilization"] <= cb["uniform_utilization"] <= 1
         assert set(row["corruption"]["shift"]) == {"1", "4"} and row["corruption"]["mismatch"] is not None
         assert list(row["context"]) == ["1.024", "1.984"]  # 16 and 31 frames at 15.625 frames/s
+        # every corruption cost inside its bootstrap interval over the test pieces
+        ivs = row["corruption"]["intervals"]
+        assert set(ivs) == {"shift 1", "shift 4", "mask 0.3", "mask 0.9", "mismatch"}
+        assert ivs["mismatch"][0] <= row["corruption"]["mismatch"] <= ivs["mismatch"][1]
+        for track, rec in row["reconstruction"].items():  # each track's decode against its own stem
+            assert track in ("lead", "accompaniment") and rec["clips"] == 2
+            assert 0 < rec["interval"][0] <= rec["mel_distance"] <= rec["interval"][1]
     assert result["rows"]["duo"]["kbps"] == pytest.approx(2 * 15.625 * 6 / 1000)
     assert result["rows"]["band"]["layout"]["streams"][0]["slot_axis"] == "band"
     for f in ("dual.md", "dual-corruption.png", "dual-context.png"):
@@ -70,7 +77,8 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
     assert "Track-to-track" in page
     # Acc@5 in both tables, its cell between Acc@1's and Acc@10's
     tables = [t for t in page.split("\n\n") if t.startswith("| tokenizer")]
-    assert len(tables) == 3 and all("| Acc@1 | Acc@5 | Acc@10 | Acc@50 |" in t for t in tables[:2])
+    assert len(tables) == 4 and all("| Acc@1 | Acc@5 | Acc@10 | Acc@50 |" in t for t in tables[:2])
+    assert "| mismatch |" in tables[2]  # the corruption costs with their intervals
     header, _, first = tables[0].splitlines()[:3]
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
     lead = result["rows"][cells["tokenizer"]]["parallel"]["streams"]["lead"]["topk_accuracy"]

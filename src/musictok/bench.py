@@ -119,7 +119,9 @@ def natural_patterns(layout) -> list[tuple[str, dict, str]]:
 
 
 def _short(name: str) -> str:
-    return name.rstrip("/").split("/")[-1] if "/" in name else name
+    """A row's name: the bundled name, or the folder's (its run's, for a training run's ``export``)."""
+    parts = [p for p in name.rstrip("/").split("/") if p]
+    return parts[-2] if len(parts) > 1 and parts[-1] == "export" else parts[-1]
 
 
 def start_run(cfg, prefix: str) -> tuple[str, str, Path, Path]:

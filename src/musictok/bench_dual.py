@@ -67,13 +67,17 @@ class DualBenchConfig:
     mask_ratios: list = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
     context_grid: list = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0])  # seconds (≤ context_seconds)
     scored_seconds: float = 1.0  # context scaling scores the last second of each window
-    seed: int = 0
+    recon_clips: int = 16  # per-track Mel distance: one clip from the middle of each of the first test pieces
+    recon_seconds: float = 10.0
+    resamples: int = 1000  # bootstrap resamples of every interval
+    seed: int = 0  # the LMs' (and the bootstrap's); each seed trains its own LMs
 
     @classmethod
     def quick(cls, tokenizers: list[str], **kw) -> DualBenchConfig:
         base = dict(lm_preset="tiny", lm_layers=2, lm_embd=64, lm_heads=2, lm_steps=3, lm_batch=2, lm_warmup=1,
                     context_seconds=2.0, prefix_seconds=0.5, lm_eval_windows=4, max_pieces=3, shifts=[1, 4],
-                    mask_ratios=[0.3, 0.9], context_grid=[1.0, 2.0], scored_seconds=0.5)
+                    mask_ratios=[0.3, 0.9], context_grid=[1.0, 2.0], scored_seconds=0.5, recon_clips=2,
+                    recon_seconds=2.0, resamples=50)
         return cls(tokenizers=tokenizers, **(base | kw))
 
 
@@ -155,7 +159,7 @@ def _train_lm(short: str, mode: str, tokens: dict, info: dict, cfg: DualBenchCon
     from .train.config import DataConfig, RunConfig
     from .train.loop import TrainConfig, Trainer
 
-    run_dir = work / f"lm-{short}-{mode}"
+    run_dir = work / f"lm-{short}-{mode}-s{cfg.seed}"
     export, done = run_dir / "export", run_dir / "done.json"
     if done.is_file() and json.loads(done.read_text()).get("steps") == cfg.lm_steps and export.is_dir():
         log(f"  reusing {export}")
@@ -178,11 +182,48 @@ def _train_lm(short: str, mode: str, tokens: dict, info: dict, cfg: DualBenchCon
 
 
 # ---------------------------------------------------------------------------------------- scoring
-def _windows(tokens: list[Tokens], frames: int, n: int) -> list[torch.Tensor]:
+def _windows(tokens: list[Tokens], frames: int, n: int) -> tuple[list[torch.Tensor], list[int]]:
+    """At most ``n`` non-overlapping windows, round-robin over the pieces, and the piece of each (windows
+    of one piece are not independent: intervals resample pieces)."""
     from .train.lm import TokenWindows
 
     w = TokenWindows(tokens, frames, random=False, max_windows=n)
-    return TokenWindows.collate([w[i] for i in range(len(w))])
+    return TokenWindows.collate([w[i] for i in range(len(w))]), [piece for piece, _ in w.grid]
+
+
+def track_reconstruction(tokenizer, corpus: str | Path, split: str, clips: int, seconds: float,
+                         resamples: int = 1000, seed: int = 0) -> dict:
+    """Mel distance of each track's decoded tokens to its stem: one ``seconds`` clip from the middle of
+    each of the first ``clips`` pieces of ``split``, through the tokenizer's own decoder (a two-track
+    tokenizer encodes the pair; a single-stream one each stem on its own). Mean and bootstrap interval."""
+    from .data.datasets import CorpusIndex
+    from .metrics.intervals import cluster_bootstrap
+    from .metrics.reconstruction import mel_distance
+
+    sr = tokenizer.sample_rate
+    n = round(seconds * sr)
+    dist: dict[str, list[float]] = {t: [] for t in DUO_TRACKS}
+    for piece in CorpusIndex(corpus, split).pieces[:clips]:
+        stems = duo_stems(corpus, piece, sr)
+        start = max(0, (stems.shape[1] - n) // 2)
+        x = torch.from_numpy(stems[:, start: start + n])
+        with torch.no_grad():
+            if getattr(tokenizer, "stem_inputs", 0) == 2:
+                y = tokenizer.decode(tokenizer.encode(x[None]))[0].cpu()
+            else:
+                y = tokenizer.decode(tokenizer.encode(x)).cpu()  # the two stems as a batch of two clips
+        d = mel_distance(x, y, sr, align=True)
+        for k, t in enumerate(DUO_TRACKS):
+            dist[t].append(float(d[k]))
+    if not dist[DUO_TRACKS[0]]:
+        raise ValueError(f"{corpus}: the {split} split has no pieces")
+    out = {}
+    for t, v in dist.items():
+        a = np.asarray(v)
+        out[t] = {"mel_distance": float(a.mean()), "clips": int(a.size),
+                  "interval": list(cluster_bootstrap(lambda i, a=a: float(a[i].mean()), np.arange(a.size),
+                                                     resamples=resamples, seed=seed))}
+    return out
 
 
 def _track_metrics(scores, codes: list[torch.Tensor], layout: TokenLayout) -> dict:
@@ -236,10 +277,13 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
     info = {"source": tokenizer.source, **dataclasses.asdict(tokenizer.fingerprint())}
     rate = layout.streams[0].frame_rate
     frames = max(1, round(cfg.context_seconds * rate))
-    codes = _windows(tokens["test"], frames, cfg.lm_eval_windows)
+    codes, pieces = _windows(tokens["test"], frames, cfg.lm_eval_windows)
+    log(f"[{short}] per-track reconstruction, {cfg.recon_clips} clips of {cfg.recon_seconds:g} s")
     result: dict = {"layout": layout.to_dict(), "kbps": layout.bitrate / 1000,
                     "tokens_per_second": layout.tokens_per_second, "codebook": _codebook_health(tokens["test"]),
-                    "windows": int(codes[0].shape[0]), "context_frames": frames}
+                    "windows": int(codes[0].shape[0]), "pieces": len(set(pieces)), "context_frames": frames,
+                    "reconstruction": track_reconstruction(tokenizer, cfg.corpus, cfg.eval_split, cfg.recon_clips,
+                                                           cfg.recon_seconds, cfg.resamples, cfg.seed)}
     for mode in ("parallel", "conditional"):
         log(f"[{short}] dual-track LM, {mode}")
         lm = load_lm(_train_lm(short, mode, tokens, info, cfg, work, log))
@@ -252,9 +296,9 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
         scores = cell_scores(model, lm.pattern, codes)
         result[mode] = _track_metrics(scores, codes, layout)
         if mode == "conditional":
-            scorer = cnbpt_scorer(model, pattern_for, streams=[1])
+            scorer = cnbpt_scorer(model, pattern_for, streams=[1], per_window=True)
             curves = corruption_curves(scorer, codes, track=0, shifts=cfg.shifts, mask_ratios=cfg.mask_ratios,
-                                       seed=cfg.seed)
+                                       seed=cfg.seed, groups=pieces, resamples=cfg.resamples)
             result["corruption"] = curves.to_dict()
         else:
             scorer = cnbpt_scorer(model, pattern_for, streams=[0, 1])
@@ -267,7 +311,7 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
 
 # ---------------------------------------------------------------------------------------- the run
 def run_dual_bench(cfg: DualBenchConfig, log: Log = print) -> dict:
-    from .bench import start_run
+    from .bench import _short, start_run
     from .tokenizers.base import Tokenizer
 
     t0 = time.time()
@@ -277,7 +321,9 @@ def run_dual_bench(cfg: DualBenchConfig, log: Log = print) -> dict:
         tok = Tokenizer.from_pretrained(name)  # fail early on a bad name or layout
         if getattr(tok, "stem_inputs", 0) != 2:
             two_track_layout(tok.layout)
-        tokenizers[name.rstrip("/").split("/")[-1]] = tok
+        if _short(name) in tokenizers:
+            raise ValueError(f"{name}: two tokenizers would share the row name {_short(name)!r}")
+        tokenizers[_short(name)] = tok
     rows = {short: evaluate_dual(cfg, short, tok, work, log) for short, tok in tokenizers.items()}
     result = {"config": dataclasses.asdict(cfg), "rows": rows, "wall_seconds": time.time() - t0, "date": date,
               "musictok_version": __version__, "metrics_version": METRICS_VERSION}

@@ -793,6 +793,8 @@ def bench_cmd(
                                  "held-out clips (Mel statistics and a tagger trained here), with their floor."),
     tagger: Optional[Path] = typer.Option(None, help="A trained tagger folder for --frechet (default: train one "
                                           "into <work>/tagger, reused by later runs)."),
+    seed: int = typer.Option(0, help="Seed of the LMs and the bootstrap; each seed trains its own LMs (run "
+                             "several to see the spread between seeds)."),
 ) -> None:
     """Compare tokenizers under one held-constant protocol: table, plots and an HTML report with audio."""
     from .bench import BenchConfig, run_bench
@@ -808,7 +810,7 @@ def bench_cmd(
         from .tokenizers.base import TokenizerError
 
         kw = {"corpus": str(corpus), "out": str(out), "eval_split": split, "cache_dir": str(cache_dir),
-              "work": str(work if work != Path("runs/bench") else Path("runs/bench-dual"))}
+              "work": str(work if work != Path("runs/bench") else Path("runs/bench-dual")), "seed": seed}
         kw |= ({"lm_steps": lm_steps} if lm_steps is not None else {}) | ({"name": name} if name else {})
         dcfg = DualBenchConfig.quick(names, **kw) if quick else DualBenchConfig(tokenizers=names, **kw)
         try:
@@ -822,7 +824,7 @@ def bench_cmd(
         raise UserError(f"{real}: --real folder not found")
     kw = {"corpus": str(corpus), "out": str(out), "work": str(work), "baselines": baselines,
           "eval_split": split, "cache_dir": str(cache_dir), "real": str(real) if real else None,
-          "probe": probe, "frechet": frechet}
+          "probe": probe, "frechet": frechet, "seed": seed}
     if probe_real is not None:
         if not (probe_real / "metadata.jsonl").is_file():
             raise UserError(f"{probe_real}: --probe-real needs an imported corpus (metadata.jsonl); "

@@ -174,16 +174,26 @@ def plot_codebook_usage(usage: dict[str, dict[str, list[list[int]]]], path: str 
 
 def plot_corruption(curves: dict[str, dict], path: str | Path) -> Path:
     """DuoTok's Fig. 3: relative cnBPT cost of corrupting the conditioning track, per tokenizer — against the
-    shift (frames) and the mask ratio, with the mismatch as a bar. ``curves``: name -> ``CorruptionResult.to_dict()``."""
+    shift (frames) and the mask ratio, with the mismatch as a bar; shaded bands and error bars are the
+    bootstrap intervals when the result has them. ``curves``: name -> ``CorruptionResult.to_dict()``."""
     plt = _figure_backend()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), gridspec_kw={"width_ratios": [2, 2, 1]})
     names = list(curves)
     for name, c in curves.items():
-        shift = sorted((int(k), v) for k, v in c["shift"].items())
-        mask = sorted((float(k), v) for k, v in c["mask"].items())
-        axes[0].plot([k for k, _ in shift], [100 * v for _, v in shift], marker="o", label=name)
-        axes[1].plot([k for k, _ in mask], [100 * v for _, v in mask], marker="o", label=name)
-    axes[2].bar(range(len(names)), [100 * (curves[n]["mismatch"] or 0.0) for n in names])
+        ivs = c.get("intervals") or {}
+        for ax, kind, cast in ((axes[0], "shift", int), (axes[1], "mask", float)):
+            pts = sorted((cast(k), v) for k, v in c[kind].items())
+            line, = ax.plot([k for k, _ in pts], [100 * v for _, v in pts], marker="o", label=name)
+            band = [ivs.get(f"{kind} {k:g}") for k, _ in pts]
+            if pts and all(band):  # the 95 % bootstrap interval over pieces, when measured
+                ax.fill_between([k for k, _ in pts], [100 * b[0] for b in band], [100 * b[1] for b in band],
+                                color=line.get_color(), alpha=0.2, linewidth=0)
+    heights = [100 * (curves[n]["mismatch"] or 0.0) for n in names]
+    bands = [(curves[n].get("intervals") or {}).get("mismatch") for n in names]
+    err = None
+    if names and all(bands):
+        err = [[h - 100 * b[0] for h, b in zip(heights, bands)], [100 * b[1] - h for h, b in zip(heights, bands)]]
+    axes[2].bar(range(len(names)), heights, yerr=err, capsize=3)
     axes[2].set_xticks(range(len(names)), names, rotation=30, ha="right")
     axes[0].set_xscale("log", base=2)
     for ax, title, xlabel in zip(axes, ("shift", "masking", "mismatch"), ("shift (frames)", "mask ratio", "")):

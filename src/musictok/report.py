@@ -235,6 +235,10 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _bracket(interval: list | None, digits: int = 3) -> str:
+    return "" if not interval else f"[{_num(interval[0], digits)}, {_num(interval[1], digits)}]"
+
+
 def _utilization(cb: dict) -> str:
     """Utilization beside that of uniformly used codes at the same number of tokens (its ceiling there)."""
     uniform = cb.get("uniform_utilization")
@@ -251,19 +255,25 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
              f"{cfg['eval_split']} split. enBPT and norm. H divide by the codes' unigram entropy: "
              + ("the plug-in estimate (metrics v1)." if str(result.get("metrics_version")) == "1" else
                 f"the NSB estimate (metrics v{result.get('metrics_version')})."), "",
+             f"LM seed {cfg.get('seed', 0)}. Mel distance: each track's decode against its stem, "
+             f"{cfg.get('recon_clips', '?')} clips of {cfg.get('recon_seconds', '?')} s, with a 95 % bootstrap "
+             "interval; corruption costs: 95 % intervals from resampling the test pieces (clean and corrupted "
+             "paired).", "",
              "## Parallel (unconditional), per track", "",
-             "| tokenizer | kbps | track | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@5 | Acc@10 | Acc@50 | util. (if uniform) "
-             "| norm. H |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| tokenizer | kbps | track | Mel dist. ↓ | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@5 | Acc@10 | Acc@50 "
+             "| util. (if uniform) | norm. H |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["rows"].items():
         for track, s in r["parallel"]["streams"].items():
             acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
             cb = r["codebook"][track]
-            lines.append(f"| {name} | {r['kbps']:.3f} | {track} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | "
+            rec = (r.get("reconstruction") or {}).get(track)
+            mel = "–" if rec is None else f"{rec['mel_distance']:.3f} {_bracket(rec['interval'])}"
+            lines.append(f"| {name} | {r['kbps']:.3f} | {track} | {mel} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | "
                          f"{_num(s['enbpt'])} | {_num(s['cnbps'], 1)} | {_num(acc.get('1'))} | {_num(acc.get('5'))} | "
                          f"{_num(acc.get('10'))} | {_num(acc.get('50'))} | {_utilization(cb)} | "
                          f"{_num(cb['normalized_entropy'])} |")
-        lines.append(f"| {name} | | **avg** | {_num(r['parallel']['cnbpt'])} | {_num(r['parallel']['bpt'])} | "
+        lines.append(f"| {name} | | **avg** | | {_num(r['parallel']['cnbpt'])} | {_num(r['parallel']['bpt'])} | "
                      f"{_num(r['parallel']['enbpt'])} | {_num(r['parallel']['cnbps'], 1)} | | | | | | |")
     lines += ["", "## Track-to-track (accompaniment given the lead)", "",
               "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@5 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
@@ -276,6 +286,16 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
         mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
         lines.append(f"| {name} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | {_num(s['enbpt'])} | {_num(acc.get('1'))} | "
                      f"{_num(acc.get('5'))} | {_num(acc.get('10'))} | {_num(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
+    if any((r["corruption"].get("intervals") or {}) for r in result["rows"].values()):
+        lines += ["", "## Corruption costs with their intervals (ΔcnBPT of the accompaniment, 95 %)", "",
+                  "| tokenizer | corruption | ΔcnBPT | interval |", "|---|---|---|---|"]
+        for name, r in result["rows"].items():
+            c = r["corruption"]
+            for key, iv in (c.get("intervals") or {}).items():
+                kind, _, at = key.partition(" ")
+                value = c["mismatch"] if kind == "mismatch" else next(
+                    v for k, v in c[kind].items() if float(k) == float(at))
+                lines.append(f"| {name} | {key} | {value:+.1%} | [{iv[0]:+.1%}, {iv[1]:+.1%}] |")
     lines += ["", "## Context scaling (parallel LM, cnBPT of the last "
               f"{cfg['scored_seconds']:g} s against the window's length)", "",
               "| tokenizer | " + " | ".join(f"{k} s" for k in next(iter(result["rows"].values()))["context"]) + " |",

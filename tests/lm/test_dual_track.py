@@ -100,3 +100,13 @@ def test_a_tiny_lm_leans_on_the_lead_and_pays_for_its_corruption():
     # scoring only the last frames of the window
     assert scorer(test, last=4) == pytest.approx(
         float(res.nll[1][:, -4:].sum()) / math.log(2) / (8 * 4) / math.log2(K), rel=1e-4)
+    # per window: the same pooled number, and each window's own share of it
+    windows = cnbpt_scorer(model, pattern_for, streams=[1], per_window=True)(test)
+    assert windows.cnbpt == pytest.approx(clean, rel=1e-9)
+    assert windows.bits[3].item() == pytest.approx(float(res.nll[1][3][res.scored[1][3]].sum()) / math.log(2), rel=1e-6)
+    assert torch.all(windows.norm == (frames - 2) * math.log2(K))
+    sure = corruption_curves(cnbpt_scorer(model, pattern_for, streams=[1], per_window=True), test, track=0,
+                             shifts=(4,), mask_ratios=(0.8,))
+    assert sure.shift[4] == pytest.approx(curves.shift[4], rel=1e-6)
+    low, high = sure.intervals["shift 4"]
+    assert 1.0 < low <= sure.shift[4] <= high  # a model that copies: the cost's interval is far from 0

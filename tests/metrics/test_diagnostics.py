@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from musictok.metrics.diagnostics import (
+    WindowBits,
     context_scaling,
     corruption_curves,
     mask_track,
@@ -96,3 +97,32 @@ def test_context_scaling_scores_the_same_final_frames():
     assert curve[12] == pytest.approx(0.05 / 4) and curve[64] == pytest.approx(0.05 / 4)
     with pytest.raises(ValueError):
         context_scaling(history_scorer, codes, contexts=(2,), eval_frames=4)
+
+
+def copy_window_scorer(codes, last=None) -> WindowBits:
+    """``copy_scorer`` window by window."""
+    lead, acc = codes
+    hit = (lead == acc).double().flatten(1)
+    bits = -(hit * math.log2(0.9) + (1 - hit) * math.log2(0.1 / (K - 1)))
+    return WindowBits(bits.sum(1), torch.full((lead.shape[0],), hit.shape[1] * math.log2(K), dtype=torch.float64))
+
+
+def test_per_window_scores_give_paired_intervals_around_the_cost():
+    codes = _toy(batch=32)
+    pooled = corruption_curves(copy_scorer, codes, track=0, shifts=(2,), mask_ratios=(0.5,))
+    res = corruption_curves(copy_window_scorer, codes, track=0, shifts=(2,), mask_ratios=(0.5,))
+    assert res.clean == pytest.approx(pooled.clean) and res.mask[0.5] == pytest.approx(pooled.mask[0.5])
+    assert set(res.intervals) == {"shift 2", "mask 0.5", "mismatch"} and res.windows == 32
+    for key, value in (("shift 2", res.shift[2]), ("mask 0.5", res.mask[0.5]), ("mismatch", res.mismatch)):
+        low, high = res.intervals[key]
+        assert 0 < low <= value <= high
+    assert res.intervals["mask 0.5"][1] - res.intervals["mask 0.5"][0] > 0  # masking varies by window
+    # windows of four pieces, eight each: resampling pieces gives a wider interval than resampling windows
+    pieces = corruption_curves(copy_window_scorer, codes, track=0, shifts=(), mask_ratios=(0.5,), mismatch=False,
+                               groups=[i // 8 for i in range(32)])
+    width = lambda iv: iv[1] - iv[0]  # noqa: E731
+    assert width(pieces.intervals["mask 0.5"]) != pytest.approx(width(res.intervals["mask 0.5"]))
+    # a scorer that ignores the lead: every cost and its interval is exactly 0
+    blind = corruption_curves(lambda c, last=None: WindowBits(torch.ones(32), torch.full((32,), 2.0)), codes,
+                              track=0, shifts=(4,), mask_ratios=(0.5,))
+    assert all(iv == [0.0, 0.0] for iv in blind.intervals.values())

@@ -9,12 +9,14 @@ into the ``scorer(codes, last=None) -> cnBPT`` that :mod:`musictok.metrics.diagn
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..metrics.diagnostics import WindowBits
 from ..metrics.predictability import mean_log2_codebook_size
 from .model import TokenLM
 from .patterns import SequencePattern
@@ -55,27 +57,26 @@ def cell_scores(model: TokenLM, pattern: SequencePattern, codes: Sequence[Tensor
 
 
 def cnbpt_scorer(model: TokenLM, pattern_for: Callable[[int], SequencePattern], streams: Sequence[int],
-                 batch_size: int = 8) -> Callable[..., float]:
+                 batch_size: int = 8, per_window: bool = False) -> Callable[..., float | WindowBits]:
     """``scorer(codes, last=None) -> cnBPT`` of the scored cells of ``streams`` (pooled over them), for
     :mod:`musictok.metrics.diagnostics`. ``pattern_for(frames)`` builds the pattern of a window of that many
-    frames; ``last`` keeps only the window's last frames."""
+    frames; ``last`` keeps only the window's last frames. ``per_window``: return each window's bits and
+    normaliser (:class:`WindowBits`, whose ``cnbpt`` is the same number) so that costs get intervals."""
 
-    def scorer(codes: Sequence[Tensor], last: int | None = None) -> float:
+    def scorer(codes: Sequence[Tensor], last: int | None = None) -> float | WindowBits:
         pattern = pattern_for(codes[0].shape[1])
         res = cell_scores(model, pattern, codes, batch_size)
-        bits, log2k, n = 0.0, 0.0, 0
+        batch = codes[0].shape[0]
+        bits, norm = torch.zeros(batch, dtype=torch.float64), torch.zeros(batch, dtype=torch.float64)
         for s in streams:
-            nll, keep = res.nll[s], res.scored[s].clone()
+            nll, keep = res.nll[s].double(), res.scored[s].clone()
             if last is not None:
                 keep[:, : keep.shape[1] - last] = False
-            count = int(keep.sum())
-            if count == 0:
-                continue
-            bits += float(nll[keep].double().sum()) / torch.log(torch.tensor(2.0)).item()
-            log2k += mean_log2_codebook_size(list(pattern.layout.streams[s].codebook_sizes)) * count
-            n += count
-        if n == 0:
+            bits += torch.where(keep, nll, 0.0).flatten(1).sum(1) / math.log(2)  # unscored cells may hold anything
+            norm += mean_log2_codebook_size(list(pattern.layout.streams[s].codebook_sizes)) * keep.flatten(1).sum(1)
+        if not bool((norm > 0).any()):
             raise ValueError("the scorer found no scored cell in these streams (and last frames)")
-        return bits / log2k
+        scores = WindowBits(bits, norm)
+        return scores if per_window else scores.cnbpt
 
     return scorer

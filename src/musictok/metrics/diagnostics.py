@@ -15,7 +15,9 @@ track-to-track protocol, the target track after its prefix — restricted to the
   (``context_scaling``): a model that uses non-local structure keeps gaining.
 
 ``codes`` is a list with one tensor per stream; ``track`` (the corrupted, conditioning track) is an index
-into it.
+into it. A scorer may return :class:`WindowBits` (each window's bits and normaliser) instead of a float;
+then every corruption cost also gets a paired bootstrap interval over the windows (clustered by piece when
+``groups`` names each window's piece): the noise floor a claim about the curves must clear.
 """
 
 from __future__ import annotations
@@ -23,21 +25,44 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from .intervals import cluster_bootstrap
 
 __all__ = [
     "CorruptionResult",
     "Scorer",
+    "WindowBits",
     "context_scaling",
     "corruption_curves",
     "mask_track",
     "mismatch_track",
+    "paired_cost_interval",
     "relative_cost",
     "shift_track",
 ]
 
-Scorer = Callable[..., float]  # scorer(codes: list[Tensor], last: int | None = None) -> cnBPT
+
+
+@dataclass
+class WindowBits:
+    """Each window's bits over its scored cells and their normaliser ``Σ log2 K``: cnBPT pools them."""
+
+    bits: Tensor  # (B,)
+    norm: Tensor  # (B,)
+
+    @property
+    def cnbpt(self) -> float:
+        return float(self.bits.double().sum() / self.norm.double().sum())
+
+
+Scorer = Callable[..., "float | WindowBits"]  # scorer(codes: list[Tensor], last: int | None = None)
+
+
+def _cnbpt(score: float | WindowBits) -> float:
+    return score.cnbpt if isinstance(score, WindowBits) else float(score)
 
 
 def relative_cost(clean: float, corrupted: float) -> float:
@@ -106,6 +131,9 @@ class CorruptionResult:
     shift: dict[int, float] = field(default_factory=dict)  # offset (frames) -> ΔcnBPT
     mask: dict[float, float] = field(default_factory=dict)  # ratio -> ΔcnBPT
     mismatch: float | None = None
+    # "shift 4", "mask 0.5", "mismatch" -> [low, high] (only when the scorer gave per-window bits)
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    windows: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -117,19 +145,45 @@ class CorruptionResult:
 def corruption_curves(scorer: Scorer, codes: Sequence[Tensor], track: int, *,
                       shifts: Sequence[int] = (1, 2, 4, 8, 16, 32),
                       mask_ratios: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
-                      mismatch: bool = True, seed: int = 0) -> CorruptionResult:
+                      mismatch: bool = True, seed: int = 0, groups: Sequence | None = None,
+                      resamples: int = 1000, level: float = 0.95) -> CorruptionResult:
     """Score the clean windows, then each corruption of the conditioning ``track``; the random draws of the
-    masking come from ``seed``, so a rerun gives the same numbers."""
+    masking (and of the bootstrap) come from ``seed``, so a rerun gives the same numbers. With a per-window
+    scorer, each cost gets a ``level`` interval from resampling windows (or the pieces ``groups`` names)
+    with the clean and corrupted scores paired."""
     clean = scorer(list(codes))
-    out = CorruptionResult(clean)
+    out = CorruptionResult(_cnbpt(clean), windows=int(codes[track].shape[0]))
+
+    def cost(key: str, corrupted: float | WindowBits) -> float:
+        if isinstance(clean, WindowBits) and isinstance(corrupted, WindowBits):
+            out.intervals[key] = list(paired_cost_interval(clean, corrupted, groups, resamples=resamples,
+                                                           level=level, seed=seed))
+        return relative_cost(out.clean, _cnbpt(corrupted))
+
     for k in shifts:
-        out.shift[int(k)] = relative_cost(clean, scorer(shift_track(codes, track, k)))
+        out.shift[int(k)] = cost(f"shift {int(k)}", scorer(shift_track(codes, track, k)))
     g = torch.Generator().manual_seed(seed)
     for r in mask_ratios:
-        out.mask[float(r)] = relative_cost(clean, scorer(mask_track(codes, track, r, g)))
+        out.mask[float(r)] = cost(f"mask {float(r):g}", scorer(mask_track(codes, track, r, g)))
     if mismatch:
-        out.mismatch = relative_cost(clean, scorer(mismatch_track(codes, track)))
+        out.mismatch = cost("mismatch", scorer(mismatch_track(codes, track)))
     return out
+
+
+def paired_cost_interval(clean: WindowBits, corrupted: WindowBits, groups: Sequence | None = None, *,
+                         resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the relative cost, the same windows resampled on both sides."""
+    b0, n0 = clean.bits.double().numpy(), clean.norm.double().numpy()
+    b1, n1 = corrupted.bits.double().numpy(), corrupted.norm.double().numpy()
+    if not b0.shape == b1.shape:
+        raise ValueError(f"clean and corrupted scores cover different windows: {b0.shape} vs {b1.shape}")
+
+    def stat(idx: np.ndarray) -> float:
+        c = b0[idx].sum() / n0[idx].sum()
+        return float((b1[idx].sum() / n1[idx].sum() - c) / c)
+
+    return cluster_bootstrap(stat, np.arange(b0.size) if groups is None else groups, resamples=resamples,
+                             level=level, seed=seed)
 
 
 def context_scaling(scorer: Scorer, codes: Sequence[Tensor], contexts: Sequence[int], eval_frames: int
@@ -145,5 +199,5 @@ def context_scaling(scorer: Scorer, codes: Sequence[Tensor], contexts: Sequence[
     for c in sorted(int(x) for x in contexts):
         if not eval_frames <= c <= total:
             raise ValueError(f"a context of {c} frames must hold the {eval_frames} scored frames and fit in {total}")
-        out[c] = scorer([x[:, total - c:] for x in codes], last=eval_frames)
+        out[c] = _cnbpt(scorer([x[:, total - c:] for x in codes], last=eval_frames))
     return out

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .intervals import cluster_resamples
+
 
 def clip_features(embeddings: Sequence[Tensor]) -> Tensor:
     """Per-stream code embeddings ``(B, frames, slots, D)`` -> ``(B, F)``: mean and std over frames, every slot
@@ -185,12 +187,8 @@ def probe_attributes(train_x: Tensor, train_y: Tensor, train_known: Tensor, test
                          "prevalence": pos / n, "positives": pos, "clips": n,
                          "pieces": int(len(set(groups[k]))), "positive_pieces": int(len(set(groups[k & (y[:, t] > 0)])))}
     ap, auc = _macro(s, y, known, scored)
-    rng = np.random.default_rng(seed)
-    unique = np.unique(groups)
-    members = {g: np.flatnonzero(groups == g) for g in unique}
     boot_ap, boot_auc = [], []
-    for _ in range(resamples):
-        idx = np.concatenate([members[g] for g in rng.choice(unique, size=unique.size, replace=True)])
+    for idx in cluster_resamples(groups, resamples, seed):
         a, u = _macro(s[idx], y[idx], known[idx], scored)
         boot_ap.append(a)
         boot_auc.append(u)
@@ -204,7 +202,7 @@ def probe_attributes(train_x: Tensor, train_y: Tensor, train_known: Tensor, test
         lo, hi = np.quantile(b, [alpha, 1 - alpha])
         return Interval(value, float(lo), float(hi))
 
-    perm = torch.from_numpy(rng.permutation(train_x.shape[0]))
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(train_x.shape[0]))
     control = fit_probe(train_x, train_y[perm], train_known[perm], l2=l2)
     sh_ap, sh_auc = _macro(control.scores(test_x).numpy(), y, known, scored)
     return ProbeResult(per_tag, interval(ap, boot_ap), interval(auc, boot_auc),
