@@ -1,0 +1,211 @@
+"""DuoTok's claims (§4–§5, App. D), checked on `musictok bench --dual` results over several LM seeds.
+
+    .venv/bin/python benchmarks/duotok_claims.py --main docs/results/bench-dual-s0.json docs/results/bench-dual-s1.json \\
+        [--ablations docs/results/duotok-ablations-s0.json ...] [--duotok duotok-small-stage4] \\
+        [--reference duotok-small-stage3] [--out docs/results/duotok-claims]
+
+Each ``--main`` file is one seed of the dual-track protocol over DuoTok and its baselines; each ``--ablations``
+file one seed of the same protocol over DuoTok's stage-3 tokens (``--reference``) and the ablated variants
+(rows named ``…-no-noise-…`` etc., from ``scripts/duotok_ablations.sh``). A claim is *reproduced* when it holds
+at every seed, *not reproduced* when it holds at none, *mixed* otherwise; the numbers of every seed are in
+the table, and the corruption costs carry their bootstrap intervals over test pieces (from the bench), so a
+difference inside them is called so.
+
+The claims:
+1. DuoTok has the lowest cnBPT (parallel LM, both tracks) of all rows.
+2. Corrupting the lead costs most by mismatch, then masking, then shifting (each at its strongest setting).
+3. DuoTok's mismatch cost is larger than every baseline's.
+4. DuoTok's context scaling is steeper: its relative cnBPT gain from the shortest to the longest context is
+   larger than every baseline's.
+5. Ablations: removing the noise raises cnBPT; not freezing the encoder raises it most; removing the MSS head
+   does not raise it (the paper: slightly lower) but worsens the Mel distance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from musictok.atomic import write_json, write_text
+from musictok.report import provenance
+
+
+def load(paths: list[Path]) -> list[dict]:
+    out = []
+    for p in paths:
+        if not p.is_file():
+            raise SystemExit(f"{p}: no such results file (run `musictok bench --dual --seed N --name …` first)")
+        out.append(json.loads(p.read_text()))
+    return out
+
+
+def cnbpt(row: dict) -> float:
+    return row["parallel"]["cnbpt"]
+
+
+def mel(row: dict) -> float:
+    return statistics.fmean(v["mel_distance"] for v in row["reconstruction"].values())
+
+
+def strongest(row: dict) -> dict[str, float]:
+    """Each corruption at its strongest setting: the largest shift, the largest mask ratio, the mismatch."""
+    c = row["corruption"]
+    shift = max(c["shift"], key=lambda k: int(k))
+    mask = max(c["mask"], key=lambda k: float(k))
+    return {f"shift {shift}": c["shift"][shift], f"mask {float(mask):g}": c["mask"][mask], "mismatch": c["mismatch"]}
+
+
+def context_gain(row: dict) -> float:
+    """Relative cnBPT drop from the shortest to the longest context."""
+    pts = sorted((float(k), v) for k, v in row["context"].items())
+    return (pts[0][1] - pts[-1][1]) / pts[0][1]
+
+
+def verdict(holds: list[bool]) -> str:
+    k, n = sum(holds), len(holds)
+    return f"reproduced ({k}/{n} seeds)" if k == n else f"not reproduced ({k}/{n} seeds)" if k == 0 \
+        else f"mixed ({k}/{n} seeds)"
+
+
+def seed_of(result: dict) -> int:
+    return int(result["config"].get("seed", 0))
+
+
+def main_claims(results: list[dict], duotok: str) -> list[dict]:
+    claims = []
+    for r in results:
+        if duotok not in r["rows"]:
+            raise SystemExit(f"no row {duotok!r} in the seed-{seed_of(r)} results (rows: {', '.join(r['rows'])})")
+    base = [n for n in results[0]["rows"] if n != duotok]
+    seeds = [seed_of(r) for r in results]
+
+    holds = [all(cnbpt(r["rows"][duotok]) < cnbpt(r["rows"][b]) for b in base) for r in results]
+    claims.append({"claim": "DuoTok has the lowest cnBPT", "verdict": verdict(holds),
+                   "values": {f"s{s}": {n: round(cnbpt(row), 4) for n, row in r["rows"].items()}
+                              for s, r in zip(seeds, results)}})
+
+    def ordered(row: dict) -> bool:
+        sh, ma, mm = strongest(row).values()
+        return mm > ma > sh
+
+    for name in [duotok] + base:
+        holds = [ordered(r["rows"][name]) for r in results]
+        values = {}
+        for s, r in zip(seeds, results):
+            c = r["rows"][name]["corruption"]
+            values[f"s{s}"] = {k: f"{v:+.1%}" + (f" [{c['intervals'][k][0]:+.1%}, {c['intervals'][k][1]:+.1%}]"
+                                                 if k in (c.get("intervals") or {}) else "")
+                               for k, v in strongest(r["rows"][name]).items()}
+        claims.append({"claim": f"{name}: mismatch > mask > shift", "verdict": verdict(holds), "values": values})
+
+    def separated(r: dict, b: str) -> str:
+        """Whether the two mismatch intervals overlap."""
+        a = r["rows"][duotok]["corruption"].get("intervals", {}).get("mismatch")
+        c = r["rows"][b]["corruption"].get("intervals", {}).get("mismatch")
+        if not a or not c:
+            return "no intervals"
+        return "intervals apart" if a[0] > c[1] or c[0] > a[1] else "intervals overlap"
+
+    holds = [all(r["rows"][duotok]["corruption"]["mismatch"] > r["rows"][b]["corruption"]["mismatch"] for b in base)
+             for r in results]
+    claims.append({"claim": "DuoTok's mismatch cost is the largest", "verdict": verdict(holds),
+                   "values": {f"s{s}": {n: f"{row['corruption']['mismatch']:+.1%}"
+                                        + ("" if n == duotok else f" ({separated(r, n)})")
+                                        for n, row in r["rows"].items()} for s, r in zip(seeds, results)}})
+
+    holds = [all(context_gain(r["rows"][duotok]) > context_gain(r["rows"][b]) for b in base) for r in results]
+    claims.append({"claim": "DuoTok's context scaling is the steepest (relative cnBPT gain, shortest → longest)",
+                   "verdict": verdict(holds),
+                   "values": {f"s{s}": {n: f"{context_gain(row):+.1%}" for n, row in r["rows"].items()}
+                              for s, r in zip(seeds, results)}})
+    return claims
+
+
+def ablation_claims(results: list[dict], reference: str) -> list[dict]:
+    seeds = [seed_of(r) for r in results]
+
+    def row(r: dict, tag: str) -> dict | None:
+        hits = [n for n in r["rows"] if tag in n]
+        return r["rows"][hits[0]] if hits else None
+
+    claims = []
+    for tag, claim, test in (
+            ("no-noise", "without the noise, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref)),
+            ("no-freeze", "without freezing the encoder, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref)),
+            ("no-mss", "without the MSS head, cnBPT does not rise and the Mel distance does",
+             lambda a, ref: cnbpt(a) <= cnbpt(ref) and mel(a) > mel(ref))):
+        if any(row(r, tag) is None for r in results):
+            continue
+        holds = [test(row(r, tag), r["rows"][reference]) for r in results]
+        claims.append({"claim": claim, "verdict": verdict(holds),
+                       "values": {f"s{s}": {"cnBPT": f"{cnbpt(row(r, tag)):.4f} vs {cnbpt(r['rows'][reference]):.4f}",
+                                            "Mel": f"{mel(row(r, tag)):.3f} vs {mel(r['rows'][reference]):.3f}"}
+                                  for s, r in zip(seeds, results)}})
+    ablated = [n for n in results[0]["rows"] if n != reference]
+    if any("no-freeze" in n for n in ablated):
+        holds = [max(ablated, key=lambda n: cnbpt(r["rows"][n])).find("no-freeze") >= 0 for r in results]
+        claims.append({"claim": "not freezing the encoder costs the most cnBPT of the ablations",
+                       "verdict": verdict(holds), "values": {}})
+    return claims
+
+
+def ablation_table(results: list[dict], reference: str) -> list[str]:
+    lines = ["| tokenizer | cnBPT (mean over seeds) | per seed | Acc@1 lead | Acc@1 acc. | Mel lead | Mel acc. |",
+             "|---|---|---|---|---|---|---|"]
+    for name in results[0]["rows"]:
+        rows = [r["rows"][name] for r in results]
+        acc = {t: statistics.fmean(x["parallel"]["streams"][t]["topk_accuracy"]["1"] for x in rows)
+               for t in ("lead", "accompaniment")}
+        mels = {t: statistics.fmean(x["reconstruction"][t]["mel_distance"] for x in rows)
+                for t in ("lead", "accompaniment")}
+        label = f"{name} (reference)" if name == reference else name
+        lines.append(f"| {label} | {statistics.fmean(cnbpt(x) for x in rows):.4f} | "
+                     + ", ".join(f"{cnbpt(x):.4f}" for x in rows)
+                     + f" | {acc['lead']:.3f} | {acc['accompaniment']:.3f} | {mels['lead']:.3f} | "
+                       f"{mels['accompaniment']:.3f} |")
+    return lines
+
+
+def markdown(claims: list[dict], main: list[dict], ablations: list[dict], args: argparse.Namespace) -> str:
+    cfg = main[0]["config"]
+    lines = ["# DuoTok's claims under the dual-track LM protocol", "",
+             f"Seeds {', '.join(str(seed_of(r)) for r in main)} of `musictok bench --dual` (LM {cfg['lm_layers']} × "
+             f"{cfg['lm_embd']}, {cfg['lm_steps']} steps, {cfg['context_seconds']:g} s context, corpus "
+             f"`{cfg['corpus']}`, {cfg['eval_split']} split). Files: "
+             + ", ".join(f"`{p}`" for p in args.main + (args.ablations or [])) + ".", "",
+             "A claim is reproduced when it holds at every seed. Corruption costs carry their 95 % bootstrap "
+             "interval over test pieces; Mel distances are per track (mean of lead and accompaniment here).", "",
+             "| claim | verdict | numbers per seed |", "|---|---|---|"]
+    for c in claims:
+        vals = "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in d.items()) for s, d in c["values"].items())
+        lines.append(f"| {c['claim']} | {c['verdict']} | {vals} |")
+    if ablations:
+        lines += ["", "## Ablations (stage-3 tokens; Mel distance through the Mel head and the vocoder)", ""]
+        lines += ablation_table(ablations, args.reference)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--main", type=Path, nargs="+", required=True, help="bench --dual JSON, one per seed")
+    ap.add_argument("--ablations", type=Path, nargs="*", help="bench --dual JSON of the ablation rows, one per seed")
+    ap.add_argument("--duotok", default="duotok-small-stage4", help="DuoTok's row name in --main")
+    ap.add_argument("--reference", default="duotok-small-stage3", help="the unablated row in --ablations")
+    ap.add_argument("--out", type=Path, default=Path("docs/results/duotok-claims"))
+    args = ap.parse_args()
+    main_results = load(args.main)
+    abl_results = load(args.ablations) if args.ablations else []
+    claims = main_claims(main_results, args.duotok)
+    if abl_results:
+        claims += ablation_claims(abl_results, args.reference)
+    write_json(args.out.with_suffix(".json"), {"claims": claims, "main": [str(p) for p in args.main],
+                                               "ablations": [str(p) for p in args.ablations or []],
+                                               **provenance()})
+    write_text(args.out.with_suffix(".md"), markdown(claims, main_results, abl_results, args))
+    print(args.out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 13: DuoTok's ablations (the paper's §5), each a variant of duotok-small's stages 2-3 from the same
+# stage-1 (or stage-2) export, with the same configs and budgets; only the named option differs:
+#   no-noise     stage 2 without feature-replacement noise (duotok.noise_prob=0), then stage 3
+#   no-mss       stage 2 without the source-separation head (duotok.mss_weight=0), then stage 3
+#   no-symbolic  stages 2 and 3 without the score head (duotok.symbolic_weight=0)
+#   no-freeze    stage 3 with the encoder trained too (duotok.freeze_encoder=false), from duotok-small's stage 2
+# Token predictability needs only stage 3 (the tokens); no stage 4 is trained. Each ≈ 25 min on a quiet 2-core
+# CPU (no-freeze ≈ 20). Runs go to runs/duotok-small-<ablation>-stage{2,3}; restartable at any time
+# (scripts/lib/stage_runs.sh). Then score them against duotok-small's stage 3 under one LM protocol:
+#   musictok bench --dual --tokenizers runs/duotok-small-stage3/export,runs/duotok-small-no-noise-stage3/export,...
+#   nohup scripts/duotok_ablations.sh > runs/duotok-ablations.log 2>&1 &
+# Arguments: the ablations to run (default: all four, in the order above).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/stage_runs.sh
+ABLATIONS=("$@")
+[ ${#ABLATIONS[@]} -gt 0 ] || ABLATIONS=(no-noise no-mss no-symbolic no-freeze)
+S1=runs/duotok-small-stage1/export
+S2=runs/duotok-small-stage2/export
+for a in "${ABLATIONS[@]}"; do
+  out=runs/duotok-small-$a
+  case $a in
+    no-noise)    set2=(--set duotok.noise_prob=0);      set3=() ;;
+    no-mss)      set2=(--set duotok.mss_weight=0);      set3=() ;;
+    no-symbolic) set2=(--set duotok.symbolic_weight=0); set3=(--set duotok.symbolic_weight=0) ;;
+    no-freeze)   set2=();                               set3=(--set duotok.freeze_encoder=false) ;;
+    *) echo "$a: not an ablation (no-noise, no-mss, no-symbolic, no-freeze)" >&2; exit 2 ;;
+  esac
+  if [ ${#set2[@]} -gt 0 ]; then
+    run_stage configs/duotok-small-stage2.yaml "$out-stage2" --init-from "$S1" "${set2[@]}"
+    from=$out-stage2/export
+  else
+    from=$S2
+  fi
+  run_stage configs/duotok-small-stage3.yaml "$out-stage3" --init-from "$from" ${set3[@]+"${set3[@]}"}
+done

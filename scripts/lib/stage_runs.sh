@@ -1,0 +1,38 @@
+# Shared by scripts/duotok_small.sh and scripts/duotok_ablations.sh (source it): run one training stage so
+# that the chain can be started again at any time — a run that finished all its steps is skipped, an
+# interrupted one resumes from its last checkpoint (exactly), and a run that did not finish stops the chain
+# (its export is a mid-run snapshot the next stage must not start from).
+# Environment: MUSICTOK (the command, default .venv/bin/musictok), PYTHON (default .venv/bin/python).
+read -r -a MT <<< "${MUSICTOK:-.venv/bin/musictok}"
+PY=${PYTHON:-.venv/bin/python}
+
+steps_of() {  # train.steps of a config
+  "$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["train"]["steps"])' "$1"
+}
+
+finished() {  # the run in $1 reached step $2 (an interrupted run writes summary.json too, at an earlier step)
+  "$PY" - "$1/summary.json" "$2" <<'PYEOF'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except (OSError, ValueError):
+    sys.exit(1)
+sys.exit(0 if s.get("end_step") == int(sys.argv[2]) else 1)
+PYEOF
+}
+
+run_stage() {  # run_stage CONFIG OUT [train tokenizer options, e.g. --init-from DIR --set key=value]
+  local config=$1 out=$2 steps
+  shift 2
+  [ -f "$config" ] || { echo "$config: no such config" >&2; return 2; }
+  steps=$(steps_of "$config")
+  if finished "$out" "$steps"; then echo "$out: done ($steps steps)"; return 0; fi
+  local resume=(); [ -f "$out/checkpoint.pt" ] && resume=(--resume)
+  echo "$(date +%H:%M) $out: $steps steps $* ${resume[*]}"
+  "${MT[@]}" train tokenizer --config "$config" --out "$out" "$@" "${resume[@]}"
+  if ! finished "$out" "$steps"; then
+    echo "$out: stopped before step $steps; run this script again to resume it" >&2
+    return 1
+  fi
+  echo "$(date +%H:%M) $out: done"
+}
