@@ -845,6 +845,22 @@ def bench_cmd(
         raise UserError(str(e)) from None
 
 
+def _key_values(items: Optional[list[str]], expected: str) -> dict:
+    """``--set key=value`` options as a dict, each value read as YAML (``3`` is a number, ``a`` a string)."""
+    import yaml
+
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected {expected}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+    return out
+
+
 def _train(command: str, config: Optional[Path], resume: bool, out: Optional[Path], steps: Optional[int],
            max_minutes: Optional[float], vocoder: Optional[Path] = None, init_from: Optional[Path] = None,
            sets: Optional[list[str]] = None, init: Optional[str] = None, audio: Optional[list[str]] = None) -> None:
@@ -861,16 +877,7 @@ def _train(command: str, config: Optional[Path], resume: bool, out: Optional[Pat
         overrides["train.max_minutes"] = max_minutes
     if init_from is not None:
         overrides["init_from"] = str(init_from)
-    for item in sets or []:  # --set section.key=value (the value read as YAML)
-        import yaml
-
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected section.key=value, e.g. duotok.noise_prob=0")
-        try:
-            overrides[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+    overrides |= _key_values(sets, "section.key=value, e.g. duotok.noise_prob=0")
     request = RunRequest(command, config, init, list(audio or []), overrides, str(vocoder) if vocoder else None)
     try:
         prepared = prepare_run(request)
@@ -959,6 +966,30 @@ def train_vocoder(
 ) -> None:
     """Train the Mel → waveform vocoder on the rendered corpus, or fine-tune one on your audio."""
     _train("vocoder", config, resume, out, steps, max_minutes, sets=set_, init=init, audio=audio)
+
+
+@app.command("bundle")
+def bundle_cmd(
+    source: str = typer.Argument(..., help="A trained export (e.g. runs/vocoder-small-mel/export), any saved model "
+                                 "folder or a bundled name: tokenizer, vocoder, token LM, separator or tagger."),
+    dest: Path = typer.Argument(..., help="The folder to write, e.g. pretrained/vocoder-small; its files other "
+                                "than config.json and model.safetensors (a MODEL_CARD.md) are kept."),
+    dtype: str = typer.Option("fp16", "--dtype", help="How the floating weights are stored: fp16 (half the "
+                              "file), bf16, or fp32. The recorded fingerprint is that of the weights as stored."),
+    force: bool = typer.Option(False, "--force", help="Replace the model DEST already holds."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Record key=value in config.json (the value read "
+                                             "as YAML; repeatable), e.g. --set train_step=6332."),
+) -> None:
+    """Bundle a trained model as a checkpoint to ship: rounded to --dtype, fingerprinted, written atomically."""
+    from .bundle import STORAGE_DTYPES, bundle
+
+    if dtype not in STORAGE_DTYPES:
+        raise UserError(f"--dtype {dtype}: expected one of {', '.join(STORAGE_DTYPES)}")
+    done = bundle(source, dest, STORAGE_DTYPES[dtype], extra=_key_values(set_, "key=value, e.g. train_step=6332"),
+                  force=force)
+    who = done.fingerprint.short() if done.fingerprint else done.kind
+    console.print(f"bundled {who} into {done.folder} ({done.size_bytes / 1e6:.1f} MB, {done.storage_dtype})",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

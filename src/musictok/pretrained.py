@@ -1,7 +1,9 @@
 """Saved model folders: ``config.json`` + ``model.safetensors``, written atomically, never unpickled.
 
-Used by tokenizers (``save_pretrained`` / ``from_pretrained``) and by the vocoder alike. Named folders are
-looked up in ``$MUSICTOK_PRETRAINED`` (``:``-separated) and then in the repository's ``pretrained/``.
+Used by tokenizers (``save_pretrained`` / ``from_pretrained``), separators, the vocoder and the token LM alike.
+Named folders are looked up in ``$MUSICTOK_PRETRAINED`` (``:``-separated) and then in the repository's
+``pretrained/``. Any of them can be stored in half precision (:func:`for_storage`): the file halves, and loading
+puts the rounded weights back into the model's own (float32) parameters.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -66,6 +69,28 @@ def check_device(device: str | torch.device) -> torch.device:
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise PretrainedError(str(device), f"{dev.type} devices are not supported; use cpu or cuda")
     return dev
+
+
+@dataclass(frozen=True)
+class StoredWeights:
+    """A state dict as it goes into ``model.safetensors`` and as it comes back out of it into the model."""
+
+    stored: dict[str, Tensor]  # what the file holds: floating tensors in the storage dtype
+    loaded: dict[str, Tensor]  # what ``load_state_dict`` makes of it: the model's dtypes, rounded values
+    dtype: str  # recorded in ``config.json`` as ``storage_dtype``: "torch.float16", or "as trained"
+
+
+def for_storage(state: dict[str, Tensor], dtype: torch.dtype | None = None) -> StoredWeights:
+    """Round the floating tensors of ``state`` to ``dtype`` for storage (integer buffers — step counters,
+    code usage — stay as they are). A fingerprint saved beside them must hash :attr:`StoredWeights.loaded`,
+    the weights a user gets back, not the unrounded ones."""
+    if dtype is None:
+        return StoredWeights(state, state, "as trained")
+    if not dtype.is_floating_point:
+        raise PretrainedError(f"storage dtype {dtype}: not a floating type (float16, bfloat16, float32)")
+    stored = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    loaded = {k: v.to(state[k].dtype) for k, v in stored.items()}
+    return StoredWeights(stored, loaded, str(dtype))
 
 
 def write(directory: str | os.PathLike, state: dict[str, Tensor], meta: dict) -> Path:

@@ -415,18 +415,23 @@ def vocoder_discriminator_loss(
     return total
 
 
-def vocoder_fingerprint(vocoder: Vocoder) -> Fingerprint:
-    """Name + config hash + weights hash, as tokenizers have: which vocoder a result or a fine-tune came from."""
-    return Fingerprint("vocoder", config_hash(vocoder.config.to_dict()), weights_hash(vocoder.state_dict()))
+def vocoder_fingerprint(vocoder: Vocoder, state: dict[str, Tensor] | None = None) -> Fingerprint:
+    """Name + config hash + weights hash, as tokenizers have: which vocoder a result or a fine-tune came from.
+    ``state``: hash these weights instead of the vocoder's own (its weights as a saved folder loads them)."""
+    return Fingerprint("vocoder", config_hash(vocoder.config.to_dict()),
+                       weights_hash(vocoder.state_dict() if state is None else state))
 
 
-def save_vocoder(vocoder: Vocoder, directory: str | Path, extra: dict | None = None) -> Path:
-    """Write a vocoder folder (``config.json`` + ``model.safetensors``, atomically), with its fingerprint."""
+def save_vocoder(vocoder: Vocoder, directory: str | Path, extra: dict | None = None, *,
+                 storage_dtype: torch.dtype | None = None) -> Path:
+    """Write a vocoder folder (``config.json`` + ``model.safetensors``, atomically), with its fingerprint.
+    ``storage_dtype=torch.float16`` halves the file; the fingerprint is then that of the rounded weights."""
     from .. import pretrained
 
+    weights = pretrained.for_storage(vocoder.state_dict(), storage_dtype)
     meta = {"model": "vocoder", "config": vocoder.config.to_dict(),
-            "fingerprint": asdict(vocoder_fingerprint(vocoder))}
-    return pretrained.write(directory, vocoder.state_dict(), meta | (extra or {}))
+            "fingerprint": asdict(vocoder_fingerprint(vocoder, weights.loaded)), "storage_dtype": weights.dtype}
+    return pretrained.write(directory, weights.stored, meta | (extra or {}))
 
 
 def load_vocoder(name_or_dir: str | Path, map_location: str | torch.device = "cpu") -> Vocoder:

@@ -216,12 +216,10 @@ class Separator(nn.Module, abc.ABC):
                         storage_dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into ``directory`` (replaced atomically);
         ``storage_dtype=torch.float16`` halves the file."""
-        state = self.state_dict()
-        if storage_dtype is not None:
-            state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
+        weights = pretrained.for_storage(self.state_dict(), storage_dtype)
         meta = {"separator": self.name, "config": self.config_dict(), "stems": self.stem_names,
-                "storage_dtype": str(storage_dtype or "as trained")} | (extra or {})
-        return pretrained.write(directory, state, meta)
+                "storage_dtype": weights.dtype} | (extra or {})
+        return pretrained.write(directory, weights.stored, meta)
 
     @classmethod
     def from_config(cls, config: Any) -> Separator:

@@ -313,16 +313,13 @@ class Tokenizer(nn.Module, abc.ABC):
         ``storage_dtype=torch.float16`` halves the file (bundled checkpoints stay a few MB); floating
         weights are rounded to it, and the saved fingerprint is that of the rounded weights — the model a
         user loads — so tokens made before saving with unrounded weights will not decode with it."""
-        state = self.state_dict()
-        fp, restored = self.fingerprint(), state
+        weights = pretrained.for_storage(self.state_dict(), storage_dtype)
+        fp = self.fingerprint()
         if storage_dtype is not None:
-            state = {k: v.to(storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
-            restored = {k: v.to(self.state_dict()[k].dtype) for k, v in state.items()}
-            fp = Fingerprint(fp.name, fp.config_hash, weights_hash(self.token_space(restored)[1]))
+            fp = Fingerprint(fp.name, fp.config_hash, weights_hash(self.token_space(weights.loaded)[1]))
         meta = {"tokenizer": self.name, "config": self.config_dict(), "fingerprint": dataclasses.asdict(fp),
-                "state_hash": weights_hash(restored),
-                "storage_dtype": str(storage_dtype or "as trained")} | (extra or {})
-        return pretrained.write(directory, state, meta)
+                "state_hash": weights_hash(weights.loaded), "storage_dtype": weights.dtype} | (extra or {})
+        return pretrained.write(directory, weights.stored, meta)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> Tokenizer:

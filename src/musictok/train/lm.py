@@ -123,12 +123,30 @@ def source_has_split(spec: SourceSpec, split: str) -> bool:
     return bool(folder_split(spec.path).get(split))
 
 
-def lm_fingerprint(model: TokenLM, meta: dict) -> Fingerprint:
+def lm_fingerprint(model: TokenLM, meta: dict, state: dict[str, Tensor] | None = None) -> Fingerprint:
     """A token LM's identity: its config, vocabulary and sequence layout (``meta``: pattern, pattern_options,
-    context_frames, layout), and its weights."""
+    context_frames, layout), and its weights (``state``: these instead of the model's own, e.g. the weights
+    as a half-precision folder loads them)."""
     what = {"config": model.config.to_dict(), "vocab": model.vocab.to_dict()}
     what |= {k: meta.get(k) for k in ("pattern", "pattern_options", "context_frames", "layout")}
-    return Fingerprint("token-lm", config_hash(what), weights_hash(model.state_dict()))
+    return Fingerprint("token-lm", config_hash(what), weights_hash(model.state_dict() if state is None else state))
+
+
+# what save_lm writes itself; any other key of its ``meta`` (train_step, run_config, init …) is kept as given
+_LM_OWN_KEYS = ("musictok_version", "model", "config", "vocab", "fingerprint", "storage_dtype")
+
+
+def save_lm(model: TokenLM, directory: str | Path, meta: dict, *, storage_dtype: torch.dtype | None = None) -> Path:
+    """Write a token LM folder (``config.json`` + ``model.safetensors``, atomically). ``meta`` holds the
+    sequence layout (pattern, pattern_options, context_frames, layout) and the tokenizer whose tokens it reads;
+    the model's config, vocabulary and fingerprint are added here. ``storage_dtype=torch.float16`` halves the
+    file; the fingerprint is then that of the rounded weights, the model :func:`load_lm` gives back."""
+    weights = pretrained.for_storage(model.state_dict(), storage_dtype)
+    out = {"model": "token-lm", "config": model.config.to_dict(), "vocab": model.vocab.to_dict()}
+    out |= {k: v for k, v in meta.items() if k not in _LM_OWN_KEYS}
+    out |= {"fingerprint": dataclasses.asdict(lm_fingerprint(model, out, weights.loaded)),
+            "storage_dtype": weights.dtype}
+    return pretrained.write(directory, weights.stored, out)
 
 
 def window_frames(layout, frames: int) -> tuple[int, ...]:
@@ -293,11 +311,10 @@ class LMTask(TrainTask):
 
     def export(self, out_dir: Path, step: int) -> None:
         model = unwrap(self.model)
-        meta = {"model": "token-lm", "config": model.config.to_dict(), "vocab": model.vocab.to_dict(),
-                "pattern": self.lm.pattern, "pattern_options": self.lm.pattern_options, "context_frames": self.frames, "layout": self.layout.to_dict(),
-                "tokenizer": self.tokenizer_info, "train_step": step, "run_config": self.run.to_dict()}
-        meta["fingerprint"] = dataclasses.asdict(lm_fingerprint(model, meta))
-        pretrained.write(out_dir, model.state_dict(), meta | provenance(self.init))
+        meta = {"pattern": self.lm.pattern, "pattern_options": self.lm.pattern_options, "context_frames": self.frames,
+                "layout": self.layout.to_dict(), "tokenizer": self.tokenizer_info, "train_step": step,
+                "run_config": self.run.to_dict()}
+        save_lm(model, out_dir, meta | provenance(self.init))
 
 
 def _check_same_tokenizer(tokenizer, init: InitPoint) -> None:

@@ -164,9 +164,15 @@ def train_tagger(cfg: TaggerTrainConfig, out_dir: str | Path, log: Callable[[str
     auc = tagger_auc(model, tag_clips(model, test_corpora, "test", cfg.clip_seconds, cfg.test_clips_per_corpus,
                                       cfg.min_positives)) if test_corpora else {}
     log(f"  tagger test macro ROC-AUC {auc.get('macro', float('nan')):.3f}")
-    pretrained.write(out, model.state_dict(), {"model": "audio-tagger", "config": model.config.to_dict(),
-                                               "train": settings, "test_auc": auc, "train_clips": len(train.mels)})
-    return out
+    return save_tagger(model, out, {"train": settings, "test_auc": auc, "train_clips": len(train.mels)})
+
+
+def save_tagger(model: AudioTagger, directory: str | Path, extra: dict | None = None, *,
+                storage_dtype: torch.dtype | None = None) -> Path:
+    """Write a tagger folder (``config.json`` + ``model.safetensors``, atomically); ``extra``: how it was trained."""
+    weights = pretrained.for_storage(model.state_dict(), storage_dtype)
+    meta = (extra or {}) | {"model": "audio-tagger", "config": model.config.to_dict(), "storage_dtype": weights.dtype}
+    return pretrained.write(directory, weights.stored, meta)
 
 
 def load_tagger(name_or_dir: str | Path) -> AudioTagger:
