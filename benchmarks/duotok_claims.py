@@ -6,10 +6,11 @@
 
 Each ``--main`` file is one seed of the dual-track protocol over DuoTok and its baselines; each ``--ablations``
 file one seed of the same protocol over DuoTok's stage-3 tokens (``--reference``) and the ablated variants
-(rows named ``…-no-noise-…`` etc., from ``scripts/duotok_ablations.sh``). A claim is *reproduced* when it holds
-at every seed, *not reproduced* when it holds at none, *mixed* otherwise; the numbers of every seed are in
-the table, and the corruption costs carry their bootstrap intervals over test pieces (from the bench), so a
-difference inside them is called so.
+(``scripts/duotok_ablations.sh``: the reference's name with ``-no-noise`` etc. before ``-stage3``). A claim is
+*reproduced* when it holds at every seed, *not reproduced* when it holds at none, *mixed* otherwise, *not
+testable* when a row it needs is missing; the numbers of every seed are in the table. The corruption costs
+carry their bootstrap intervals over test pieces (from the bench); claim 3 also says whether DuoTok's and
+each baseline's mismatch intervals are apart (a difference beyond that noise) or overlap (not resolved).
 
 The claims:
 1. DuoTok has the lowest cnBPT (parallel LM, both tracks) of all rows.
@@ -33,11 +34,18 @@ from musictok.report import provenance
 
 
 def load(paths: list[Path]) -> list[dict]:
+    """One results file per seed: every file with the same rows, no seed twice."""
     out = []
     for p in paths:
         if not p.is_file():
             raise SystemExit(f"{p}: no such results file (run `musictok bench --dual --seed N --name …` first)")
         out.append(json.loads(p.read_text()))
+    for p, r in zip(paths[1:], out[1:]):
+        if set(r["rows"]) != set(out[0]["rows"]):
+            raise SystemExit(f"{p}: rows {', '.join(r['rows'])} differ from {paths[0]}'s ({', '.join(out[0]['rows'])})")
+    seeds = [seed_of(r) for r in out]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"{', '.join(map(str, paths))}: a seed comes twice ({seeds}); give each seed once")
     return out
 
 
@@ -64,6 +72,7 @@ def context_gain(row: dict) -> float:
 
 
 def verdict(holds: list[bool]) -> str:
+    """reproduced (every seed) / not reproduced (none) / mixed."""
     k, n = sum(holds), len(holds)
     return f"reproduced ({k}/{n} seeds)" if k == n else f"not reproduced ({k}/{n} seeds)" if k == 0 \
         else f"mixed ({k}/{n} seeds)"
@@ -73,6 +82,23 @@ def seed_of(result: dict) -> int:
     return int(result["config"].get("seed", 0))
 
 
+def not_testable(claim: str, why: str) -> dict:
+    return {"claim": claim, "verdict": f"not testable ({why})", "values": {}}
+
+
+def ordering_claim(results: list[dict], name: str) -> dict:
+    """Within one row: mismatch > mask > shift, each at its strongest setting."""
+    holds, values = [], {}
+    for r in results:
+        sh, ma, mm = strongest(r["rows"][name]).values()
+        holds.append(mm > ma > sh)
+        c = r["rows"][name]["corruption"]
+        values[f"s{seed_of(r)}"] = {k: f"{v:+.1%}" + (f" [{c['intervals'][k][0]:+.1%}, {c['intervals'][k][1]:+.1%}]"
+                                                      if k in (c.get("intervals") or {}) else "")
+                                    for k, v in strongest(r["rows"][name]).items()}
+    return {"claim": f"{name}: mismatch > mask > shift", "verdict": verdict(holds), "values": values}
+
+
 def main_claims(results: list[dict], duotok: str) -> list[dict]:
     claims = []
     for r in results:
@@ -80,25 +106,17 @@ def main_claims(results: list[dict], duotok: str) -> list[dict]:
             raise SystemExit(f"no row {duotok!r} in the seed-{seed_of(r)} results (rows: {', '.join(r['rows'])})")
     base = [n for n in results[0]["rows"] if n != duotok]
     seeds = [seed_of(r) for r in results]
+    if not base:
+        return [ordering_claim(results, duotok)] + [not_testable(c, "no baseline row") for c in (
+            "DuoTok has the lowest cnBPT", "DuoTok's mismatch cost is the largest",
+            "DuoTok's context scaling is the steepest (relative cnBPT gain, shortest → longest)")]
 
     holds = [all(cnbpt(r["rows"][duotok]) < cnbpt(r["rows"][b]) for b in base) for r in results]
     claims.append({"claim": "DuoTok has the lowest cnBPT", "verdict": verdict(holds),
                    "values": {f"s{s}": {n: round(cnbpt(row), 4) for n, row in r["rows"].items()}
                               for s, r in zip(seeds, results)}})
 
-    def ordered(row: dict) -> bool:
-        sh, ma, mm = strongest(row).values()
-        return mm > ma > sh
-
-    for name in [duotok] + base:
-        holds = [ordered(r["rows"][name]) for r in results]
-        values = {}
-        for s, r in zip(seeds, results):
-            c = r["rows"][name]["corruption"]
-            values[f"s{s}"] = {k: f"{v:+.1%}" + (f" [{c['intervals'][k][0]:+.1%}, {c['intervals'][k][1]:+.1%}]"
-                                                 if k in (c.get("intervals") or {}) else "")
-                               for k, v in strongest(r["rows"][name]).items()}
-        claims.append({"claim": f"{name}: mismatch > mask > shift", "verdict": verdict(holds), "values": values})
+    claims += [ordering_claim(results, name) for name in [duotok] + base]
 
     def separated(r: dict, b: str) -> str:
         """Whether the two mismatch intervals overlap."""
@@ -106,7 +124,7 @@ def main_claims(results: list[dict], duotok: str) -> list[dict]:
         c = r["rows"][b]["corruption"].get("intervals", {}).get("mismatch")
         if not a or not c:
             return "no intervals"
-        return "intervals apart" if a[0] > c[1] or c[0] > a[1] else "intervals overlap"
+        return "intervals apart" if a[0] > c[1] or c[0] > a[1] else "intervals overlap: not resolved"
 
     holds = [all(r["rows"][duotok]["corruption"]["mismatch"] > r["rows"][b]["corruption"]["mismatch"] for b in base)
              for r in results]
@@ -123,31 +141,45 @@ def main_claims(results: list[dict], duotok: str) -> list[dict]:
     return claims
 
 
+ABLATIONS = ("no-noise", "no-mss", "no-symbolic", "no-freeze")
+
+
+def ablation_name(reference: str, tag: str) -> str:
+    """``duotok-small-stage3`` -> ``duotok-small-no-noise-stage3`` (scripts/duotok_ablations.sh's runs)."""
+    stem, sep, stage = reference.rpartition("-stage")
+    return f"{stem}-{tag}{sep}{stage}" if sep else f"{reference}-{tag}"
+
+
 def ablation_claims(results: list[dict], reference: str) -> list[dict]:
+    if reference not in results[0]["rows"]:
+        raise SystemExit(f"no reference row {reference!r} in the ablation results "
+                         f"(rows: {', '.join(results[0]['rows'])}); give it with --reference")
     seeds = [seed_of(r) for r in results]
-
-    def row(r: dict, tag: str) -> dict | None:
-        hits = [n for n in r["rows"] if tag in n]
-        return r["rows"][hits[0]] if hits else None
-
+    present = {tag: ablation_name(reference, tag) for tag in ABLATIONS
+               if ablation_name(reference, tag) in results[0]["rows"]}
     claims = []
     for tag, claim, test in (
             ("no-noise", "without the noise, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref)),
             ("no-freeze", "without freezing the encoder, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref)),
             ("no-mss", "without the MSS head, cnBPT does not rise and the Mel distance does",
              lambda a, ref: cnbpt(a) <= cnbpt(ref) and mel(a) > mel(ref))):
-        if any(row(r, tag) is None for r in results):
+        if tag not in present:
+            claims.append(not_testable(claim, f"no row {ablation_name(reference, tag)}"))
             continue
-        holds = [test(row(r, tag), r["rows"][reference]) for r in results]
+        name = present[tag]
+        holds = [test(r["rows"][name], r["rows"][reference]) for r in results]
         claims.append({"claim": claim, "verdict": verdict(holds),
-                       "values": {f"s{s}": {"cnBPT": f"{cnbpt(row(r, tag)):.4f} vs {cnbpt(r['rows'][reference]):.4f}",
-                                            "Mel": f"{mel(row(r, tag)):.3f} vs {mel(r['rows'][reference]):.3f}"}
+                       "values": {f"s{s}": {"cnBPT": f"{cnbpt(r['rows'][name]):.4f} vs {cnbpt(r['rows'][reference]):.4f}",
+                                            "Mel": f"{mel(r['rows'][name]):.3f} vs {mel(r['rows'][reference]):.3f}"}
                                   for s, r in zip(seeds, results)}})
-    ablated = [n for n in results[0]["rows"] if n != reference]
-    if any("no-freeze" in n for n in ablated):
-        holds = [max(ablated, key=lambda n: cnbpt(r["rows"][n])).find("no-freeze") >= 0 for r in results]
-        claims.append({"claim": "not freezing the encoder costs the most cnBPT of the ablations",
-                       "verdict": verdict(holds), "values": {}})
+    claim = "not freezing the encoder costs the most cnBPT of the ablations"
+    if "no-freeze" not in present or len(present) < 2:
+        claims.append(not_testable(claim, "needs no-freeze and another ablation"))
+    else:
+        holds = [max(present.values(), key=lambda n: cnbpt(r["rows"][n])) == present["no-freeze"] for r in results]
+        claims.append({"claim": claim, "verdict": verdict(holds),
+                       "values": {f"s{s}": {tag: f"{cnbpt(r['rows'][n]):.4f}" for tag, n in present.items()}
+                                  for s, r in zip(seeds, results)}})
     return claims
 
 

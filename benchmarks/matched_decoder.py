@@ -427,13 +427,15 @@ def train_decoder(name: str, tokenizer: Tokenizer, vocoder: Vocoder, recipe: Rec
     """Train (or resume, or skip when finished) the tokenizer's decoder; its run folder and budget, or
     ``None`` when the sitting stopped before the last step (``--max-minutes``, a signal)."""
     run_dir = run_dir_of(Path(args.work), name, tokenizer)
+    # what the decoder learns from and towards: the recipe, the corpus and the vocoder whose Mel is the target
+    made = recipe.to_dict() | {"corpus": str(Path(args.corpus).resolve()),
+                               "vocoder": vocoder_fingerprint(vocoder).short()}
     recorded = _read_json(run_dir / "recipe.json")
-    if recorded is not None and recorded != recipe.to_dict():
-        changed = ", ".join(f"{k} {recorded.get(k)} -> {v}" for k, v in recipe.to_dict().items()
-                            if recorded.get(k) != v)
+    if recorded is not None and recorded != made:
+        changed = ", ".join(f"{k} {recorded.get(k)} -> {v}" for k, v in made.items() if recorded.get(k) != v)
         raise MatchedDecoderError(run_dir, f"was trained with another recipe ({changed}); delete it or pick "
                                            "another --work")
-    write_json(run_dir / "recipe.json", recipe.to_dict())
+    write_json(run_dir / "recipe.json", made)
     export = _read_json(run_dir / "export" / "config.json") or {}
     sittings = _read_json(run_dir / "sittings.json") or []
     if export.get("train_step") != recipe.steps:

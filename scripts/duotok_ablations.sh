@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Issue 13: DuoTok's ablations (the paper's §5), each a variant of duotok-small's stages 2-3 from the same
-# stage-1 (or stage-2) export, with the same configs and budgets; only the named option differs:
+# stage-1 (or stage-2) export, with the same configs and budgets; only the named option differs (and for
+# no-mss what depends on the head):
 #   no-noise     stage 2 without feature-replacement noise (duotok.noise_prob=0), then stage 3
-#   no-mss       stage 2 without the source-separation head (duotok.mss_weight=0), then stage 3
+#   no-mss       stage 2 without the source-separation head (duotok.mss_weight=0), then stage 3 without the
+#                quarter of self-separated inputs (duotok.separated_share=0): they come from that head, which is
+#                untrained here, so "no MSS" necessarily means no separated inputs either
 #   no-symbolic  stages 2 and 3 without the score head (duotok.symbolic_weight=0)
 #   no-freeze    stage 3 with the encoder trained too (duotok.freeze_encoder=false), from duotok-small's stage 2
 # Token predictability needs only stage 3 (the tokens); no stage 4 is trained. Each ≈ 25 min on a quiet 2-core
@@ -18,11 +21,15 @@ ABLATIONS=("$@")
 [ ${#ABLATIONS[@]} -gt 0 ] || ABLATIONS=(no-noise no-mss no-symbolic no-freeze)
 S1=runs/duotok-small-stage1/export
 S2=runs/duotok-small-stage2/export
+for n in 1 2; do  # never start from a mid-run snapshot
+  finished "runs/duotok-small-stage$n" "$(steps_of "configs/duotok-small-stage$n.yaml")" || {
+    echo "runs/duotok-small-stage$n has not finished; run scripts/duotok_small.sh first" >&2; exit 1; }
+done
 for a in "${ABLATIONS[@]}"; do
   out=runs/duotok-small-$a
   case $a in
     no-noise)    set2=(--set duotok.noise_prob=0);      set3=() ;;
-    no-mss)      set2=(--set duotok.mss_weight=0);      set3=() ;;
+    no-mss)      set2=(--set duotok.mss_weight=0);      set3=(--set duotok.separated_share=0) ;;
     no-symbolic) set2=(--set duotok.symbolic_weight=0); set3=(--set duotok.symbolic_weight=0) ;;
     no-freeze)   set2=();                               set3=(--set duotok.freeze_encoder=false) ;;
     *) echo "$a: not an ablation (no-noise, no-mss, no-symbolic, no-freeze)" >&2; exit 2 ;;

@@ -107,3 +107,24 @@ def test_probe_and_frechet_columns_behind_options(tiny_corpus, tmp_path):
                                                for r in result["rows"]], "probe": None, "frechet_floor": None},
                             {"tradeoff": tmp_path / "x.png"})
     assert "probe" not in plain.split("\n")[8] and "FD" not in plain  # the default table keeps its shape
+
+
+def test_a_held_constant_lm_run_is_reused_only_when_made_the_same_way(tmp_path):
+    from types import SimpleNamespace
+
+    from musictok.bench import _short, finished_lm_run, lm_run_record, record_lm_run
+    from musictok.tokens import Fingerprint
+
+    fp = Fingerprint("bandtok", "c" * 64, "w" * 64)
+    run = tmp_path / "lm-band-delay"
+    (run / "export").mkdir(parents=True)
+    expect = lm_run_record(400, 0, fp)
+    assert finished_lm_run(run, expect) is None  # not finished: no record
+    record_lm_run(run, expect, SimpleNamespace(end_step=400, wall_seconds=60.0, seconds_per_step=0.15))
+    assert finished_lm_run(run, expect) == run / "export"
+    assert finished_lm_run(run, lm_run_record(400, 1, fp)) is None  # another seed
+    assert finished_lm_run(run, lm_run_record(800, 0, fp)) is None  # another budget
+    retrained = Fingerprint("bandtok", "c" * 64, "x" * 64)  # a retrained folder of the same name
+    assert finished_lm_run(run, lm_run_record(400, 0, retrained)) is None
+    assert _short("bandtok-small") == "bandtok-small" and _short("runs/duotok-small-stage4/export") == "duotok-small-stage4"
+    assert _short("runs/x/export/") == "x" and _short("pretrained/rvq-dac-small") == "rvq-dac-small"

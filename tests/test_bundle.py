@@ -108,7 +108,7 @@ def test_a_tagger_bundles_too(exports, tmp_path):
 
 
 def test_for_storage_rounds_floating_tensors_only():
-    state = {"w": torch.tensor([1 / 3, 70000.0]), "count": torch.tensor([3, 2**40])}
+    state = {"w": torch.tensor([1 / 3, 60000.0]), "count": torch.tensor([3, 2**40])}
     w = pretrained.for_storage(state, torch.float16)
     assert w.stored["w"].dtype == torch.float16 and torch.equal(w.stored["count"], state["count"])
     assert w.loaded["w"].dtype == torch.float32 and w.loaded["w"][0] == torch.tensor(1 / 3).half().float()
@@ -116,6 +116,9 @@ def test_for_storage_rounds_floating_tensors_only():
     assert pretrained.for_storage(state).stored is state and pretrained.for_storage(state).dtype == "as trained"
     with pytest.raises(pretrained.PretrainedError, match="not a floating type"):
         pretrained.for_storage(state, torch.int8)
+    with pytest.raises(pretrained.PretrainedError, match="w: a value out of torch.float16's range"):
+        pretrained.for_storage({"w": torch.tensor([70000.0])}, torch.float16)  # would be inf
+    assert pretrained.for_storage({"w": torch.tensor([70000.0])}, torch.bfloat16).loaded["w"].isfinite().all()
 
 
 def test_a_bundle_keeps_the_model_card_and_replaces_only_with_force(exports, tmp_path):

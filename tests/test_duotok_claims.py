@@ -57,6 +57,19 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch):
     assert out["without the noise, cnBPT rises"] == "reproduced (2/2 seeds)"
     assert out["without freezing the encoder, cnBPT rises"] == "not reproduced (0/2 seeds)"
     assert out["without the MSS head, cnBPT does not rise and the Mel distance does"] == "reproduced (2/2 seeds)"
+    assert out["not freezing the encoder costs the most cnBPT of the ablations"] == "not reproduced (0/2 seeds)"
+    # a row of a similar name is not taken for the ablation; a missing one is said, not dropped
+    odd = [_result(s, {"duotok-small-stage3": _row(0.50, 0.2, 0.1, 0.05, (0.5, 0.4)),
+                       "duotok-small-no-noise-4096-stage3": _row(0.40, 0.2, 0.1, 0.05, (0.5, 0.4))}) for s in (0, 1)]
+    out = {c["claim"]: c["verdict"] for c in claims.ablation_claims(odd, "duotok-small-stage3")}
+    assert out["without the noise, cnBPT rises"].startswith("not testable (no row duotok-small-no-noise-stage3")
+    assert out["not freezing the encoder costs the most cnBPT of the ablations"].startswith("not testable")
+    with pytest.raises(SystemExit, match="no reference row"):
+        claims.ablation_claims(odd, "duotok-small-stage4")
+    # no baseline: nothing to beat, so nothing is claimed
+    alone = [_result(0, {"duo": _row(0.9, 0.0, 0.0, 0.0, (0.5, 0.5))})]
+    assert all(c["verdict"].startswith("not testable") for c in claims.main_claims(alone, "duo")
+               if c["claim"].startswith("DuoTok"))
 
     # the script end to end: files in, Markdown and JSON out
     files = []
@@ -66,6 +79,10 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["duotok_claims.py", "--main", str(files[0]), str(files[1]), "--duotok", "duo",
                                       "--ablations", str(files[2]), str(files[3]), "--out", str(tmp_path / "claims")])
     claims.main()
+    with pytest.raises(SystemExit, match="a seed comes twice"):
+        claims.load([files[0], files[0]])
+    with pytest.raises(SystemExit, match="differ from"):
+        claims.load([files[0], files[2]])
     page = (tmp_path / "claims.md").read_text()
     assert "| DuoTok has the lowest cnBPT | mixed (1/2 seeds) |" in page
     assert "duotok-small-stage3 (reference)" in page

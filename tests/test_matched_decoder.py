@@ -116,7 +116,9 @@ def test_every_tokenizer_gets_the_same_budget(runs):
     for r in rows.values():
         assert r["budget"]["seconds_per_step"] > 0 and r["budget"]["sittings"] == 2
         recipe = json.loads((Path(r["run_dir"]) / "recipe.json").read_text())
-        assert recipe == runs["first"]["recipe"]
+        # the recipe, plus what the decoder learns from and towards: the corpus and the vocoder
+        assert recipe == runs["first"]["recipe"] | {"corpus": recipe["corpus"], "vocoder": recipe["vocoder"]}
+        assert recipe["vocoder"] == runs["first"]["vocoder"]["fingerprint"] and Path(recipe["corpus"]).is_dir()
 
 
 def test_a_stopped_training_resumes_to_the_straight_runs_weights(runs, bench, models, tiny_corpus):

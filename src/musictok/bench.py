@@ -120,8 +120,10 @@ def natural_patterns(layout) -> list[tuple[str, dict, str]]:
 
 def _short(name: str) -> str:
     """A row's name: the bundled name, or the folder's (its run's, for a training run's ``export``)."""
-    parts = [p for p in name.rstrip("/").split("/") if p]
-    return parts[-2] if len(parts) > 1 and parts[-1] == "export" else parts[-1]
+    if "/" not in name:
+        return name
+    path = Path(name).resolve()
+    return path.parent.name if path.name == "export" else path.name
 
 
 def start_run(cfg, prefix: str) -> tuple[str, str, Path, Path]:
@@ -266,10 +268,9 @@ def _train_lm(tok, short: str, pattern: str, options: dict, rope: str, cfg: Benc
     from .train.lm import LMTask
     from .train.loop import TrainConfig, Trainer
 
-    run_dir = work / f"lm-{short}-{pattern}"
-    export = run_dir / "export"
-    done = run_dir / "done.json"
-    if done.is_file() and json.loads(done.read_text()).get("steps") == cfg.lm_steps and export.is_dir():
+    run_dir = work / (f"lm-{short}-{pattern}" + (f"-s{cfg.seed}" if cfg.seed else ""))
+    expect = lm_run_record(cfg.lm_steps, cfg.seed, tok.fingerprint())
+    if (export := finished_lm_run(run_dir, expect)) is not None:
         log(f"  reusing {export}")
         return export
     source = tok.source or short
@@ -287,9 +288,28 @@ def _train_lm(tok, short: str, pattern: str, options: dict, rope: str, cfg: Benc
                           valid_every=cfg.lm_steps, seed=cfg.seed))
     resume = (run_dir / "checkpoint.pt").is_file()
     summary = Trainer(LMTask(run), run.train).run(resume=resume)
-    write_json(done, {"steps": summary.end_step, "seconds_per_step": summary.seconds_per_step,
-                      "wall_seconds": summary.wall_seconds})
-    return export
+    return record_lm_run(run_dir, expect, summary)
+
+
+def lm_run_record(steps: int, seed: int, fingerprint) -> dict:
+    """What a held-constant LM run must match to be reused: its steps, seed and the tokens' fingerprint."""
+    return {"steps": steps, "seed": seed, "tokenizer": f"{fingerprint.config_hash}:{fingerprint.weights_hash}"}
+
+
+def finished_lm_run(run_dir: Path, expect: dict) -> Path | None:
+    """The export of a finished LM run made with ``expect`` (``done.json``), else None: a run of other steps,
+    another seed or another tokenizer's tokens (a retrained folder of the same name) is not reused."""
+    done, export = run_dir / "done.json", run_dir / "export"
+    if not (done.is_file() and export.is_dir()):
+        return None
+    record = json.loads(done.read_text())
+    return export if all(record.get(k) == v for k, v in expect.items()) else None
+
+
+def record_lm_run(run_dir: Path, expect: dict, summary) -> Path:
+    write_json(run_dir / "done.json", expect | {"end_step": summary.end_step, "wall_seconds": summary.wall_seconds,
+                                               "seconds_per_step": summary.seconds_per_step})
+    return run_dir / "export"
 
 
 def _has_split(corpus: str, split: str) -> bool:

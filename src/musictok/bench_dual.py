@@ -20,7 +20,6 @@ table and two plots (corruption, context) in ``--out``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,13 +154,16 @@ def _dual_lm_task(run, train_tokens: list[Tokens], valid_tokens: list[Tokens], t
     return DualLMTask(run)
 
 
-def _train_lm(short: str, mode: str, tokens: dict, info: dict, cfg: DualBenchConfig, work: Path, log: Log) -> Path:
+def _train_lm(short: str, mode: str, tokens: dict, info: dict, fingerprint, cfg: DualBenchConfig, work: Path,
+              log: Log) -> Path:
     from .train.config import DataConfig, RunConfig
     from .train.loop import TrainConfig, Trainer
 
+    from .bench import finished_lm_run, lm_run_record, record_lm_run
+
     run_dir = work / f"lm-{short}-{mode}-s{cfg.seed}"
-    export, done = run_dir / "export", run_dir / "done.json"
-    if done.is_file() and json.loads(done.read_text()).get("steps") == cfg.lm_steps and export.is_dir():
+    expect = lm_run_record(cfg.lm_steps, cfg.seed, fingerprint)
+    if (export := finished_lm_run(run_dir, expect)) is not None:
         log(f"  reusing {export}")
         return export
     options = {"mode": mode} | ({"prefix_seconds": cfg.prefix_seconds} if mode == "conditional" else {})
@@ -177,8 +179,7 @@ def _train_lm(short: str, mode: str, tokens: dict, info: dict, cfg: DualBenchCon
                           valid_every=cfg.lm_steps, seed=cfg.seed))
     task = _dual_lm_task(run, tokens["train"], tokens["valid"], info)
     summary = Trainer(task, run.train).run(resume=(run_dir / "checkpoint.pt").is_file())
-    write_json(done, {"steps": summary.end_step, "seconds_per_step": summary.seconds_per_step})
-    return export
+    return record_lm_run(run_dir, expect, summary)
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -286,7 +287,7 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
                                                            cfg.recon_seconds, cfg.resamples, cfg.seed)}
     for mode in ("parallel", "conditional"):
         log(f"[{short}] dual-track LM, {mode}")
-        lm = load_lm(_train_lm(short, mode, tokens, info, cfg, work, log))
+        lm = load_lm(_train_lm(short, mode, tokens, info, tokenizer.fingerprint(), cfg, work, log))
         model = lm.model.eval()
         options = {"mode": mode} | ({"prefix_seconds": cfg.prefix_seconds} if mode == "conditional" else {})
 

@@ -89,6 +89,10 @@ def for_storage(state: dict[str, Tensor], dtype: torch.dtype | None = None) -> S
     if not dtype.is_floating_point:
         raise PretrainedError(f"storage dtype {dtype}: not a floating type (float16, bfloat16, float32)")
     stored = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    for k, v in stored.items():  # fp16 tops out at 65504: a larger weight would silently become inf
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()) and bool(torch.isfinite(state[k]).all()):
+            raise PretrainedError(f"{k}: a value out of {dtype}'s range (largest |x| "
+                                  f"{float(state[k].abs().max()):.4g}); store it in a wider dtype")
     loaded = {k: v.to(state[k].dtype) for k, v in stored.items()}
     return StoredWeights(stored, loaded, str(dtype))
 

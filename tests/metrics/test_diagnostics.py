@@ -117,11 +117,23 @@ def test_per_window_scores_give_paired_intervals_around_the_cost():
         low, high = res.intervals[key]
         assert 0 < low <= value <= high
     assert res.intervals["mask 0.5"][1] - res.intervals["mask 0.5"][0] > 0  # masking varies by window
-    # windows of four pieces, eight each: resampling pieces gives a wider interval than resampling windows
-    pieces = corruption_curves(copy_window_scorer, codes, track=0, shifts=(), mask_ratios=(0.5,), mismatch=False,
-                               groups=[i // 8 for i in range(32)])
+    # windows of four pieces, eight each, whose costs depend on the piece: resampling pieces sees that spread,
+    # resampling windows (as if 32 independent draws) gives a narrower interval
+    piece = torch.arange(32) // 8
+    effect = torch.tensor([0.1, 1.0, 0.2, 0.9], dtype=torch.float64)[piece]
+
+    def piece_scorer(c, last=None):
+        corrupted = (c[0] != codes[0]).flatten(1).any(1).double()
+        return WindowBits(1.0 + corrupted * effect + 0.01 * (torch.arange(32) % 3), torch.full((32,), 4.0))
+
+    by_piece = corruption_curves(piece_scorer, codes, track=0, shifts=(), mask_ratios=(0.5,), mismatch=False,
+                                 groups=piece.tolist())
+    by_window = corruption_curves(piece_scorer, codes, track=0, shifts=(), mask_ratios=(0.5,), mismatch=False)
     width = lambda iv: iv[1] - iv[0]  # noqa: E731
-    assert width(pieces.intervals["mask 0.5"]) != pytest.approx(width(res.intervals["mask 0.5"]))
+    assert width(by_piece.intervals["mask 0.5"]) > 1.5 * width(by_window.intervals["mask 0.5"])
+    with pytest.raises(ValueError, match="groups names 31 windows"):
+        corruption_curves(piece_scorer, codes, track=0, shifts=(), mask_ratios=(0.5,), mismatch=False,
+                          groups=piece.tolist()[:31])
     # a scorer that ignores the lead: every cost and its interval is exactly 0
     blind = corruption_curves(lambda c, last=None: WindowBits(torch.ones(32), torch.full((32,), 2.0)), codes,
                               track=0, shifts=(4,), mask_ratios=(0.5,))

@@ -177,6 +177,8 @@ def paired_cost_interval(clean: WindowBits, corrupted: WindowBits, groups: Seque
     b1, n1 = corrupted.bits.double().numpy(), corrupted.norm.double().numpy()
     if not b0.shape == b1.shape:
         raise ValueError(f"clean and corrupted scores cover different windows: {b0.shape} vs {b1.shape}")
+    if groups is not None and len(groups) != b0.size:
+        raise ValueError(f"groups names {len(groups)} windows, the scores cover {b0.size}")
 
     def stat(idx: np.ndarray) -> float:
         c = b0[idx].sum() / n0[idx].sum()

@@ -30,9 +30,11 @@ def cluster_resamples(groups: Sequence, resamples: int, seed: int = 0) -> Iterat
 def cluster_bootstrap(statistic: Callable[[np.ndarray], float], groups: Sequence, *, resamples: int = 1000,
                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile interval of ``statistic(rows)`` over cluster resamples (``rows``: an index array); NaN
-    resamples are dropped, and ``(nan, nan)`` comes back when all are NaN."""
+    resamples are dropped, and ``(nan, nan)`` comes back when all are NaN or there is one cluster only."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    if np.unique(np.asarray(groups)).size < 2:  # one cluster: nothing to resample, no interval
+        return float("nan"), float("nan")
     values = np.array([statistic(idx) for idx in cluster_resamples(groups, resamples, seed)], dtype=np.float64)
     values = values[~np.isnan(values)]
     if not values.size:
