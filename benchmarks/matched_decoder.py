@@ -75,11 +75,11 @@ from musictok import pretrained
 from musictok.atomic import write_json, write_text
 from musictok.audio import SILENCE_RMS
 from musictok.bench import _short
-from musictok.bench_dual import duo_stems, duo_tokens, two_track_layout
+from musictok.bench_dual import (duo_stems, duo_tokens, is_two_track, mean_with_interval, middle_clips,
+                                 two_track_layout)
 from musictok.data.datasets import CorpusIndex
 from musictok.data.score import DUO_TRACKS
 from musictok.errors import MusictokError
-from musictok.metrics.intervals import cluster_bootstrap
 from musictok.metrics.reconstruction import mel_distance
 from musictok.nn.vocoder import Vocoder, load_vocoder, vocoder_fingerprint
 from musictok.plots import _figure_backend, save_figure
@@ -151,10 +151,6 @@ def decoder_config(recipe: Recipe, vocoder: Vocoder) -> DuoTokConfig:
 
 
 # ------------------------------------------------------------------------------------------------ tokens
-def is_two_track(tokenizer: Tokenizer) -> bool:
-    return getattr(tokenizer, "stem_inputs", 0) == len(DUO_TRACKS)
-
-
 def codewords(tokenizer: Tokenizer, codes: Tensor) -> Tensor:
     """Track codes ``(N, 2, frames, slots)`` -> decoder input ``(2N, frames, slots × D)``, row ``2n + k``
     track ``k`` of item ``n``: the slots' codewords concatenated per frame."""
@@ -323,17 +319,11 @@ def _read_json(path: Path) -> Any:
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def eval_clips(corpus: str, split: str, clips: int, seconds: float, sample_rate: int) -> tuple[list[str], list[Tensor]]:
-    """One ``seconds`` clip ``(2, n)`` of both stems from the middle of each of the first ``clips`` pieces."""
-    n = round(seconds * sample_rate)
-    ids, out = [], []
-    for piece in CorpusIndex(corpus, split).pieces[:clips]:
-        stems = duo_stems(corpus, piece, sample_rate)
-        start = max(0, (stems.shape[1] - n) // 2)
-        ids.append(piece["id"])
-        out.append(torch.from_numpy(stems[:, start: start + n].copy()))
-    if not out:
-        raise MatchedDecoderError(f"{corpus}: the {split} split has no pieces")
-    return ids, out
+    """``bench --dual``'s clips: one ``seconds`` clip ``(2, n)`` from the middle of each of the first pieces."""
+    try:
+        return middle_clips(corpus, split, clips, seconds, sample_rate)
+    except ValueError as e:
+        raise MatchedDecoderError(str(e)) from None
 
 
 def encode_tracks(tokenizer: Tokenizer, x: Tensor) -> tuple[Tokens, Tensor, list[float]]:
@@ -380,11 +370,8 @@ def score_floor(vocoder: Vocoder, clips: list[Tensor], sample_rate: int) -> dict
 
 
 def summarise(per_clip: list[float], resamples: int, seed: int) -> dict:
-    """Mean over clips and its cluster-bootstrap interval (each clip is its own piece)."""
-    a = np.asarray(per_clip, dtype=np.float64)
-    lo, hi = (cluster_bootstrap(lambda i: float(a[i].mean()), np.arange(a.size), resamples=resamples, level=LEVEL,
-                                seed=seed) if a.size > 1 else (math.nan, math.nan))
-    return {"mel_distance": float(a.mean()), "interval": [lo, hi], "clips": int(a.size), "per_clip": a.tolist()}
+    """Mean over clips and its bootstrap interval (each clip is its own piece), as ``bench --dual``'s."""
+    return mean_with_interval(per_clip, resamples, seed, LEVEL)
 
 
 def paired(rows: dict[str, dict], resamples: int, seed: int) -> dict[str, dict]:

@@ -117,7 +117,7 @@ def duo_tokens(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path,
         path = folder / f"{piece['id']}.mtok"
         if not path.is_file():
             stems = torch.from_numpy(duo_stems(corpus, piece, tokenizer.sample_rate))
-            if getattr(tokenizer, "stem_inputs", 0) == 2:
+            if is_two_track(tokenizer):
                 tokens = tokenizer.encode(stems[None])
             else:
                 layout = two_track_layout(tokenizer.layout)
@@ -192,39 +192,68 @@ def _windows(tokens: list[Tokens], frames: int, n: int) -> tuple[list[torch.Tens
     return TokenWindows.collate([w[i] for i in range(len(w))]), [piece for piece, _ in w.grid]
 
 
+def is_two_track(tokenizer) -> bool:
+    """A tokenizer of the pair of stems (DuoTok), not of one signal."""
+    return getattr(tokenizer, "stem_inputs", 0) == len(DUO_TRACKS)
+
+
+def middle_clips(corpus: str | Path, split: str, clips: int, seconds: float, sample_rate: int
+                 ) -> tuple[list[str], list[torch.Tensor]]:
+    """One ``seconds`` clip ``(2, n)`` of both stems from the middle of each of the first ``clips`` pieces of
+    ``split``, and the pieces' ids."""
+    from .data.datasets import CorpusIndex
+
+    n = round(seconds * sample_rate)
+    ids, out = [], []
+    for piece in CorpusIndex(corpus, split).pieces[:clips]:
+        stems = duo_stems(corpus, piece, sample_rate)
+        start = max(0, (stems.shape[1] - n) // 2)
+        ids.append(piece["id"])
+        out.append(torch.from_numpy(stems[:, start: start + n].copy()))
+    if not out:
+        raise ValueError(f"{corpus}: the {split} split has no pieces")
+    return ids, out
+
+
+@torch.no_grad()
+def own_decode(tokenizer, x: torch.Tensor) -> tuple[Tokens, torch.Tensor]:
+    """A clip's stems ``(2, n)`` through the tokenizer and its own decoder: the tokens and ``(2, n)`` audio (a
+    two-track tokenizer encodes the pair; a single-stream one the two stems as a batch of two clips)."""
+    if is_two_track(tokenizer):
+        tokens = tokenizer.encode(x[None])
+        return tokens, tokenizer.decode(tokens)[0].cpu()
+    tokens = tokenizer.encode(x)
+    return tokens, tokenizer.decode(tokens).cpu()
+
+
+def mean_with_interval(per_clip: list[float], resamples: int, seed: int, level: float = 0.95) -> dict:
+    """Mean over clips (each its own piece) and its bootstrap interval (NaN with one clip)."""
+    from .metrics.intervals import cluster_bootstrap
+
+    a = np.asarray(per_clip, dtype=np.float64)
+    lo, hi = cluster_bootstrap(lambda i: float(a[i].mean()), np.arange(a.size), resamples=resamples, level=level,
+                               seed=seed)
+    return {"mel_distance": float(a.mean()), "interval": [lo, hi], "clips": int(a.size), "per_clip": a.tolist()}
+
+
 def track_reconstruction(tokenizer, corpus: str | Path, split: str, clips: int, seconds: float,
                          resamples: int = 1000, seed: int = 0) -> dict:
-    """Mel distance of each track's decoded tokens to its stem: one ``seconds`` clip from the middle of
-    each of the first ``clips`` pieces of ``split``, through the tokenizer's own decoder (a two-track
-    tokenizer encodes the pair; a single-stream one each stem on its own). Mean and bootstrap interval."""
-    from .data.datasets import CorpusIndex
-    from .metrics.intervals import cluster_bootstrap
+    """Mel distance of each track's decoded tokens to its stem on :func:`middle_clips`, through the
+    tokenizer's own decoder; mean and bootstrap interval per track, and how many clips have that stem
+    silent (there any decode of near-silence scores near 0 and pulls the mean down)."""
+    from .audio import SILENCE_RMS
     from .metrics.reconstruction import mel_distance
 
     sr = tokenizer.sample_rate
-    n = round(seconds * sr)
+    _, xs = middle_clips(corpus, split, clips, seconds, sr)
     dist: dict[str, list[float]] = {t: [] for t in DUO_TRACKS}
-    for piece in CorpusIndex(corpus, split).pieces[:clips]:
-        stems = duo_stems(corpus, piece, sr)
-        start = max(0, (stems.shape[1] - n) // 2)
-        x = torch.from_numpy(stems[:, start: start + n])
-        with torch.no_grad():
-            if getattr(tokenizer, "stem_inputs", 0) == 2:
-                y = tokenizer.decode(tokenizer.encode(x[None]))[0].cpu()
-            else:
-                y = tokenizer.decode(tokenizer.encode(x)).cpu()  # the two stems as a batch of two clips
-        d = mel_distance(x, y, sr, align=True)
+    silent = dict.fromkeys(DUO_TRACKS, 0)
+    for x in xs:
+        d = mel_distance(x, own_decode(tokenizer, x)[1], sr, align=True)
         for k, t in enumerate(DUO_TRACKS):
             dist[t].append(float(d[k]))
-    if not dist[DUO_TRACKS[0]]:
-        raise ValueError(f"{corpus}: the {split} split has no pieces")
-    out = {}
-    for t, v in dist.items():
-        a = np.asarray(v)
-        out[t] = {"mel_distance": float(a.mean()), "clips": int(a.size),
-                  "interval": list(cluster_bootstrap(lambda i, a=a: float(a[i].mean()), np.arange(a.size),
-                                                     resamples=resamples, seed=seed))}
-    return out
+            silent[t] += int(float(x[k].pow(2).mean().sqrt()) <= SILENCE_RMS)
+    return {t: mean_with_interval(v, resamples, seed) | {"silent_clips": silent[t]} for t, v in dist.items()}
 
 
 def _track_metrics(scores, codes: list[torch.Tensor], layout: TokenLayout) -> dict:
@@ -320,7 +349,7 @@ def run_dual_bench(cfg: DualBenchConfig, log: Log = print) -> dict:
     tokenizers = {}
     for name in cfg.tokenizers:
         tok = Tokenizer.from_pretrained(name)  # fail early on a bad name or layout
-        if getattr(tok, "stem_inputs", 0) != 2:
+        if not is_two_track(tok):
             two_track_layout(tok.layout)
         if _short(name) in tokenizers:
             raise ValueError(f"{name}: two tokenizers would share the row name {_short(name)!r}")

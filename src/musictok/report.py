@@ -268,7 +268,8 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
             acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
             cb = r["codebook"][track]
             rec = (r.get("reconstruction") or {}).get(track)
-            mel = "–" if rec is None else f"{rec['mel_distance']:.3f} {_bracket(rec['interval'])}"
+            mel = "–" if rec is None else f"{rec['mel_distance']:.3f} {_bracket(rec['interval'])}" + (
+                f" ({rec['silent_clips']} silent)" if rec.get("silent_clips") else "")
             lines.append(f"| {name} | {r['kbps']:.3f} | {track} | {mel} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | "
                          f"{_num(s['enbpt'])} | {_num(s['cnbps'], 1)} | {_num(acc.get('1'))} | {_num(acc.get('5'))} | "
                          f"{_num(acc.get('10'))} | {_num(acc.get('50'))} | {_utilization(cb)} | "
