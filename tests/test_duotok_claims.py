@@ -20,8 +20,8 @@ def _load():
 
 
 def _row(cnbpt: float, mismatch: float, mask: float, shift: float, ctx: tuple[float, float], mel: float = 1.0) -> dict:
-    stream = {"cnbpt": cnbpt, "topk_accuracy": {"1": 0.2}}
-    return {"parallel": {"cnbpt": cnbpt, "streams": {"lead": stream, "accompaniment": stream}},
+    stream = {"cnbpt": cnbpt, "enbpt": 1.5 - cnbpt, "topk_accuracy": {"1": 0.2}}
+    return {"parallel": {"cnbpt": cnbpt, "enbpt": 1.5 - cnbpt, "streams": {"lead": stream, "accompaniment": stream}},
             "corruption": {"shift": {"1": shift / 2, "32": shift}, "mask": {"0.1": mask / 3, "0.9": mask},
                            "mismatch": mismatch, "intervals": {"mismatch": [mismatch - 0.01, mismatch + 0.01]}},
             "context": {"2.000": ctx[0], "10.000": ctx[1]},
@@ -42,6 +42,7 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch):
                      "band": _row(0.60, 0.05, 0.02, 0.01, (0.62, 0.60))})
     out = {c["claim"]: c["verdict"] for c in claims.main_claims([s0, s1], "duo")}
     assert out["DuoTok has the lowest cnBPT"] == "mixed (1/2 seeds)"
+    assert out["DuoTok has the lowest enBPT (not lowered by unused codes)"] == "mixed (1/2 seeds)"  # the other seed
     assert out["duo: mismatch > mask > shift"] == "mixed (1/2 seeds)"
     assert out["band: mismatch > mask > shift"] == "reproduced (2/2 seeds)"
     assert out["DuoTok's mismatch cost is the largest"] == "reproduced (2/2 seeds)"

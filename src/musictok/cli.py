@@ -770,7 +770,7 @@ def separate_cmd(
 def bench_cmd(
     tokenizers: Optional[str] = typer.Option(None, help="Comma-separated bundled names or saved tokenizer folders "
                                              "(default: bandtok-small,rvq-small,rvq-mmd-small,pyramid-small; "
-                                             "with --dual: duotok-small,bandtok-small,rvq-small)."),
+                                             "with --dual: duotok-small,bandtok-small,rvq-dac-small)."),
     quick: bool = typer.Option(False, help="Tiny settings: the whole pipeline in minutes (a smoke test)."),
     out: Path = typer.Option(Path("docs/results"), help="Where the table, plots and HTML report go."),
     work: Path = typer.Option(Path("runs/bench"), help="Token caches and LM runs (a rerun reuses them)."),
@@ -799,7 +799,7 @@ def bench_cmd(
     """Compare tokenizers under one held-constant protocol: table, plots and an HTML report with audio."""
     from .bench import BenchConfig, run_bench
 
-    default = "duotok-small,bandtok-small,rvq-small" if dual else "bandtok-small,rvq-small,rvq-mmd-small,pyramid-small"
+    default = "duotok-small,bandtok-small,rvq-dac-small" if dual else "bandtok-small,rvq-small,rvq-mmd-small,pyramid-small"
     names = [t.strip() for t in (tokenizers if tokenizers is not None else default).split(",") if t.strip()]
     if not names:
         raise UserError("--tokenizers is empty")
