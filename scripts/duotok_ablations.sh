@@ -13,20 +13,22 @@
 # (scripts/lib/stage_runs.sh). Then score them against duotok-small's stage 3 under one LM protocol:
 #   musictok bench --dual --tokenizers runs/duotok-small-stage3/export,runs/duotok-small-no-noise-stage3/export,...
 #   nohup scripts/duotok_ablations.sh > runs/duotok-ablations.log 2>&1 &
-# Arguments: the ablations to run (default: all four, in the order above).
+# Arguments: the ablations to run (default: all four, in the order above). Environment: MUSICTOK, PYTHON (see
+# the library), PREFIX (default duotok-small: its configs and runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/stage_runs.sh
+PREFIX=${PREFIX:-duotok-small}
 ABLATIONS=("$@")
 [ ${#ABLATIONS[@]} -gt 0 ] || ABLATIONS=(no-noise no-mss no-symbolic no-freeze)
-S1=runs/duotok-small-stage1/export
-S2=runs/duotok-small-stage2/export
+S1=runs/$PREFIX-stage1/export
+S2=runs/$PREFIX-stage2/export
 for n in 1 2; do  # never start from a mid-run snapshot
-  finished "runs/duotok-small-stage$n" "$(steps_of "configs/duotok-small-stage$n.yaml")" || {
-    echo "runs/duotok-small-stage$n has not finished; run scripts/duotok_small.sh first" >&2; exit 1; }
+  finished "runs/$PREFIX-stage$n" "$(steps_of "configs/$PREFIX-stage$n.yaml")" || {
+    echo "runs/$PREFIX-stage$n has not finished; run scripts/duotok_small.sh first" >&2; exit 1; }
 done
 for a in "${ABLATIONS[@]}"; do
-  out=runs/duotok-small-$a
+  out=runs/$PREFIX-$a
   case $a in
     no-noise)    set2=(--set duotok.noise_prob=0);      set3=() ;;
     no-mss)      set2=(--set duotok.mss_weight=0);      set3=(--set duotok.separated_share=0) ;;
@@ -35,10 +37,10 @@ for a in "${ABLATIONS[@]}"; do
     *) echo "$a: not an ablation (no-noise, no-mss, no-symbolic, no-freeze)" >&2; exit 2 ;;
   esac
   if [ ${#set2[@]} -gt 0 ]; then
-    run_stage configs/duotok-small-stage2.yaml "$out-stage2" --init-from "$S1" "${set2[@]}"
+    run_stage "configs/$PREFIX-stage2.yaml" "$out-stage2" --init-from "$S1" "${set2[@]}"
     from=$out-stage2/export
   else
     from=$S2
   fi
-  run_stage configs/duotok-small-stage3.yaml "$out-stage3" --init-from "$from" ${set3[@]+"${set3[@]}"}
+  run_stage "configs/$PREFIX-stage3.yaml" "$out-stage3" --init-from "$from" ${set3[@]+"${set3[@]}"}
 done

@@ -27,9 +27,9 @@ run_stage() {  # run_stage CONFIG OUT [train tokenizer options, e.g. --init-from
   [ -f "$config" ] || { echo "$config: no such config" >&2; return 2; }
   steps=$(steps_of "$config")
   if finished "$out" "$steps"; then echo "$out: done ($steps steps)"; return 0; fi
-  local resume=(); [ -f "$out/checkpoint.pt" ] && resume=(--resume)
-  echo "$(date +%H:%M) $out: $steps steps $* ${resume[*]}"
-  "${MT[@]}" train tokenizer --config "$config" --out "$out" "$@" "${resume[@]}"
+  local opts=("$@"); [ -f "$out/checkpoint.pt" ] && opts+=(--resume)
+  echo "$(date +%H:%M) $out: $steps steps${opts[*]:+ ${opts[*]}}"
+  "${MT[@]}" train tokenizer --config "$config" --out "$out" ${opts[@]+"${opts[@]}"}
   if ! finished "$out" "$steps"; then
     echo "$out: stopped before step $steps; run this script again to resume it" >&2
     return 1

@@ -3,6 +3,7 @@ step times (each config's header says its share), and scripts/duotok_small.sh ru
 finished ones, resumes an interrupted one and stops the chain at one that did not finish (run here on the
 tiny configs and corpus)."""
 
+import json
 import os
 import re
 import shutil
@@ -71,7 +72,9 @@ def test_the_script_chains_skips_and_resumes(tiny_corpus, tmp_path):
     (repo / "scripts").mkdir(parents=True)
     (repo / "configs").mkdir()
     (repo / "data").mkdir()
-    shutil.copy(ROOT / "scripts/duotok_small.sh", repo / "scripts")
+    for script in ("duotok_small.sh", "duotok_ablations.sh"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts")
+    shutil.copytree(ROOT / "scripts/lib", repo / "scripts/lib")
     for stage in (1, 2, 3, 4):
         shutil.copy(ROOT / f"configs/duotok-tiny-stage{stage}.yaml", repo / "configs")
     (repo / "data/demo").symlink_to(tiny_corpus)
@@ -79,10 +82,29 @@ def test_the_script_chains_skips_and_resumes(tiny_corpus, tmp_path):
                         "MUSICTOK": f"{sys.executable} -m musictok", "PYTHONPATH": str(ROOT / "src"),
                         "OMP_NUM_THREADS": "1"}
     script = ["bash", "scripts/duotok_small.sh"]
+    ablations = ["bash", "scripts/duotok_ablations.sh"]
     musictok = [sys.executable, "-m", "musictok", "train", "tokenizer"]
 
+    r = _run(ablations + ["no-noise"], repo, env)  # nothing to start from yet
+    assert r.returncode == 1 and "runs/duotok-tiny-stage1 has not finished" in r.stderr
     r = _run(script + ["stage1", "stage2", "stage3"], repo, env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    # the ablations: each from the finished stages, with its switch and nothing else changed
+    r = _run(ablations + ["no-mss", "no-freeze"], repo, env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    def cfg(name: str) -> dict:  # the run config a stage recorded
+        return json.loads((repo / f"runs/duotok-tiny-{name}/run.json").read_text())["run_config"]
+
+    def differ(a: dict, b: dict) -> dict:
+        a, b = a.get("duotok") or {}, b.get("duotok") or {}
+        return {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+    assert differ(cfg("no-mss-stage2"), cfg("stage2")) == {"mss_weight": (0, None)}  # the config's default: 1
+    assert differ(cfg("no-mss-stage3"), cfg("stage3")) == {"separated_share": (0, 0.5)}
+    assert differ(cfg("no-freeze-stage3"), cfg("stage3")) == {"freeze_encoder": (False, None)}  # default: True
+    assert cfg("no-freeze-stage3")["init_from"] == "runs/duotok-tiny-stage2/export"
+    assert cfg("no-mss-stage3")["init_from"] == "runs/duotok-tiny-no-mss-stage2/export"
+    assert not (repo / "runs/duotok-tiny-no-freeze-stage2").exists()  # no-freeze reuses stage 2
     # stage 4 interrupted after its first step (max_minutes 0 stops it like a signal would)
     r = _run(musictok + ["--config", "configs/duotok-tiny-stage4.yaml", "--out", "runs/duotok-tiny-stage4",
                          "--set", "train.max_minutes=0"], repo, env)
