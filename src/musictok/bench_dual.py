@@ -103,19 +103,26 @@ def duo_stems(corpus: str | Path, piece: dict, sample_rate: int) -> np.ndarray:
     return np.stack([sum(parts[i] for i in groups[t]) for t in DUO_TRACKS]).astype(np.float32)
 
 
-def duo_tokens(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path, max_pieces: int | None = None
-               ) -> list[Tokens]:
+def duo_tokens(tokenizer, corpus: str | Path, split: str, cache_dir: str | Path, max_pieces: int | None = None,
+               log: Log | None = None) -> list[Tokens]:
     """Two-track tokens of every piece of ``split`` (the first ``max_pieces``), cached per tokenizer
-    fingerprint under ``cache_dir/duo``."""
+    fingerprint under ``cache_dir/duo``; ``log`` hears how many pieces are still to encode, and progress."""
     from .data.datasets import CorpusIndex
 
     index = CorpusIndex(corpus, split)
     fp = tokenizer.fingerprint()
     folder = Path(cache_dir) / "duo" / f"{fp.name}-{fp.config_hash[:8]}-{fp.weights_hash[:8]}"
-    out = []
-    for piece in index.pieces[:max_pieces]:
+    pieces = index.pieces[:max_pieces]
+    todo = sum(not (folder / f"{p['id']}.mtok").is_file() for p in pieces)
+    if todo and log:
+        log(f"  encoding the duo stems of {todo} of {len(pieces)} {split} pieces into {folder}")
+    out, done, t0 = [], 0, time.time()
+    for piece in pieces:
         path = folder / f"{piece['id']}.mtok"
         if not path.is_file():
+            done += 1
+            if log and done % 50 == 0:
+                log(f"    {done} / {todo} pieces, {time.time() - t0:.0f} s")
             stems = torch.from_numpy(duo_stems(corpus, piece, tokenizer.sample_rate))
             if is_two_track(tokenizer):
                 tokens = tokenizer.encode(stems[None])
@@ -300,9 +307,9 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
     from .train.lm import load_lm
 
     split_valid = "valid" if _has_split(cfg.corpus, "valid") else "train"
-    tokens = {"train": duo_tokens(tokenizer, cfg.corpus, "train", cfg.cache_dir, cfg.max_pieces),
-              "valid": duo_tokens(tokenizer, cfg.corpus, split_valid, cfg.cache_dir, cfg.max_pieces),
-              "test": duo_tokens(tokenizer, cfg.corpus, cfg.eval_split, cfg.cache_dir)}
+    tokens = {"train": duo_tokens(tokenizer, cfg.corpus, "train", cfg.cache_dir, cfg.max_pieces, log),
+              "valid": duo_tokens(tokenizer, cfg.corpus, split_valid, cfg.cache_dir, cfg.max_pieces, log),
+              "test": duo_tokens(tokenizer, cfg.corpus, cfg.eval_split, cfg.cache_dir, log=log)}
     layout = tokens["test"][0].layout
     info = {"source": tokenizer.source, **dataclasses.asdict(tokenizer.fingerprint())}
     rate = layout.streams[0].frame_rate
