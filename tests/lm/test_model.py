@@ -220,3 +220,21 @@ def test_padded_causal_attention_is_exact(monkeypatch):
     torch.testing.assert_close(padded[0], plain[0], rtol=1e-5, atol=1e-5)
     for a, b in zip(padded[1], plain[1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,layout,rope", CASES)
+def test_without_logits_the_loss_nll_and_gradients_are_the_same(name, layout, rope):
+    p = make_pattern(name, layout, 6)
+    model = model_for(p, rope)
+    inputs, targets, positions = p.build(random_codes(layout, 6))
+    targets = targets.clone()
+    targets[:, :3] = IGNORE_INDEX  # an unscored context: its steps need no head
+    full = model(inputs, positions, targets)
+    full.loss.backward()
+    grads = [q.grad.clone() for q in model.parameters()]
+    model.zero_grad()
+    lean = model(inputs, positions, targets, keep_logits=False)
+    lean.loss.backward()
+    assert lean.logits is None
+    assert torch.allclose(lean.loss, full.loss, atol=1e-6) and torch.allclose(lean.per_token_nll, full.per_token_nll, atol=1e-5)
+    assert all(torch.allclose(q.grad, g, atol=1e-6) for q, g in zip(model.parameters(), grads))

@@ -114,7 +114,7 @@ class LMOutput:
             predictability metric is computed from (``pattern.revert_values`` maps it back to cells).
     """
 
-    logits: Tensor
+    logits: Tensor | None
     loss: Tensor | None = None
     per_token_nll: Tensor | None = None
 
@@ -380,7 +380,7 @@ class TokenLM(nn.Module):
         return cols[0].unsqueeze(2) if len(cols) == 1 else torch.stack(cols, dim=2)  # one column: no copy
 
     def forward(self, inputs: Tensor, positions: Tensor, targets: Tensor | None = None,
-                cache: KVCache | None = None, embeds: Tensor | None = None) -> LMOutput:
+                cache: KVCache | None = None, embeds: Tensor | None = None, keep_logits: bool = True) -> LMOutput:
         """Score or extend a sequence of steps.
 
         Args:
@@ -392,8 +392,13 @@ class TokenLM(nn.Module):
             embeds: optional ``(B, T, n_embd)`` vectors added to the steps' input embeddings: a condition
                 (separation feeds a mixture encoding as prefix steps whose ids are ``pad_id``, and a learned
                 embedding of the stem each step belongs to).
+            keep_logits: with targets, ``False`` computes the heads only at steps that predict something and
+                returns no logits: the same loss and NLL, without the ``(B, T, K, V)`` tensor. A context that
+                is not scored (a conditioning track, a mixture prefix) then costs no head at all — with a
+                32,768-code vocabulary the heads are most of a small LM's work.
         Returns:
-            :class:`LMOutput` with logits ``(B, T, K, V)`` and, given targets, the loss and per-token NLL.
+            :class:`LMOutput` with logits ``(B, T, K, V)`` (``None`` when not kept) and, given targets, the
+            loss and per-token NLL.
         """
         self._check(inputs, positions, cache)
         x = self.embed(inputs)
@@ -402,17 +407,25 @@ class TokenLM(nn.Module):
                 raise ValueError(f"embeds must be {tuple(x.shape)} (batch, steps, n_embd), got {tuple(embeds.shape)}")
             x = x + embeds.to(x.dtype)
         cos, sin = self.rope(positions.to(x.device))
-        logits = self._logits(self._trunk(self.drop(x), cos, sin, cache))
+        h = self._trunk(self.drop(x), cos, sin, cache)
         if targets is None:
-            return LMOutput(logits)
+            return LMOutput(self._logits(h))
         if targets.shape != inputs.shape:
             raise ValueError(f"targets {tuple(targets.shape)} must have the inputs' shape {tuple(inputs.shape)}")
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(),
-                              ignore_index=IGNORE_INDEX, reduction="none").reshape(targets.shape)
         count = (targets != IGNORE_INDEX).sum()
         if int(count) == 0:
             raise ValueError("targets hold no token to predict (all IGNORE_INDEX)")
-        return LMOutput(logits, nll.sum() / count, nll)
+        if keep_logits:
+            logits = self._logits(h)
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(),
+                                  ignore_index=IGNORE_INDEX, reduction="none").reshape(targets.shape)
+            return LMOutput(logits, nll.sum() / count, nll)
+        scored = (targets != IGNORE_INDEX).any(-1)  # (B, T): steps with something to predict
+        logits = self._logits(h[scored][None])[0]  # (N, K, V)
+        rows = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[scored].reshape(-1).long(),
+                               ignore_index=IGNORE_INDEX, reduction="none").reshape(targets[scored].shape)
+        nll = torch.zeros(targets.shape, dtype=rows.dtype, device=rows.device).index_put((scored,), rows)
+        return LMOutput(None, nll.sum() / count, nll)
 
     def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """``cos, sin`` of the rotary angles for positions ``(T, P)`` -> ``(T, D/2)``, or ``(B, T, P)`` ->

@@ -35,25 +35,33 @@ class CellScores:
 
 
 @torch.no_grad()
-def cell_scores(model: TokenLM, pattern: SequencePattern, codes: Sequence[Tensor], batch_size: int = 8) -> CellScores:
-    """Teacher-forced per-cell losses of ``codes`` (``[(B, F_s, S_s)]``) under ``pattern``, in batches."""
+def cell_scores(model: TokenLM, pattern: SequencePattern, codes: Sequence[Tensor], batch_size: int = 8,
+                logits: bool = True) -> CellScores:
+    """Teacher-forced per-cell losses of ``codes`` (``[(B, F_s, S_s)]``) under ``pattern``, in batches;
+    ``logits=False`` skips the per-cell logits (``CellScores.logits`` is then empty) and predicts the scored
+    cells only (the others' NLL is 0): what a scorer that needs only the losses asks for, without a
+    ``(B, F, S, V)`` tensor per stream."""
     device = next(model.parameters()).device
     nll: list[list[Tensor]] = [[] for _ in codes]
     scored: list[list[Tensor]] = [[] for _ in codes]
-    logits: list[list[Tensor]] = [[] for _ in codes]
+    kept: list[list[Tensor]] = [[] for _ in codes]
     mask_steps = pattern.loss_mask
     for i in range(0, codes[0].shape[0], batch_size):
         chunk = [c[i: i + batch_size].to(device) for c in codes]
         b = pattern.build(chunk)
-        out = model(b.inputs, b.positions, b.targets)
+        # without logits, only the scored cells are predicted (the heads skip the context's steps)
+        targets = b.targets if logits else pattern.scored_targets(b.targets)
+        out = model(b.inputs, b.positions, targets, keep_logits=logits)
         per_cell = pattern.revert_values(out.per_token_nll)
         masks = pattern.revert_values(mask_steps.to(device).expand(b.targets.shape).contiguous())
-        cell_logits = pattern.revert_logits(out.logits)
+        cell_logits = pattern.revert_logits(out.logits) if logits else None
         for s in range(len(codes)):
             nll[s].append(per_cell[s].float().cpu())
             scored[s].append(masks[s].cpu())
-            logits[s].append(cell_logits[s].float().cpu())
-    return CellScores([torch.cat(x) for x in nll], [torch.cat(x) for x in scored], [torch.cat(x) for x in logits])
+            if logits:
+                kept[s].append(cell_logits[s].float().cpu())
+    return CellScores([torch.cat(x) for x in nll], [torch.cat(x) for x in scored],
+                      [torch.cat(x) for x in kept] if logits else [])
 
 
 def cnbpt_scorer(model: TokenLM, pattern_for: Callable[[int], SequencePattern], streams: Sequence[int],
@@ -65,7 +73,7 @@ def cnbpt_scorer(model: TokenLM, pattern_for: Callable[[int], SequencePattern], 
 
     def scorer(codes: Sequence[Tensor], last: int | None = None) -> float | WindowBits:
         pattern = pattern_for(codes[0].shape[1])
-        res = cell_scores(model, pattern, codes, batch_size)
+        res = cell_scores(model, pattern, codes, batch_size, logits=False)
         batch = codes[0].shape[0]
         bits, norm = torch.zeros(batch, dtype=torch.float64), torch.zeros(batch, dtype=torch.float64)
         for s in streams:

@@ -348,7 +348,7 @@ class LMSeparator(Separator):
             codes = self.stem_codes(stems)
         cond = self.encode_mixture(mix)
         inputs, targets, positions, embeds = self.teacher_forcing(cond, codes)
-        out = self.lm(inputs, positions, targets, embeds=embeds)
+        out = self.lm(inputs, positions, targets, embeds=embeds, keep_logits=False)  # the mixture prefix: no heads
         logs = {"loss": out.loss, "bits_per_token": out.loss.detach() / math.log(2)}
         nll, mask = out.per_token_nll.detach(), targets != IGNORE_INDEX
         for s, name in enumerate(self.config.stems):  # bits per token of each stem's segment

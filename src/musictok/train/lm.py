@@ -282,7 +282,7 @@ class LMTask(TrainTask):
         self.model.train()
         inputs, positions, targets = self._batch(batch)
         with autocast():
-            out = self.model_ddp(inputs, positions, targets)
+            out = self.model_ddp(inputs, positions, targets, keep_logits=False)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         grad = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
