@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from musictok.bench import BenchConfig, natural_patterns, run_bench
@@ -113,6 +114,7 @@ def test_a_held_constant_lm_run_is_reused_only_when_made_the_same_way(tmp_path):
     from types import SimpleNamespace
 
     from musictok.bench import _short, finished_lm_run, lm_run_record, record_lm_run
+    from musictok.errors import MusictokError
     from musictok.tokens import Fingerprint
 
     fp = Fingerprint("bandtok", "c" * 64, "w" * 64)
@@ -126,5 +128,10 @@ def test_a_held_constant_lm_run_is_reused_only_when_made_the_same_way(tmp_path):
     assert finished_lm_run(run, lm_run_record(800, 0, fp)) is None  # another budget
     retrained = Fingerprint("bandtok", "c" * 64, "x" * 64)  # a retrained folder of the same name
     assert finished_lm_run(run, lm_run_record(400, 0, retrained)) is None
+    # a run stopped early (a signal, max_minutes) is neither recorded nor reused
+    with pytest.raises(MusictokError, match="stopped at step 171 of 400"):
+        record_lm_run(run, expect, SimpleNamespace(end_step=171, wall_seconds=60.0, seconds_per_step=0.15))
+    (run / "done.json").write_text(json.dumps(expect | {"end_step": 171}))  # as the first version wrote it
+    assert finished_lm_run(run, expect) is None
     assert _short("bandtok-small") == "bandtok-small" and _short("runs/duotok-small-stage4/export") == "duotok-small-stage4"
     assert _short("runs/x/export/") == "x" and _short("pretrained/rvq-dac-small") == "rvq-dac-small"

@@ -28,6 +28,7 @@ import torch
 
 from . import __version__
 from .atomic import write_json, write_text
+from .errors import MusictokError
 from .report import audio_data_uri, bench_plots, html_report, machine, markdown_report
 from .metrics.version import METRICS_VERSION
 
@@ -303,10 +304,16 @@ def finished_lm_run(run_dir: Path, expect: dict) -> Path | None:
     if not (done.is_file() and export.is_dir()):
         return None
     record = json.loads(done.read_text())
-    return export if all(record.get(k) == v for k, v in expect.items()) else None
+    same = all(record.get(k) == v for k, v in expect.items()) and record.get("end_step") == expect["steps"]
+    return export if same else None
 
 
 def record_lm_run(run_dir: Path, expect: dict, summary) -> Path:
+    """Mark a finished run reusable; a run stopped before its last step (a signal, ``max_minutes``) is not,
+    and stops the bench: scoring its mid-run export would put a half-trained LM in the table."""
+    if summary.end_step != expect["steps"]:
+        raise MusictokError(f"{run_dir}: the LM stopped at step {summary.end_step} of {expect['steps']}; run the "
+                            "same command again to resume it")
     write_json(run_dir / "done.json", expect | {"end_step": summary.end_step, "wall_seconds": summary.wall_seconds,
                                                "seconds_per_step": summary.seconds_per_step})
     return run_dir / "export"
