@@ -88,3 +88,15 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch):
     assert "| DuoTok has the lowest cnBPT | mixed (1/2 seeds) |" in page
     assert "duotok-small-stage3 (reference)" in page
     assert json.loads((tmp_path / "claims.json").read_text())["claims"][0]["verdict"] == "mixed (1/2 seeds)"
+
+
+def test_an_ordering_inside_the_intervals_is_not_resolved():
+    claims = _load()
+    row = _row(0.4, 0.002, 0.001, 0.0, (0.5, 0.4))
+    row["corruption"]["intervals"] = {"shift 32": [-0.001, 0.001], "mask 0.9": [-0.001, 0.003],
+                                      "mismatch": [0.0, 0.004]}
+    assert claims.ordering_claim([_result(0, {"duo": row})], "duo")["verdict"] == \
+        "not resolved (1/1 seeds inside the intervals)"
+    row["corruption"]["intervals"] = {"shift 32": [-0.001, 0.0005], "mask 0.9": [0.0008, 0.0012],
+                                      "mismatch": [0.0015, 0.003]}
+    assert claims.ordering_claim([_result(0, {"duo": row})], "duo")["verdict"] == "reproduced (1/1 seeds)"
