@@ -197,3 +197,39 @@ def test_cli_errors_are_one_line(case, exports, tmp_path, capsys):
         assert s in lines[0], (s, lines[0])
     assert not (tmp_path / "x").exists()
     assert (tmp_path / "taken" / pretrained.CONFIG_FILE).read_text() == "{}"
+
+
+def test_a_tokenizer_leaves_out_what_it_can_rebuild_or_name(tmp_path):
+    """SimVQ's seeded basis is rebuilt by the constructor and a bundled vocoder is named instead of copied:
+    neither is in the file, the loaded model is the same (same fingerprint, state and decode), and a named
+    vocoder that changed is refused."""
+    from safetensors import safe_open
+
+    from musictok.nn.vocoder import Vocoder, VocoderConfig, load_vocoder, save_vocoder
+    from musictok.tokenizers.base import Tokenizer, TokenizerError
+    from musictok.tokenizers.duotok import DuoTok, DuoTokConfig
+    from musictok.train.tokenizer import attach_vocoder
+
+    torch.manual_seed(0)
+    duo = DuoTok(DuoTokConfig.tiny())
+    voc = Vocoder(VocoderConfig.tiny(mel=duo.config.mel_config())).eval()
+    save_vocoder(voc, tmp_path / "voc", storage_dtype=torch.float16)
+    model = attach_vocoder(duo, load_vocoder(tmp_path / "voc"))  # the vocoder as its folder loads it
+    model.save_pretrained(tmp_path / "full", storage_dtype=torch.float16)
+    model.save_pretrained(tmp_path / "lean", storage_dtype=torch.float16, vocoder_ref=str(tmp_path / "voc"))
+    with safe_open(str(tmp_path / "lean" / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+    assert not any(k.startswith("vocoder.") or k.endswith("vq.basis") for k in keys)
+    full, lean = Tokenizer.from_pretrained(tmp_path / "full"), Tokenizer.from_pretrained(tmp_path / "lean")
+    assert lean.fingerprint() == full.fingerprint()
+    a, b = full.state_dict(), lean.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the basis rounded as stored
+    x = torch.randn(1, 2, duo.sample_rate) * 0.1
+    assert torch.equal(full.decode(full.encode(x)), lean.decode(lean.encode(x)))
+    other = Vocoder(VocoderConfig.tiny(mel=duo.config.mel_config())).eval()
+    save_vocoder(other, tmp_path / "voc2")
+    with pytest.raises(TokenizerError, match="not this tokenizer's vocoder"):
+        model.save_pretrained(tmp_path / "bad", vocoder_ref=str(tmp_path / "voc2"))
+    save_vocoder(other, tmp_path / "voc", storage_dtype=torch.float16)  # the named folder changes
+    with pytest.raises(TokenizerError, match="names the vocoder"):
+        Tokenizer.from_pretrained(tmp_path / "lean")

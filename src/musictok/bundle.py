@@ -43,10 +43,11 @@ class Kind:
     save: Callable[[Path, Path, torch.dtype | None, dict], None]  # (source, dest, storage dtype, extra meta)
 
 
-def _save_tokenizer(source: Path, dest: Path, dtype: torch.dtype | None, extra: dict) -> None:
+def _save_tokenizer(source: Path, dest: Path, dtype: torch.dtype | None, extra: dict,
+                    vocoder_ref: str | None = None) -> None:
     from .tokenizers.base import Tokenizer
 
-    Tokenizer.from_pretrained(source).save_pretrained(dest, extra, storage_dtype=dtype)
+    Tokenizer.from_pretrained(source).save_pretrained(dest, extra, storage_dtype=dtype, vocoder_ref=vocoder_ref)
 
 
 def _save_separator(source: Path, dest: Path, dtype: torch.dtype | None, extra: dict) -> None:
@@ -78,7 +79,7 @@ def _save_tagger(source: Path, dest: Path, dtype: torch.dtype | None, extra: dic
 _COMMON = ("musictok_version", "config", "fingerprint", "storage_dtype")
 KINDS: dict[str, Kind] = {
     "tokenizer": Kind("tokenizer", lambda m: isinstance(m.get("tokenizer"), str),
-                      _COMMON + ("tokenizer", "state_hash"), _save_tokenizer),
+                      _COMMON + ("tokenizer", "state_hash", "derived_state", "vocoder_ref"), _save_tokenizer),
     "separator": Kind("separator", lambda m: isinstance(m.get("separator"), str),
                       _COMMON + ("separator", "stems"), _save_separator),
     "vocoder": Kind("vocoder", lambda m: m.get("model") == "vocoder", _COMMON + ("model",), _save_vocoder),
@@ -106,10 +107,11 @@ def checkpoint_kind(meta: dict) -> str | None:
 
 
 def bundle(source: str | os.PathLike, dest: str | os.PathLike, storage_dtype: torch.dtype | None = torch.float16, *,
-           extra: dict | None = None, force: bool = False) -> Bundle:
+           extra: dict | None = None, force: bool = False, vocoder_ref: str | None = None) -> Bundle:
     """Load the saved model in ``source`` (a folder or a bundled name) and write it to ``dest`` with its floating
     weights stored as ``storage_dtype`` (None: as trained). ``extra``: metadata keys to add or replace.
-    A ``dest`` that already holds a model is replaced only with ``force``; its other files are kept."""
+    A ``dest`` that already holds a model is replaced only with ``force``; its other files are kept.
+    ``vocoder_ref``: a tokenizer names this bundled vocoder instead of storing it (``save_pretrained``)."""
     src = pretrained.resolve(source)
     try:
         meta = json.loads((src / pretrained.CONFIG_FILE).read_text())
@@ -120,6 +122,8 @@ def bundle(source: str | os.PathLike, dest: str | os.PathLike, storage_dtype: to
         raise BundleError(src / pretrained.CONFIG_FILE, "not a model this command can bundle (known: "
                           f"{', '.join(k.what for k in KINDS.values())})")
     kind = KINDS[name]
+    if vocoder_ref is not None and name != "tokenizer":
+        raise BundleError(src, f"--vocoder-ref is for tokenizers; this is a {kind.what}")
     out = Path(dest)
     if out.exists() and not out.is_dir():
         raise BundleError(out, "exists and is not a folder")
@@ -131,7 +135,7 @@ def bundle(source: str | os.PathLike, dest: str | os.PathLike, storage_dtype: to
         raise BundleError(f"{', '.join(clash)}: describes the {kind.what}'s weights and is written by the save "
                           "itself; only other metadata (train_step, notes …) can be set")
     carried = {k: v for k, v in meta.items() if k not in kind.own_keys} | (extra or {})
-    kind.save(src, out, storage_dtype, carried)
+    kind.save(src, out, storage_dtype, carried, **({"vocoder_ref": vocoder_ref} if vocoder_ref else {}))
     written = json.loads((out / pretrained.CONFIG_FILE).read_text())
     fp = written.get("fingerprint")
     return Bundle(out, name, Fingerprint(**fp) if fp else None, written.get("storage_dtype", "as trained"),

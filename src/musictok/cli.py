@@ -979,6 +979,9 @@ def bundle_cmd(
     force: bool = typer.Option(False, "--force", help="Replace the model DEST already holds."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Record key=value in config.json (the value read "
                                              "as YAML; repeatable), e.g. --set train_step=6332."),
+    vocoder_ref: Optional[str] = typer.Option(None, "--vocoder-ref", help="A tokenizer: name this bundled vocoder "
+                                              "(e.g. vocoder-small) instead of storing its copy; it must be the same "
+                                              "weights. The folder then needs that vocoder to load."),
 ) -> None:
     """Bundle a trained model as a checkpoint to ship: rounded to --dtype, fingerprinted, written atomically."""
     from .bundle import STORAGE_DTYPES, bundle
@@ -986,7 +989,7 @@ def bundle_cmd(
     if dtype not in STORAGE_DTYPES:
         raise UserError(f"--dtype {dtype}: expected one of {', '.join(STORAGE_DTYPES)}")
     done = bundle(source, dest, STORAGE_DTYPES[dtype], extra=_key_values(set_, "key=value, e.g. train_step=6332"),
-                  force=force)
+                  force=force, vocoder_ref=vocoder_ref)
     who = done.fingerprint.short() if done.fingerprint else done.kind
     console.print(f"bundled {who} into {done.folder} ({done.size_bytes / 1e6:.1f} MB, {done.storage_dtype})",
                   markup=False, highlight=False, soft_wrap=True)

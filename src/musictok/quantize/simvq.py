@@ -48,6 +48,7 @@ class SimVQ(Quantizer):
     """
 
     basis: Tensor
+    derived_buffers = ("basis",)  # rebuilt from config.seed by the constructor: saved checkpoints leave it out
 
     def __init__(self, config: SimVQConfig) -> None:
         super().__init__()

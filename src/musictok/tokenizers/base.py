@@ -306,20 +306,35 @@ class Tokenizer(nn.Module, abc.ABC):
         return self._embed_codes([c.to(self.device) for c in tokens.codes])
 
     # ---------------------------------------------------------------- persistence
+    def derived_keys(self) -> list[str]:
+        """State the constructor rebuilds from the config alone (a module's ``derived_buffers``, e.g. SimVQ's
+        seeded random basis): saving leaves it out of the file, loading takes the constructor's."""
+        return [f"{name}.{b}" if name else b for name, m in self.named_modules()
+                for b in getattr(m, "derived_buffers", ())]
+
     def save_pretrained(self, directory: str | os.PathLike, extra: dict | None = None, *,
-                        storage_dtype: torch.dtype | None = None) -> Path:
+                        storage_dtype: torch.dtype | None = None, vocoder_ref: str | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into ``directory`` (replaced atomically).
 
         ``storage_dtype=torch.float16`` halves the file (bundled checkpoints stay a few MB); floating
         weights are rounded to it, and the saved fingerprint is that of the rounded weights — the model a
-        user loads — so tokens made before saving with unrounded weights will not decode with it."""
+        user loads — so tokens made before saving with unrounded weights will not decode with it.
+        State the constructor rebuilds (:meth:`derived_keys`) is not written. ``vocoder_ref`` (a bundled
+        vocoder's name) leaves the vocoder out of the file too: it is named, with its fingerprint, and
+        loaded from its own folder — it must be that vocoder. Neither changes a fingerprint: the loaded
+        model's state is the same, and ``state_hash`` checks it on every load."""
         weights = pretrained.for_storage(self.state_dict(), storage_dtype)
         fp = self.fingerprint()
         if storage_dtype is not None:
             fp = Fingerprint(fp.name, fp.config_hash, weights_hash(self.token_space(weights.loaded)[1]))
+        left_out = self.derived_keys()
         meta = {"tokenizer": self.name, "config": self.config_dict(), "fingerprint": dataclasses.asdict(fp),
-                "state_hash": weights_hash(weights.loaded), "storage_dtype": weights.dtype} | (extra or {})
-        return pretrained.write(directory, weights.stored, meta)
+                "state_hash": weights_hash(weights.loaded), "storage_dtype": weights.dtype,
+                "derived_state": left_out} | (extra or {})
+        if vocoder_ref is not None:
+            meta["vocoder_ref"] = _vocoder_reference(weights.loaded, vocoder_ref)
+            left_out = left_out + [k for k in weights.stored if k.startswith(VOCODER_PREFIX)]
+        return pretrained.write(directory, {k: v for k, v in weights.stored.items() if k not in left_out}, meta)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> Tokenizer:
@@ -340,12 +355,22 @@ class Tokenizer(nn.Module, abc.ABC):
         klass = TOKENIZERS[kind]
         if cls is not Tokenizer and not issubclass(klass, cls):
             raise TokenizerError(f"{d}: holds a {kind} tokenizer, not a {cls.name}")
+        if meta.get("vocoder_ref"):
+            state = state | _referenced_vocoder(d, meta["vocoder_ref"], map_location)
         try:
             model = klass(klass.config_class.from_dict(meta["config"]))
             missing, unexpected = model.load_state_dict(state, strict=False)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise TokenizerError(f"{d}: config and weights do not make a {kind} tokenizer "
                                  f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        derived = set(meta.get("derived_state") or ()) & set(model.derived_keys())
+        missing = [k for k in missing if k not in derived]
+        if derived and meta.get("storage_dtype", "as trained") != "as trained":  # as the saved ones were rounded
+            dtype = getattr(torch, meta["storage_dtype"].removeprefix("torch."))
+            with torch.no_grad():
+                for k in derived:
+                    buf = model.get_buffer(k)
+                    buf.copy_(buf.to(dtype).to(buf.dtype))
         if missing or unexpected:
             raise TokenizerError(f"{d}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
         model = model.to(map_location).eval()
@@ -369,6 +394,41 @@ class Tokenizer(nn.Module, abc.ABC):
         p = Path(name_or_dir)
         model.source = str(d.resolve()) if p.exists() else str(name_or_dir)
         return model
+
+
+VOCODER_PREFIX = "vocoder."  # the attached vocoder's keys in a tokenizer's state
+
+
+def _vocoder_reference(state: dict[str, Tensor], name: str) -> dict:
+    """``{"name", "fingerprint"}`` of the bundled vocoder ``name``, which must be the one in ``state``."""
+    from ..nn.vocoder import load_vocoder, vocoder_fingerprint
+
+    mine = {k[len(VOCODER_PREFIX):]: v for k, v in state.items() if k.startswith(VOCODER_PREFIX)}
+    if not mine:
+        raise TokenizerError(f"vocoder_ref {name!r}: this tokenizer has no vocoder attached")
+    try:
+        theirs = load_vocoder(name)
+    except pretrained.PretrainedError as e:
+        raise TokenizerError(f"vocoder_ref: {e}") from None
+    fp = vocoder_fingerprint(theirs)
+    if vocoder_fingerprint(theirs, mine) != fp:
+        raise TokenizerError(f"vocoder_ref {name!r}: its weights ({fp.short()}) are not this tokenizer's vocoder "
+                             f"({vocoder_fingerprint(theirs, mine).short()}); keep the vocoder in the file")
+    return {"name": name, "fingerprint": dataclasses.asdict(fp)}
+
+
+def _referenced_vocoder(folder: Path, ref: dict, map_location) -> dict[str, Tensor]:
+    """The state of the vocoder a folder names instead of storing, under the tokenizer's keys."""
+    from ..nn.vocoder import load_vocoder, vocoder_fingerprint
+
+    try:
+        vocoder = load_vocoder(ref["name"], map_location)
+    except pretrained.PretrainedError as e:
+        raise TokenizerError(f"{folder}: its vocoder {ref['name']!r} cannot be loaded ({e})") from None
+    if vocoder_fingerprint(vocoder) != Fingerprint(**ref["fingerprint"]):
+        raise TokenizerError(f"{folder}: names the vocoder {ref['name']!r} {Fingerprint(**ref['fingerprint']).short()}, "
+                             f"but that folder holds {vocoder_fingerprint(vocoder).short()}")
+    return {VOCODER_PREFIX + k: v for k, v in vocoder.state_dict().items()}
 
 
 def level_scale(wav: Tensor, level_dbfs: float) -> float:
