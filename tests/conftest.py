@@ -29,3 +29,41 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("rvq_seed_study")``: a script of ``benchmarks/`` as a module (they are not a package).
+    It is registered in ``sys.modules`` first: its dataclasses resolve their annotations through it."""
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def dual_tokenizers(tmp_path_factory) -> Path:
+    """A folder with a tiny DuoTok (``duo``) and a tiny BandTok (``band``, its codebook k-means-initialised) at
+    16 kHz: a two-track tokenizer and a single-stream one for the dual-track tests."""
+    import torch
+
+    from musictok.tokenizers.bandtok import BandTok, BandTokConfig
+    from musictok.tokenizers.duotok import DuoTok, DuoTokConfig
+
+    root = tmp_path_factory.mktemp("dual-tok")
+    torch.manual_seed(0)
+    DuoTok(DuoTokConfig.tiny(sample_rate=16000)).save_pretrained(root / "duo")
+    band = BandTok(BandTokConfig.tiny(sample_rate=16000))
+    band.train()
+    band.forward_train(torch.randn(2, 2 * 16000) * 0.1)  # k-means init of its codebook
+    band.eval().save_pretrained(root / "band")
+    return root

@@ -10,23 +10,15 @@ from typer.testing import CliRunner
 from musictok.bench_dual import duo_stems, duo_tokens, two_track_layout
 from musictok.cli import app
 from musictok.data.datasets import CorpusIndex
-from musictok.tokenizers.bandtok import BandTok, BandTokConfig
-from musictok.tokenizers.duotok import DuoTok, DuoTokConfig
+from musictok.tokenizers.bandtok import BandTok
 from musictok.tokens import StreamSpec, TokenLayout
 
 SR = 16000
 
 
 @pytest.fixture(scope="module")
-def tokenizers(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dual-tok")
-    torch.manual_seed(0)
-    DuoTok(DuoTokConfig.tiny(sample_rate=SR)).save_pretrained(root / "duo")
-    band = BandTok(BandTokConfig.tiny(sample_rate=SR))
-    band.train()
-    band.forward_train(torch.randn(2, 2 * SR) * 0.1)  # k-means init of its codebook
-    band.eval().save_pretrained(root / "band")
-    return root
+def tokenizers(dual_tokenizers):
+    return dual_tokenizers
 
 
 def test_tracks_come_from_the_duo_group(tiny_corpus, tokenizers, tmp_path):

@@ -1,22 +1,10 @@
 """benchmarks/duotok_claims.py on hand-made `bench --dual` results with known answers: a claim that holds at
 every seed is reproduced, at none not, at some mixed; ablation rows are found by their run names."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("duotok_claims", ROOT / "benchmarks" / "duotok_claims.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _row(cnbpt: float, mismatch: float, mask: float, shift: float, ctx: tuple[float, float], mel: float = 1.0) -> dict:
@@ -34,8 +22,8 @@ def _result(seed: int, rows: dict) -> dict:
                        "corpus": "data/chorales", "eval_split": "test"}, "rows": rows}
 
 
-def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch):
-    claims = _load()
+def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch, load_benchmark):
+    claims = load_benchmark("duotok_claims")
     s0 = _result(0, {"duo": _row(0.40, 0.20, 0.10, 0.05, (0.50, 0.40)),
                      "band": _row(0.60, 0.05, 0.02, 0.01, (0.62, 0.60))})
     s1 = _result(1, {"duo": _row(0.65, 0.20, 0.25, 0.05, (0.50, 0.40)),  # worse than band; mask > mismatch
@@ -90,8 +78,8 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "claims.json").read_text())["claims"][0]["verdict"] == "mixed (1/2 seeds)"
 
 
-def test_an_ordering_inside_the_intervals_is_not_resolved():
-    claims = _load()
+def test_an_ordering_inside_the_intervals_is_not_resolved(load_benchmark):
+    claims = load_benchmark("duotok_claims")
     row = _row(0.4, 0.002, 0.001, 0.0, (0.5, 0.4))
     row["corruption"]["intervals"] = {"shift 32": [-0.001, 0.001], "mask 0.9": [-0.001, 0.003],
                                       "mismatch": [0.0, 0.004]}

@@ -2,9 +2,7 @@
 single-stream one run on each stem (BandTok) decoded by one TrackDecoder recipe under one budget. Rows, shapes
 and intervals; a stopped training resumed to the weights of a straight one; a rerun that skips; one-line errors."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,40 +12,28 @@ from safetensors.torch import load_file
 
 from musictok.nn.vocoder import Vocoder, VocoderConfig, save_vocoder
 from musictok.spectral import MelConfig
-from musictok.tokenizers.bandtok import BandTok, BandTokConfig
+from musictok.tokenizers.bandtok import BandTokConfig
 from musictok.tokenizers.base import Tokenizer
-from musictok.tokenizers.duotok import DuoTok, DuoTokConfig
+from musictok.tokenizers.duotok import DuoTokConfig
 from musictok.tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
 STEPS = 3
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("matched_decoder", ROOT / "benchmarks" / "matched_decoder.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses resolve their annotations through the module
-    spec.loader.exec_module(bench)
-    return bench
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("matched_decoder")
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return _load_bench()
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, dual_tokenizers):
     """Tiny DuoTok and BandTok (15.625 token frames/s at 16 kHz), a tiny RVQ codec at 62.5 frames/s, and a
     tiny vocoder on the tokenizers' Mel (hop 256: 62.5 Mel frames/s = 4 per token frame)."""
     root = tmp_path_factory.mktemp("matched-models")
+    for name in ("duo", "band"):
+        (root / name).symlink_to(dual_tokenizers / name)
     torch.manual_seed(0)
-    DuoTok(DuoTokConfig.tiny(sample_rate=SR)).save_pretrained(root / "duo")
-    band = BandTok(BandTokConfig.tiny(sample_rate=SR))
-    band.train()
-    band.forward_train(torch.randn(2, 2 * SR) * 0.1)  # k-means init of its codebook
-    band.eval().save_pretrained(root / "band")
     RVQCodec(RVQCodecConfig.tiny()).save_pretrained(root / "rvq")
     mel = MelConfig(sample_rate=SR, n_fft=1024, hop_length=256, win_length=1024, n_mels=32)
     save_vocoder(Vocoder(VocoderConfig.tiny(mel=mel)), root / "vocoder")

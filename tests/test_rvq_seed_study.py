@@ -2,10 +2,8 @@
 in the JSON, paired differences that are the per-run values' differences, the report written; and a
 one-line error for a run folder it cannot use."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +18,6 @@ from musictok.train.codec import codec_model_config
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16000
 STEPS = 40
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("rvq_seed_study", ROOT / "benchmarks" / "rvq_seed_study.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # its dataclasses resolve their annotations through the module
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def _tones(seconds: float, seed: int) -> torch.Tensor:
@@ -60,13 +50,18 @@ def _tiny_run(root: Path, seed: int, mmd_weight: float) -> Path:
 
 
 @pytest.fixture(scope="module")
-def study(tiny_corpus, tmp_path_factory):
+def bench(load_benchmark):
+    return load_benchmark("rvq_seed_study")
+
+
+@pytest.fixture(scope="module")
+def study(tiny_corpus, tmp_path_factory, bench):
     tmp = tmp_path_factory.mktemp("seeds")
     runs = [_tiny_run(tmp / "runs", seed, w) for seed in (1, 2) for w in (1.0, 0.0)]
     real = tmp / "real"
     save(real / "song.wav", _tones(2.5, 9).numpy(), SR)
     out = tmp / "results"
-    result = _load_bench().main(["--root", str(tmp / "runs"), "--corpus", str(tiny_corpus), "--split", "train",
+    result = bench.main(["--root", str(tmp / "runs"), "--corpus", str(tiny_corpus), "--split", "train",
                                  "--real", str(real), "--clips", "2", "--seconds", "1.0", "--resamples", "200",
                                  "--out", str(out)])
     return runs, out, result
@@ -134,7 +129,7 @@ def test_markdown_and_plot_are_written(study):
 
 @pytest.mark.parametrize("breakage, message", [("no export", "no export/"), ("no log", "no log.jsonl"),
                                                ("no summary", "no summary.json"), ("unfinished", "stopped at step 20")])
-def test_an_unusable_run_folder_is_a_one_line_error(tmp_path, capsys, breakage, message):
+def test_an_unusable_run_folder_is_a_one_line_error(tmp_path, capsys, breakage, message, bench):
     run = tmp_path / "rvq-dac-small-s1"
     run.mkdir()
     if breakage != "no export":
@@ -147,15 +142,14 @@ def test_an_unusable_run_folder_is_a_one_line_error(tmp_path, capsys, breakage, 
     if breakage != "no summary":
         (run / "summary.json").write_text(json.dumps({"start_step": 0, "end_step": 20, "wall_seconds": 3.0}))
     with pytest.raises(SystemExit) as exc:
-        _load_bench().main([str(run), "--out", str(tmp_path / "out")])
+        bench.main([str(run), "--out", str(tmp_path / "out")])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
-def test_wall_minutes_of_a_resumed_run_add_the_earlier_sittings():
-    bench = _load_bench()
+def test_wall_minutes_of_a_resumed_run_add_the_earlier_sittings(bench):
     log = [{"step": 50, "time": 30.0}, {"step": 100, "time": 60.0}, {"step": 150, "time": 20.0},
            {"step": 200, "time": 40.0}, {"step": 250, "time": 10.0}]
     minutes, resumed = bench._wall_minutes({"start_step": 200, "end_step": 300, "wall_seconds": 120.0}, log)

@@ -2,10 +2,7 @@
 separator's greedy and sampled rows; waveform metrics only for phase-aware rows."""
 
 import dataclasses
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,17 +14,10 @@ from musictok.separation import Separator
 
 from sep_helpers import SR
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "separation.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("separation_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def bench(load_benchmark):
+    return load_benchmark("separation")
 
 
 def test_quick_benchmark(bench, tiny_separators, tiny_corpus, tmp_path):
