@@ -10,8 +10,10 @@
 #   no-freeze    stage 3 with the encoder trained too (duotok.freeze_encoder=false), from duotok-small's stage 2
 # Token predictability needs only stage 3 (the tokens); no stage 4 is trained. Each ≈ 25 min on a quiet 2-core
 # CPU (no-freeze ≈ 20). Runs go to runs/duotok-small-<ablation>-stage{2,3}; restartable at any time
-# (scripts/lib/stage_runs.sh). Then score them against duotok-small's stage 3 under one LM protocol:
-#   musictok bench --dual --tokenizers runs/duotok-small-stage3/export,runs/duotok-small-no-noise-stage3/export,...
+# (scripts/lib/stage_runs.sh). Then score them against duotok-small's stage 3 under one LM protocol (the
+# ablation claims are judged on parallel cnBPT and Mel distance, so the track-to-track LM is skipped):
+#   musictok bench --dual --no-track-to-track --name duotok-ablations-s0 \
+#     --tokenizers runs/duotok-small-stage3/export,runs/duotok-small-no-noise-stage3/export,...
 #   nohup scripts/duotok_ablations.sh > runs/duotok-ablations.log 2>&1 &
 # Arguments: the ablations to run (default: all four, in the order above). Environment: MUSICTOK, PYTHON (see
 # the library), PREFIX (default duotok-small: its configs and runs).

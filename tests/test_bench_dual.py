@@ -75,3 +75,16 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
     lead = result["rows"][cells["tokenizer"]]["parallel"]["streams"]["lead"]["topk_accuracy"]
     assert cells["Acc@5"] == f"{lead['5']:.3f}"
+
+    # parallel LMs only: the same parallel rows (the same seed trains the same LM), no track-to-track anywhere
+    res = CliRunner().invoke(app, [
+        "bench", "--dual", "--quick", "--no-track-to-track", "--tokenizers", f"{tokenizers / 'duo'},{tokenizers / 'band'}",
+        "--corpus", str(tiny_corpus), "--split", "train", "--out", str(tmp_path / "out2"),
+        "--work", str(tmp_path / "work2"), "--cache-dir", str(tmp_path / "cache"), "--name", "dual"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    only = json.loads((tmp_path / "out2" / "dual.json").read_text())
+    for name, row in only["rows"].items():
+        assert "conditional" not in row and "corruption" not in row
+        assert row["parallel"] == result["rows"][name]["parallel"] and row["context"] == result["rows"][name]["context"]
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["dual-context.png", "dual.json", "dual.md"]
+    assert "Not run (`--no-track-to-track`)" in (tmp_path / "out2" / "dual.md").read_text()

@@ -70,6 +70,8 @@ class DualBenchConfig:
     recon_seconds: float = 10.0
     resamples: int = 1000  # bootstrap resamples of every interval
     seed: int = 0  # the LMs' (and the bootstrap's); each seed trains its own LMs
+    # the track-to-track LM and its corruption curves; an ablation judged on parallel cnBPT alone can skip it
+    track_to_track: bool = True
 
     @classmethod
     def quick(cls, tokenizers: list[str], **kw) -> DualBenchConfig:
@@ -321,7 +323,7 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
                     "windows": int(codes[0].shape[0]), "pieces": len(set(pieces)), "context_frames": frames,
                     "reconstruction": track_reconstruction(tokenizer, cfg.corpus, cfg.eval_split, cfg.recon_clips,
                                                            cfg.recon_seconds, cfg.resamples, cfg.seed)}
-    for mode in ("parallel", "conditional"):
+    for mode in ("parallel", "conditional") if cfg.track_to_track else ("parallel",):
         log(f"[{short}] dual-track LM, {mode}")
         lm = load_lm(_train_lm(short, mode, tokens, info, tokenizer.fingerprint(), cfg, work, log))
         model = lm.model.eval()

@@ -795,6 +795,9 @@ def bench_cmd(
                                           "into <work>/tagger, reused by later runs)."),
     seed: int = typer.Option(0, help="Seed of the LMs and the bootstrap; each seed trains its own LMs (run "
                              "several to see the spread between seeds)."),
+    track_to_track: bool = typer.Option(True, help="With --dual: also train the track-to-track LM and draw the "
+                                        "corruption curves (--no-track-to-track: parallel LMs only, half the "
+                                        "time, enough for ablations judged on cnBPT)."),
 ) -> None:
     """Compare tokenizers under one held-constant protocol: table, plots and an HTML report with audio."""
     from .bench import BenchConfig, run_bench
@@ -810,7 +813,8 @@ def bench_cmd(
         from .tokenizers.base import TokenizerError
 
         kw = {"corpus": str(corpus), "out": str(out), "eval_split": split, "cache_dir": str(cache_dir),
-              "work": str(work if work != Path("runs/bench") else Path("runs/bench-dual")), "seed": seed}
+              "work": str(work if work != Path("runs/bench") else Path("runs/bench-dual")), "seed": seed,
+              "track_to_track": track_to_track}
         kw |= ({"lm_steps": lm_steps} if lm_steps is not None else {}) | ({"name": name} if name else {})
         dcfg = DualBenchConfig.quick(names, **kw) if quick else DualBenchConfig(tokenizers=names, **kw)
         try:

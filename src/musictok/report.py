@@ -222,13 +222,17 @@ def html_report(result: dict, plots: dict[str, Path], media: dict) -> str:
 
 # ---------------------------------------------------------------------------------------- bench --dual
 def dual_plots(rows: dict, out: Path, stem: str) -> dict[str, str]:
-    """`bench --dual`: the corruption and context-scaling figures (file names, next to the Markdown)."""
+    """`bench --dual`: the corruption and context-scaling figures (file names, next to the Markdown); a run
+    without the track-to-track LM has no corruption figure."""
     from .plots import plot_context_scaling, plot_corruption
 
-    return {"corruption": plot_corruption({k: r["corruption"] for k, r in rows.items()},
-                                          out / f"{stem}-corruption.png").name,
-            "context": plot_context_scaling({k: r["context"] for k, r in rows.items()},
-                                            out / f"{stem}-context.png").name}
+    plots = {}
+    if all("corruption" in r for r in rows.values()):
+        plots["corruption"] = plot_corruption({k: r["corruption"] for k, r in rows.items()},
+                                              out / f"{stem}-corruption.png").name
+    plots["context"] = plot_context_scaling({k: r["context"] for k, r in rows.items()},
+                                            out / f"{stem}-context.png").name
+    return plots
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -276,34 +280,40 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
                          f"{_num(cb['normalized_entropy'])} |")
         lines.append(f"| {name} | | **avg** | | {_num(r['parallel']['cnbpt'])} | {_num(r['parallel']['bpt'])} | "
                      f"{_num(r['parallel']['enbpt'])} | {_num(r['parallel']['cnbps'], 1)} | | | | | | |")
-    lines += ["", "## Track-to-track (accompaniment given the lead)", "",
-              "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@5 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
-              "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in result["rows"].items():
-        s = r["conditional"]["streams"][DUO_TRACKS[1]]
-        acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
-        c = r["corruption"]
-        shift = ", ".join(f"{k}: {v:+.1%}" for k, v in c["shift"].items())
-        mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
-        lines.append(f"| {name} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | {_num(s['enbpt'])} | {_num(acc.get('1'))} | "
-                     f"{_num(acc.get('5'))} | {_num(acc.get('10'))} | {_num(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
-    if any((r["corruption"].get("intervals") or {}) for r in result["rows"].values()):
-        lines += ["", "## Corruption costs with their intervals (ΔcnBPT of the accompaniment, 95 %)", "",
-                  "| tokenizer | corruption | ΔcnBPT | interval |", "|---|---|---|---|"]
+    track_to_track = all("conditional" in r for r in result["rows"].values())
+    if not track_to_track:
+        lines += ["", "## Track-to-track", "", "Not run (`--no-track-to-track`): parallel LMs only."]
+    else:
+        lines += ["", "## Track-to-track (accompaniment given the lead)", "",
+                  "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@5 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
+                  "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in result["rows"].items():
+            s = r["conditional"]["streams"][DUO_TRACKS[1]]
+            acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
             c = r["corruption"]
-            for key, iv in (c.get("intervals") or {}).items():
-                kind, _, at = key.partition(" ")
-                value = c["mismatch"] if kind == "mismatch" else next(
-                    v for k, v in c[kind].items() if float(k) == float(at))
-                lines.append(f"| {name} | {key} | {value:+.1%} | [{iv[0]:+.1%}, {iv[1]:+.1%}] |")
+            shift = ", ".join(f"{k}: {v:+.1%}" for k, v in c["shift"].items())
+            mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
+            lines.append(f"| {name} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | {_num(s['enbpt'])} | {_num(acc.get('1'))} | "
+                         f"{_num(acc.get('5'))} | {_num(acc.get('10'))} | {_num(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
+        if any((r["corruption"].get("intervals") or {}) for r in result["rows"].values()):
+            lines += ["", "## Corruption costs with their intervals (ΔcnBPT of the accompaniment, 95 %)", "",
+                      "| tokenizer | corruption | ΔcnBPT | interval |", "|---|---|---|---|"]
+            for name, r in result["rows"].items():
+                c = r["corruption"]
+                for key, iv in (c.get("intervals") or {}).items():
+                    kind, _, at = key.partition(" ")
+                    value = c["mismatch"] if kind == "mismatch" else next(
+                        v for k, v in c[kind].items() if float(k) == float(at))
+                    lines.append(f"| {name} | {key} | {value:+.1%} | [{iv[0]:+.1%}, {iv[1]:+.1%}] |")
     lines += ["", "## Context scaling (parallel LM, cnBPT of the last "
               f"{cfg['scored_seconds']:g} s against the window's length)", "",
               "| tokenizer | " + " | ".join(f"{k} s" for k in next(iter(result["rows"].values()))["context"]) + " |",
               "|---|" + "---|" * len(next(iter(result["rows"].values()))["context"])]
     for name, r in result["rows"].items():
         lines.append(f"| {name} | " + " | ".join(_num(v) for v in r["context"].values()) + " |")
-    lines += ["", f"![corruption]({plots['corruption']})", "", f"![context]({plots['context']})", ""]
+    for key, path in plots.items():
+        lines += ["", f"![{key}]({path})"]
+    lines.append("")
     return "\n".join(lines)
 
 
