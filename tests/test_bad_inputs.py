@@ -128,6 +128,14 @@ class Case:
     warning: tuple[str, ...] | None = None  # substrings of the one warning line, if any
 
 
+def _fake_corpus(tmp: Path) -> Path:
+    """A folder that passes bench's corpus check (``metadata.jsonl``): what is refused must be refused first."""
+    d = tmp / "corpus"
+    d.mkdir(exist_ok=True)
+    (d / "metadata.jsonl").write_text("")
+    return d
+
+
 def _mtok_dir(ws: Path, tmp: Path, name: str = "song", audio: str = "good.wav") -> Path:
     """``tmp/songs`` holding ``song.wav`` and the ``song.mtok`` encoded from it (the DIR → DIR setup)."""
     from musictok.convert import encode_file
@@ -360,6 +368,11 @@ CASES: dict[str, Case] = {
                                                    "--out", t / "out"],
                                     error=("--init", "a duotok run does not fine-tune", "init_from")),
     # ---- rough edges
+    "bench-real-empty": Case(lambda ws, t: ["bench", "--dual", "--corpus", _fake_corpus(t), "--real",
+                                            ws / IN / "empty_dir", "--out", t / "out"],
+                             error=("--real", "empty_dir", "no audio files")),
+    "bench-real-missing": Case(lambda ws, t: ["bench", "--corpus", _fake_corpus(t), "--real", t / "gone",
+                                              "--out", t / "out"], error=("gone", "--real", "not found")),
     "version": Case(lambda ws, t: ["--version"], code=0, error=None, check=lambda r, ws, t: "musictok" in r.out),
 }
 

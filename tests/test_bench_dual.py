@@ -2,6 +2,7 @@
 single-stream one run on each stem (BandTok), under the same dual-track LM protocol."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -35,8 +36,13 @@ def test_tracks_come_from_the_duo_group(tiny_corpus, tokenizers, tmp_path):
 
 
 def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
+    real = tmp_path / "real"  # "recordings" without stems: two of the corpus's mixes
+    real.mkdir()
+    for piece in CorpusIndex(tiny_corpus, "train").pieces[:2]:
+        mix = CorpusIndex(tiny_corpus).folder(piece) / piece["mix"]
+        shutil.copy(mix, real / f"{piece['id']}{mix.suffix}")
     res = CliRunner().invoke(app, [
-        "bench", "--dual", "--quick", "--tokenizers", f"{tokenizers / 'duo'},{tokenizers / 'band'}",
+        "bench", "--dual", "--quick", "--tokenizers", f"{tokenizers / 'duo'},{tokenizers / 'band'}", "--real", str(real),
         "--corpus", str(tiny_corpus), "--split", "train", "--out", str(tmp_path / "out"),
         "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"), "--name", "dual"])
     assert res.exit_code == 0, res.output + repr(res.exception)
@@ -61,6 +67,10 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
         for track, rec in row["reconstruction"].items():  # each track's decode against its own stem
             assert track in ("lead", "accompaniment") and rec["clips"] == 2
             assert 0 < rec["interval"][0] <= rec["mel_distance"] <= rec["interval"][1]
+        # the mixes of the real folder: Mel distance in its interval; DuoTok's tokens of both tracks
+        assert row["real"]["clips"] == 2 and 0 < row["real"]["interval"][0] <= row["real"]["mel_distance"]
+        assert row["real"]["mel_distance"] <= row["real"]["interval"][1]
+    assert set(result["rows"]["duo"]["real"]["codebook"]) == {"lead", "accompaniment"}
     assert result["rows"]["duo"]["kbps"] == pytest.approx(2 * 15.625 * 6 / 1000)
     assert result["rows"]["band"]["layout"]["streams"][0]["slot_axis"] == "band"
     for f in ("dual.md", "dual-corruption.png", "dual-context.png"):
@@ -69,7 +79,7 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
     assert "Track-to-track" in page
     # Acc@5 in both tables, its cell between Acc@1's and Acc@10's
     tables = [t for t in page.split("\n\n") if t.startswith("| tokenizer")]
-    assert len(tables) == 4 and all("| Acc@1 | Acc@5 | Acc@10 | Acc@50 |" in t for t in tables[:2])
+    assert len(tables) == 5 and all("| Acc@1 | Acc@5 | Acc@10 | Acc@50 |" in t for t in tables[:2])
     assert "| mismatch |" in tables[2]  # the corruption costs with their intervals
     header, _, first = tables[0].splitlines()[:3]
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in first.split("|")]))
@@ -79,6 +89,7 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
     # parallel LMs only: the same parallel rows (the same seed trains the same LM), no track-to-track anywhere
     res = CliRunner().invoke(app, [
         "bench", "--dual", "--quick", "--no-track-to-track", "--tokenizers", f"{tokenizers / 'duo'},{tokenizers / 'band'}",
+        "--real", str(real),
         "--corpus", str(tiny_corpus), "--split", "train", "--out", str(tmp_path / "out2"),
         "--work", str(tmp_path / "work2"), "--cache-dir", str(tmp_path / "cache"), "--name", "dual"])
     assert res.exit_code == 0, res.output + repr(res.exception)
@@ -86,5 +97,7 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
     for name, row in only["rows"].items():
         assert "conditional" not in row and "corruption" not in row
         assert row["parallel"] == result["rows"][name]["parallel"] and row["context"] == result["rows"][name]["context"]
+        assert row["real"] == result["rows"][name]["real"]
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["dual-context.png", "dual.json", "dual.md"]
     assert "Not run (`--no-track-to-track`)" in (tmp_path / "out2" / "dual.md").read_text()
+

@@ -72,6 +72,10 @@ class DualBenchConfig:
     seed: int = 0  # the LMs' (and the bootstrap's); each seed trains its own LMs
     # the track-to-track LM and its corruption curves; an ablation judged on parallel cnBPT alone can skip it
     track_to_track: bool = True
+    # real recordings without stems (held out, never trained on): each mix through the tokenizer (DuoTok
+    # separates it, tokenizes both tracks and their decodes are summed), Mel distance to the mix
+    real: str | None = None
+    real_clips: int = 16
 
     @classmethod
     def quick(cls, tokenizers: list[str], **kw) -> DualBenchConfig:
@@ -79,7 +83,7 @@ class DualBenchConfig:
                     context_seconds=2.0, prefix_seconds=0.5, lm_eval_windows=4, max_pieces=3, shifts=[1, 4],
                     mask_ratios=[0.3, 0.9], context_grid=[1.0, 2.0], scored_seconds=0.5, recon_clips=2,
                     recon_seconds=2.0, resamples=50)
-        return cls(tokenizers=tokenizers, **(base | kw))
+        return cls(tokenizers=tokenizers, **({"real_clips": 2} | base | kw))
 
 
 # ---------------------------------------------------------------------------------------- tokens
@@ -265,6 +269,29 @@ def track_reconstruction(tokenizer, corpus: str | Path, split: str, clips: int, 
     return {t: mean_with_interval(v, resamples, seed) | {"silent_clips": silent[t]} for t, v in dist.items()}
 
 
+@torch.no_grad()
+def real_mix_reconstruction(tokenizer, folder: str | Path, clips: int, seconds: float, resamples: int = 1000,
+                            seed: int = 0) -> dict:
+    """Real recordings have no stems, so only the mix can be judged: each clip through the tokenizer and its
+    own decoder (a two-track tokenizer separates the mix, and its two decoded tracks are summed) against the
+    clip; Mel distance per clip with a bootstrap interval, and each stream's codebook use on these clips."""
+    from .evaluate import load_clips
+    from .metrics.reconstruction import mel_distance
+
+    sr = tokenizer.sample_rate
+    audio = load_clips(sr, audio_dir=folder, seconds=seconds, max_clips=clips).audio  # (N, T)
+    dist, tokens = [], []
+    for x in audio:
+        t = tokenizer.encode(x[None])
+        y = tokenizer.decode(t).cpu()
+        if y.ndim == 3:
+            y = y.sum(1)
+        dist.append(float(mel_distance(x[None], y, sr, align=True)[0]))
+        tokens.append(t.to("cpu"))
+    return mean_with_interval(dist, resamples, seed) | {"folder": str(folder), "seconds": seconds,
+                                                        "codebook": _codebook_health(tokens)}
+
+
 def _track_metrics(scores, codes: list[torch.Tensor], layout: TokenLayout) -> dict:
     """Per track (the tracks with scored cells): BPT, cnBPT, enBPT, cnBPS, Acc@k; plus their average."""
     from .metrics.predictability import StreamPrediction, predictability_metrics, topk_accuracy
@@ -323,6 +350,10 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
                     "windows": int(codes[0].shape[0]), "pieces": len(set(pieces)), "context_frames": frames,
                     "reconstruction": track_reconstruction(tokenizer, cfg.corpus, cfg.eval_split, cfg.recon_clips,
                                                            cfg.recon_seconds, cfg.resamples, cfg.seed)}
+    if cfg.real:
+        log(f"[{short}] real recordings: {cfg.real_clips} mixes of {cfg.recon_seconds:g} s from {cfg.real}")
+        result["real"] = real_mix_reconstruction(tokenizer, cfg.real, cfg.real_clips, cfg.recon_seconds,
+                                                 cfg.resamples, cfg.seed)
     for mode in ("parallel", "conditional") if cfg.track_to_track else ("parallel",):
         log(f"[{short}] dual-track LM, {mode}")
         lm = load_lm(_train_lm(short, mode, tokens, info, tokenizer.fingerprint(), cfg, work, log))

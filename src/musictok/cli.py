@@ -777,7 +777,8 @@ def bench_cmd(
     corpus: Path = typer.Option(Path("data/chorales"), help="A rendered corpus folder."),
     split: str = typer.Option("test", help="Corpus split the clips and LM scores come from."),
     real: Optional[Path] = typer.Option(None, help="A folder of real recordings for the real-music columns "
-                                        "(default: hedgewars' music when `make data-hedgewars` unpacked it)."),
+                                        "(default: hedgewars' music when `make data-hedgewars` unpacked it); "
+                                        "with --dual, the mixes' reconstruction (they have no stems)."),
     cache_dir: Path = typer.Option(Path("data/token-cache"), help="Corpus tokens per tokenizer fingerprint."),
     lm_steps: Optional[int] = typer.Option(None, help="Override the LM steps (same for every row)."),
     name: Optional[str] = typer.Option(None, help="File stem of the outputs (default bench-<date>)."),
@@ -808,13 +809,25 @@ def bench_cmd(
         raise UserError("--tokenizers is empty")
     if not (corpus / "metadata.jsonl").is_file():
         raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
+    if real is None and HEDGEWARS_MUSIC.is_dir():
+        real = HEDGEWARS_MUSIC
+    if real is not None:
+        from .audio import AudioError
+        from .evaluate import load_clips
+
+        if not real.exists():
+            raise UserError(f"{real}: --real folder not found")
+        try:  # fail now, not after an hour of training
+            load_clips(16000, audio_dir=real, seconds=1.0, max_clips=1)
+        except AudioError as e:
+            raise UserError(f"--real: {e}") from None
     if dual:
         from .bench_dual import DualBenchConfig, run_dual_bench
         from .tokenizers.base import TokenizerError
 
         kw = {"corpus": str(corpus), "out": str(out), "eval_split": split, "cache_dir": str(cache_dir),
               "work": str(work if work != Path("runs/bench") else Path("runs/bench-dual")), "seed": seed,
-              "track_to_track": track_to_track}
+              "track_to_track": track_to_track, "real": str(real) if real else None}
         kw |= ({"lm_steps": lm_steps} if lm_steps is not None else {}) | ({"name": name} if name else {})
         dcfg = DualBenchConfig.quick(names, **kw) if quick else DualBenchConfig(tokenizers=names, **kw)
         try:
@@ -822,10 +835,6 @@ def bench_cmd(
         except (TokenizerError, ValueError) as e:
             raise UserError(str(e)) from None
         return
-    if real is None and HEDGEWARS_MUSIC.is_dir():
-        real = HEDGEWARS_MUSIC
-    if real is not None and not real.exists():
-        raise UserError(f"{real}: --real folder not found")
     kw = {"corpus": str(corpus), "out": str(out), "work": str(work), "baselines": baselines,
           "eval_split": split, "cache_dir": str(cache_dir), "real": str(real) if real else None,
           "probe": probe, "frechet": frechet, "seed": seed}
