@@ -129,7 +129,7 @@ def lm_step(batch: int, config: TokenLMConfig):
         codes = torch.randint(0, CODES, (batch, FRAMES, BANDS), generator=g)
         b = pattern.build([codes])
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(b.inputs, b.positions, pattern.scored_targets(b.targets))
+            out = model(b.inputs, b.positions, pattern.scored_targets(b.targets), keep_logits=False)  # as LMTask
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)

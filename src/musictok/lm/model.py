@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..settings import build_checked
+from .head_loss import linear_cross_entropy
 from .patterns import IGNORE_INDEX, LMVocab, SequencePattern
 from .sampling import sample
 
@@ -395,7 +396,8 @@ class TokenLM(nn.Module):
             keep_logits: with targets, ``False`` computes the heads only at steps that predict something and
                 returns no logits: the same loss and NLL, without the ``(B, T, K, V)`` tensor. A context that
                 is not scored (a conditioning track, a mixture prefix) then costs no head at all — with a
-                32,768-code vocabulary the heads are most of a small LM's work.
+                32,768-code vocabulary the heads are most of a small LM's work — and untied heads form
+                their logits a chunk of rows at a time (:func:`~musictok.lm.head_loss.linear_cross_entropy`).
         Returns:
             :class:`LMOutput` with logits ``(B, T, K, V)`` (``None`` when not kept) and, given targets, the
             loss and per-token NLL.
@@ -421,9 +423,14 @@ class TokenLM(nn.Module):
                                   ignore_index=IGNORE_INDEX, reduction="none").reshape(targets.shape)
             return LMOutput(logits, nll.sum() / count, nll)
         scored = (targets != IGNORE_INDEX).any(-1)  # (B, T): steps with something to predict
-        logits = self._logits(h[scored][None])[0]  # (N, K, V)
-        rows = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[scored].reshape(-1).long(),
-                               ignore_index=IGNORE_INDEX, reduction="none").reshape(targets[scored].shape)
+        if self.heads is not None:  # each head's loss in row chunks: no logits tensor at all (head_loss.py)
+            rows_h, rows_t = h[scored], targets[scored]
+            rows = torch.stack([linear_cross_entropy(rows_h, head.weight, rows_t[:, k])
+                                for k, head in enumerate(self.heads)], dim=-1)
+        else:
+            logits = self._logits(h[scored][None])[0]  # (N, K, V)
+            rows = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[scored].reshape(-1).long(),
+                                   ignore_index=IGNORE_INDEX, reduction="none").reshape(targets[scored].shape)
         nll = torch.zeros(targets.shape, dtype=rows.dtype, device=rows.device).index_put((scored,), rows)
         return LMOutput(None, nll.sum() / count, nll)
 

@@ -1,0 +1,100 @@
+"""Linear head + cross-entropy in row chunks, without the ``(rows, vocab)`` logits tensor.
+
+Why: with a large codebook the heads are most of a small LM's training step, and most of *that* is not
+the matmul but memory traffic around the logits — the float32 copy of every logit, ``log_softmax`` forward
+and backward over it, the stacked ``(B, T, K, V)`` tensor and its zero-filled gradient. DuoTok's two
+32,768-way heads over 8 × 468 steps make a 490 MB logits tensor each step (profiled: the traffic took about
+as long as the head matmuls themselves). Here the logits of a few hundred rows at a time are formed, turned
+into the loss *and* into their gradient at once (``softmax - onehot``), and dropped; what autograd keeps is
+the gradient of the rows ``(N, d)`` and of the weight ``(V, d)``. The idea is Liger-Kernel's fused linear
+cross-entropy, written here in plain PyTorch.
+
+Exactness: the loss per row is the same ``logsumexp - target logit`` of the same (autocast-rounded)
+logits. The stored gradients assume what training does — the loss is a mean, so every scored row gets the
+same upstream gradient; the rows' gradient is exact for any upstream gradient (it scales row by row), and
+if the weight's would not be (a per-row weighting), ``backward`` recomputes it chunk by chunk instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .patterns import IGNORE_INDEX
+
+__all__ = ["linear_cross_entropy"]
+
+CHUNK_ELEMENTS = 1 << 25  # logits formed at once: 32 M (128 MB in float32), 1,024 rows of a 32,768-way head
+
+
+def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The matmuls' dtype: autocast's when it is on for this device (as ``nn.Linear`` would run), else the input's."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return dtype
+
+
+def _chunked(h: Tensor, weight: Tensor, targets: Tensor, row_grad: Tensor | None, dtype: torch.dtype
+             ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-row NLL ``(N,)`` float32, and the gradients of ``sum(row_grad * nll)`` for ``h`` and ``weight``
+    (``row_grad=None``: all ones), a chunk of rows at a time."""
+    n, v = h.shape[0], weight.shape[0]
+    w = weight.to(dtype)
+    nll = torch.zeros(n, dtype=torch.float32, device=h.device)
+    grad_h = torch.empty(n, h.shape[1], dtype=torch.float32, device=h.device)
+    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
+    step = max(1, CHUNK_ELEMENTS // v)
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        hc, t = h[s:e].to(dtype), targets[s:e]
+        keep = t != IGNORE_INDEX
+        safe = torch.where(keep, t, 0)
+        logits = (hc @ w.T).float()  # rounded to the compute dtype first, as nn.Linear under autocast is
+        rows = torch.arange(e - s, device=h.device)
+        target_logit = logits[rows, safe]
+        peak = logits.amax(dim=-1)
+        g = logits.sub_(peak[:, None]).exp_()  # in place: the logits are not needed again
+        total = g.sum(dim=-1)
+        nll[s:e] = torch.where(keep, peak + total.log() - target_logit, 0.0)
+        # d nll / d logits = softmax - onehot, times the row's upstream gradient (0 where ignored)
+        scale = keep.float() if row_grad is None else torch.where(keep, row_grad[s:e].float(), 0.0)
+        g.mul_((scale / total)[:, None])
+        g[rows, safe] -= scale
+        g = g.to(dtype)
+        grad_h[s:e] = (g @ w).float()
+        grad_w += (g.T @ hc).float()
+    return nll, grad_h, grad_w
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
+        dtype = _compute_dtype(h.device, h.dtype)
+        with torch.autocast(h.device.type, enabled=False):
+            nll, grad_h, grad_w = _chunked(h.detach(), weight.detach(), targets, None, dtype)
+        ctx.dtype = dtype
+        ctx.input_dtypes = (h.dtype, weight.dtype)
+        ctx.save_for_backward(h, weight, targets, grad_h, grad_w)
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad_nll: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        h, weight, targets, grad_h, grad_w = ctx.saved_tensors
+        keep = targets != IGNORE_INDEX
+        g = grad_nll[keep]
+        if g.numel() and not bool((g == g[0]).all()):  # a weighting per row: the stored weight gradient is not it
+            with torch.autocast(h.device.type, enabled=False):
+                _, grad_h, grad_w = _chunked(h.detach(), weight.detach(), targets, grad_nll, ctx.dtype)
+        else:
+            grad_h = grad_h * grad_nll[:, None].float()
+            grad_w = grad_w * (g[0].float() if g.numel() else 0.0)
+        return grad_h.to(ctx.input_dtypes[0]), grad_w.to(ctx.input_dtypes[1]), None
+
+
+def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
+    """``cross_entropy(h @ weight.T, targets, ignore_index=IGNORE_INDEX, reduction="none")`` as float32
+    ``(N,)`` for rows ``h (N, d)``, a head's ``weight (V, d)`` and ``targets (N,)``; 0 where ignored."""
+    if h.ndim != 2 or weight.ndim != 2 or h.shape[1] != weight.shape[1] or targets.shape != h.shape[:1]:
+        raise ValueError(f"expected h (N, d), weight (V, d), targets (N,); got {tuple(h.shape)}, "
+                         f"{tuple(weight.shape)}, {tuple(targets.shape)}")
+    return _LinearCrossEntropy.apply(h, weight, targets.long())
