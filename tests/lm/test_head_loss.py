@@ -56,6 +56,18 @@ def test_under_bf16_autocast_as_a_linear_layer_would_round():
         assert float((a - b).norm() / b.norm()) < 1e-2
 
 
+def test_without_gradients_only_the_loss(monkeypatch):
+    h, w, t = problem()
+    with torch.no_grad():
+        nll = linear_cross_entropy(h, w, t)
+    torch.testing.assert_close(nll, reference(h, w, t).detach())
+    calls = []
+    monkeypatch.setattr(head_loss, "_chunked", lambda *a, grads=True: calls.append(grads) or (torch.zeros(len(t)), None, None))
+    with torch.no_grad():
+        linear_cross_entropy(h, w, t)
+    assert calls == [False]  # no gradient work when none is wanted
+
+
 def test_shapes_are_checked():
     h, w, t = problem()
     with pytest.raises(ValueError, match="expected h"):

@@ -34,15 +34,15 @@ def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-def _chunked(h: Tensor, weight: Tensor, targets: Tensor, row_grad: Tensor | None, dtype: torch.dtype
-             ) -> tuple[Tensor, Tensor, Tensor]:
+def _chunked(h: Tensor, weight: Tensor, targets: Tensor, row_grad: Tensor | None, dtype: torch.dtype,
+             grads: bool = True) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Per-row NLL ``(N,)`` float32, and the gradients of ``sum(row_grad * nll)`` for ``h`` and ``weight``
-    (``row_grad=None``: all ones), a chunk of rows at a time."""
+    (``row_grad=None``: all ones; ``grads=False``: none, for scoring), a chunk of rows at a time."""
     n, v = h.shape[0], weight.shape[0]
     w = weight.to(dtype)
     nll = torch.zeros(n, dtype=torch.float32, device=h.device)
-    grad_h = torch.empty(n, h.shape[1], dtype=torch.float32, device=h.device)
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
+    grad_h = torch.empty(n, h.shape[1], dtype=torch.float32, device=h.device) if grads else None
+    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if grads else None
     step = max(1, CHUNK_ELEMENTS // v)
     for s in range(0, n, step):
         e = min(s + step, n)
@@ -56,6 +56,8 @@ def _chunked(h: Tensor, weight: Tensor, targets: Tensor, row_grad: Tensor | None
         g = logits.sub_(peak[:, None]).exp_()  # in place: the logits are not needed again
         total = g.sum(dim=-1)
         nll[s:e] = torch.where(keep, peak + total.log() - target_logit, 0.0)
+        if not grads:
+            continue
         # d nll / d logits = softmax - onehot, times the row's upstream gradient (0 where ignored)
         scale = keep.float() if row_grad is None else torch.where(keep, row_grad[s:e].float(), 0.0)
         g.mul_((scale / total)[:, None])
@@ -97,4 +99,8 @@ def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
     if h.ndim != 2 or weight.ndim != 2 or h.shape[1] != weight.shape[1] or targets.shape != h.shape[:1]:
         raise ValueError(f"expected h (N, d), weight (V, d), targets (N,); got {tuple(h.shape)}, "
                          f"{tuple(weight.shape)}, {tuple(targets.shape)}")
+    if not (torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)):  # scoring: the loss alone
+        dtype = _compute_dtype(h.device, h.dtype)
+        with torch.autocast(h.device.type, enabled=False):
+            return _chunked(h, weight, targets.long(), None, dtype, grads=False)[0]
     return _LinearCrossEntropy.apply(h, weight, targets.long())
