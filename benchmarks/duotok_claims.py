@@ -244,6 +244,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/results/duotok-claims"))
     args = ap.parse_args()
     main_results = load(args.main)
+    for path, r in zip(args.main, main_results):
+        if not all("corruption" in row for row in r["rows"].values()):
+            raise SystemExit(f"{path}: a run without the track-to-track LM (--no-track-to-track) has no corruption "
+                             "costs; give it with --ablations, or a full run with --main")
     abl_results = load(args.ablations) if args.ablations else []
     claims = main_claims(main_results, args.duotok)
     if abl_results:

@@ -7,7 +7,9 @@ tokenizer's own decoder in the way.
         [--steps 8000 --batch 8 --clip-seconds 2 --lr 3e-4 --seed 0] [--clips 16] [--out docs/results/matched-decoder]
 
 The default budget, 8,000 steps on every training piece, takes ≈ 14 min per tokenizer on this 2-core CPU
-(0.1 s a step, timed on a quiet machine for bandtok-small's codewords).
+(0.1 s a step, timed on a quiet machine for bandtok-small's codewords), plus encoding the training split once
+per new tokenizer fingerprint (shared with `bench --dual`'s cache); the chorales' 365 training pieces hold
+≈ 2.8 GB of float32 stems in memory.
 
 Every tokenizer decodes with its own machinery (BandTok: a Mel decoder and a vocoder; the RVQ codec: a
 waveform decoder; DuoTok: a Mel decoder per track and a vocoder), so its reconstruction mixes what the tokens
@@ -30,8 +32,8 @@ recipe instead:
   trains; it turns every decoded Mel into audio. A tokenizer that normalises the level before encoding
   (BandTok: -20 dBFS) encodes ``stem / g``: its decoder learns the Mel of ``stem / g`` and its audio is
   multiplied back by ``g``, as the tokenizer's own ``decode`` does with ``Tokens.scales``.
-- **Data and budget.** The first ``--train-pieces`` pieces of the training split of ``--corpus`` are encoded
-  whole, once per tokenizer fingerprint (:func:`musictok.bench_dual.duo_tokens`: its cache under
+- **Data and budget.** The first ``--train-pieces`` pieces (0, the default: all) of the training split of
+  ``--corpus`` are encoded whole, once per tokenizer fingerprint (:func:`musictok.bench_dual.duo_tokens`: its cache under
   ``--cache-dir/duo`` is shared with ``musictok bench --dual``). Each step draws ``--batch`` windows of
   ``--clip-seconds`` at token-frame offsets (both stems of each: ``2 × batch`` sequences); window ``i`` is a
   pure function of ``(seed, i)`` and the pieces' lengths, so **every tokenizer sees the same windows in the

@@ -807,6 +807,8 @@ def bench_cmd(
     names = [t.strip() for t in (tokenizers if tokenizers is not None else default).split(",") if t.strip()]
     if not names:
         raise UserError("--tokenizers is empty")
+    if not track_to_track and not dual:
+        raise UserError("--no-track-to-track: only bench --dual trains a track-to-track LM")
     if not (corpus / "metadata.jsonl").is_file():
         raise UserError(f"{corpus}: no rendered corpus here; run `musictok data build --out {corpus}` first")
     if real is None and HEDGEWARS_MUSIC.is_dir():

@@ -261,8 +261,10 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
                 f"the NSB estimate (metrics v{result.get('metrics_version')})."), "",
              f"LM seed {cfg.get('seed', 0)}. Mel distance: each track's decode against its stem, "
              f"{cfg.get('recon_clips', '?')} clips of {cfg.get('recon_seconds', '?')} s, with a 95 % bootstrap "
-             "interval; corruption costs: 95 % intervals from resampling the test pieces (clean and corrupted "
-             "paired).", "",
+             "interval" + ("; corruption costs: 95 % intervals from resampling the test pieces (clean and corrupted "
+                           "paired)." if cfg.get("track_to_track", True) else
+                           ". Parallel LMs only (`--no-track-to-track`): no track-to-track LM, no corruption costs."),
+             "",
              "## Parallel (unconditional), per track", "",
              "| tokenizer | kbps | track | Mel dist. ↓ | cnBPT ↓ | BPT | enBPT | cnBPS | Acc@1 | Acc@5 | Acc@10 | Acc@50 "
              "| util. (if uniform) | norm. H |",

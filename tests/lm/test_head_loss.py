@@ -43,9 +43,41 @@ def test_equals_cross_entropy_of_the_logits(monkeypatch, chunk_rows, weighting):
     assert bool((got[0][t == IGNORE_INDEX] == 0).all()) and bool((got[1][t == IGNORE_INDEX] == 0).all())
 
 
-def test_under_bf16_autocast_as_a_linear_layer_would_round():
+def test_a_mean_loss_takes_the_stored_gradients(monkeypatch):
+    """What TokenLM does — ``nll.sum() / count`` — sends 1/count to every row, ignored ones too: one pass."""
+    h, w, t = problem()
+    calls = []
+    chunked = head_loss._chunked
+    monkeypatch.setattr(head_loss, "_chunked", lambda *a, **k: calls.append(1) or chunked(*a, **k))
+    nll = linear_cross_entropy(h, w, t)
+    (nll.sum() / (t != IGNORE_INDEX).sum()).backward()
+    assert len(calls) == 1 and h.grad is not None and w.grad is not None
+
+
+def test_ignored_rows_take_no_gradient_whatever_arrives_there():
+    h, w, t = problem()
+    upstream = torch.where(t == IGNORE_INDEX, torch.tensor(float("inf")), torch.tensor(0.5))
+    _, gh, gw = grads(linear_cross_entropy, h, w, t, upstream)
+    assert bool(torch.isfinite(gh).all()) and bool(torch.isfinite(gw).all())
+    assert bool((gh[t == IGNORE_INDEX] == 0).all())
+
+
+@pytest.mark.parametrize("trainable", ["h", "weight"])
+def test_only_what_needs_a_gradient_gets_one(trainable):
+    h, w, t = problem()
+    h, w = h.detach().requires_grad_(trainable == "h"), w.detach().requires_grad_(trainable == "weight")
+    linear_cross_entropy(h, w, t).sum().backward()
+    assert (h.grad is None) == (trainable != "h") and (w.grad is None) == (trainable != "weight")
+    ref_h, ref_w = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    reference(ref_h, ref_w, t).sum().backward()
+    got = h.grad if trainable == "h" else w.grad
+    torch.testing.assert_close(got, ref_h.grad if trainable == "h" else ref_w.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["mean", "per-row"])
+def test_under_bf16_autocast_as_a_linear_layer_would_round(weighting):
     h, w, t = problem(n=300, d=64, v=1024)
-    upstream = torch.full((300,), 1 / 300)
+    upstream = torch.full((300,), 1 / 300) if weighting == "mean" else torch.rand(300, generator=torch.Generator().manual_seed(2))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = grads(linear_cross_entropy, h, w, t, upstream)
         want = grads(lambda h, w, t: F.cross_entropy(F.linear(h, w).float(), t, ignore_index=IGNORE_INDEX,

@@ -19,30 +19,41 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .patterns import IGNORE_INDEX
 
 __all__ = ["linear_cross_entropy"]
 
-CHUNK_ELEMENTS = 1 << 25  # logits formed at once: 32 M (128 MB in float32), 1,024 rows of a 32,768-way head
+# logits formed at once: 32 M cells, 1,024 rows of a 32,768-way head (≈ 256 MB alive at the peak: the float32
+# logits, the matmul's bf16 result and the bf16 gradient)
+CHUNK_ELEMENTS = 1 << 25
 
 
 def _compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     """The matmuls' dtype: autocast's when it is on for this device (as ``nn.Linear`` would run), else the input's."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.get_autocast_dtype(device.type)
-    return dtype
+    kind = device.type
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else dtype
+    if kind == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else dtype
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else dtype
 
 
 def _chunked(h: Tensor, weight: Tensor, targets: Tensor, row_grad: Tensor | None, dtype: torch.dtype,
-             grads: bool = True) -> tuple[Tensor, Tensor | None, Tensor | None]:
+             grads: bool = True, need: tuple[bool, bool] = (True, True)) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Per-row NLL ``(N,)`` float32, and the gradients of ``sum(row_grad * nll)`` for ``h`` and ``weight``
-    (``row_grad=None``: all ones; ``grads=False``: none, for scoring), a chunk of rows at a time."""
+    (``row_grad=None``: all ones; ``grads=False``: none, for scoring; ``need``: which of the two), a chunk of
+    rows at a time."""
     n, v = h.shape[0], weight.shape[0]
     w = weight.to(dtype)
     nll = torch.zeros(n, dtype=torch.float32, device=h.device)
-    grad_h = torch.empty(n, h.shape[1], dtype=torch.float32, device=h.device) if grads else None
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if grads else None
+    need_h, need_w = (grads and need[0]), (grads and need[1])
+    grad_h = torch.zeros(n, h.shape[1], dtype=torch.float32, device=h.device) if need_h else None
+    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if need_w else None
+    # float16's range cannot hold the small probabilities of a large head unscaled: its gradients in float32
+    grad_dtype = torch.float32 if dtype == torch.float16 else dtype
+    wg = w if grad_dtype == dtype else weight.float()
     step = max(1, CHUNK_ELEMENTS // v)
     for s in range(0, n, step):
         e = min(s + step, n)
@@ -56,15 +67,17 @@ def _chunked(h: Tensor, weight: Tensor, targets: Tensor, row_grad: Tensor | None
         g = logits.sub_(peak[:, None]).exp_()  # in place: the logits are not needed again
         total = g.sum(dim=-1)
         nll[s:e] = torch.where(keep, peak + total.log() - target_logit, 0.0)
-        if not grads:
+        if not (need_h or need_w):
             continue
         # d nll / d logits = softmax - onehot, times the row's upstream gradient (0 where ignored)
         scale = keep.float() if row_grad is None else torch.where(keep, row_grad[s:e].float(), 0.0)
         g.mul_((scale / total)[:, None])
         g[rows, safe] -= scale
-        g = g.to(dtype)
-        grad_h[s:e] = (g @ w).float()
-        grad_w += (g.T @ hc).float()
+        g = g.to(grad_dtype)
+        if need_h:
+            grad_h[s:e] = (g @ wg).float()
+        if need_w:
+            grad_w += (g.T @ hc.to(grad_dtype)).float()
     return nll, grad_h, grad_w
 
 
@@ -72,25 +85,30 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
         dtype = _compute_dtype(h.device, h.dtype)
+        need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         with torch.autocast(h.device.type, enabled=False):
-            nll, grad_h, grad_w = _chunked(h.detach(), weight.detach(), targets, None, dtype)
-        ctx.dtype = dtype
+            nll, grad_h, grad_w = _chunked(h.detach(), weight.detach(), targets, None, dtype, need=need)
+        ctx.dtype, ctx.need = dtype, need
         ctx.input_dtypes = (h.dtype, weight.dtype)
         ctx.save_for_backward(h, weight, targets, grad_h, grad_w)
         return nll
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_nll: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         h, weight, targets, grad_h, grad_w = ctx.saved_tensors
         keep = targets != IGNORE_INDEX
         g = grad_nll[keep]
         if g.numel() and not bool((g == g[0]).all()):  # a weighting per row: the stored weight gradient is not it
             with torch.autocast(h.device.type, enabled=False):
-                _, grad_h, grad_w = _chunked(h.detach(), weight.detach(), targets, grad_nll, ctx.dtype)
+                _, grad_h, grad_w = _chunked(h.detach(), weight.detach(), targets, grad_nll, ctx.dtype, need=ctx.need)
         else:
-            grad_h = grad_h * grad_nll[:, None].float()
-            grad_w = grad_w * (g[0].float() if g.numel() else 0.0)
-        return grad_h.to(ctx.input_dtypes[0]), grad_w.to(ctx.input_dtypes[1]), None
+            # ignored rows hold no gradient whatever arrives there (inf * 0 would be NaN)
+            up = torch.where(keep, grad_nll.float(), 0.0)
+            grad_h = None if grad_h is None else grad_h * up[:, None]
+            grad_w = None if grad_w is None else grad_w * (g[0].float() if g.numel() else 0.0)
+        return (None if grad_h is None else grad_h.to(ctx.input_dtypes[0]),
+                None if grad_w is None else grad_w.to(ctx.input_dtypes[1]), None)
 
 
 def linear_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
