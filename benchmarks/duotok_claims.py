@@ -144,15 +144,28 @@ def main_claims(results: list[dict], duotok: str) -> list[dict]:
 
     holds = [all(r["rows"][duotok]["corruption"]["mismatch"] > r["rows"][b]["corruption"]["mismatch"] for b in base)
              for r in results]
-    claims.append({"claim": "DuoTok's mismatch cost is the largest", "verdict": verdict(holds),
+    overlap = sum(any(separated(r, b) == "intervals overlap: not resolved" for b in base) for r in results)
+    claims.append({"claim": "DuoTok's mismatch cost is the largest",
+                   "verdict": verdict(holds) if not overlap else
+                   f"not resolved ({overlap}/{len(results)} seeds with overlapping intervals)",
                    "values": {f"s{s}": {n: f"{row['corruption']['mismatch']:+.1%}"
                                         + ("" if n == duotok else f" ({separated(r, n)})")
                                         for n, row in r["rows"].items()} for s, r in zip(seeds, results)}})
 
+    def gain_overlaps(r: dict, b: str) -> bool:
+        a, c = (r["rows"][n].get("context_gain_interval") for n in (duotok, b))
+        return bool(a and c) and not (a[0] > c[1] or c[0] > a[1])
+
+    def gain_text(row: dict) -> str:
+        iv = row.get("context_gain_interval")
+        return f"{context_gain(row):+.2%}" + (f" [{iv[0]:+.2%}, {iv[1]:+.2%}]" if iv else "")
+
     holds = [all(context_gain(r["rows"][duotok]) > context_gain(r["rows"][b]) for b in base) for r in results]
+    overlap = sum(any(gain_overlaps(r, b) for b in base) for r in results)
     claims.append({"claim": "DuoTok's context scaling is the steepest (relative cnBPT gain, shortest → longest)",
-                   "verdict": verdict(holds),
-                   "values": {f"s{s}": {n: f"{context_gain(row):+.1%}" for n, row in r["rows"].items()}
+                   "verdict": verdict(holds) if not overlap else
+                   f"not resolved ({overlap}/{len(results)} seeds with overlapping intervals)",
+                   "values": {f"s{s}": {n: gain_text(row) for n, row in r["rows"].items()}
                               for s, r in zip(seeds, results)}})
     return claims
 

@@ -60,6 +60,9 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
             assert 0 <= cb["normalized_entropy"] <= 1 and 0 < cb["utilization"] <= cb["uniform_utilization"] <= 1
         assert set(row["corruption"]["shift"]) == {"1", "4"} and row["corruption"]["mismatch"] is not None
         assert list(row["context"]) == ["1.024", "1.984"]  # 16 and 31 frames at 15.625 frames/s
+        pts = list(row["context"].values())  # the gain shortest -> longest inside its interval over pieces
+        low, high = row["context_gain_interval"]
+        assert low <= (pts[0] - pts[-1]) / pts[0] + 1e-12 and (pts[0] - pts[-1]) / pts[0] <= high + 1e-12
         # every corruption cost inside its bootstrap interval over the test pieces
         ivs = row["corruption"]["intervals"]
         assert set(ivs) == {"shift 1", "shift 4", "mask 0.3", "mask 0.9", "mismatch"}

@@ -88,3 +88,19 @@ def test_an_ordering_inside_the_intervals_is_not_resolved(load_benchmark):
     row["corruption"]["intervals"] = {"shift 32": [-0.001, 0.0005], "mask 0.9": [0.0008, 0.0012],
                                       "mismatch": [0.0015, 0.003]}
     assert claims.ordering_claim([_result(0, {"duo": row})], "duo")["verdict"] == "reproduced (1/1 seeds)"
+
+
+def test_cross_tokenizer_claims_inside_the_intervals_are_not_resolved(load_benchmark):
+    """DuoTok ahead on the point estimates, but its mismatch cost's and its context gain's intervals overlap
+    a baseline's: not resolved; apart: reproduced."""
+    claims = load_benchmark("duotok_claims")
+    duo, band = _row(0.4, 0.003, 0.001, 0.0, (0.5, 0.49)), _row(0.6, 0.002, 0.001, 0.0, (0.6, 0.599))
+    duo["corruption"]["intervals"]["mismatch"], band["corruption"]["intervals"]["mismatch"] = [0.001, 0.005], [0.0, 0.004]
+    duo["context_gain_interval"], band["context_gain_interval"] = [0.0, 0.03], [-0.01, 0.01]
+    out = {c["claim"]: c["verdict"] for c in claims.main_claims([_result(0, {"duo": duo, "band": band})], "duo")}
+    context = next(k for k in out if k.startswith("DuoTok's context"))
+    assert out["DuoTok's mismatch cost is the largest"] == "not resolved (1/1 seeds with overlapping intervals)"
+    assert out[context] == "not resolved (1/1 seeds with overlapping intervals)"
+    band["corruption"]["intervals"]["mismatch"], band["context_gain_interval"] = [0.0, 0.0005], [-0.01, -0.001]
+    out = {c["claim"]: c["verdict"] for c in claims.main_claims([_result(0, {"duo": duo, "band": band})], "duo")}
+    assert out["DuoTok's mismatch cost is the largest"] == out[context] == "reproduced (1/1 seeds)"

@@ -332,7 +332,7 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
     from .bench import _has_split
     from .lm.patterns import make_pattern
     from .lm.scoring import cell_scores, cnbpt_scorer
-    from .metrics.diagnostics import context_scaling, corruption_curves
+    from .metrics.diagnostics import context_gain_interval, context_scores, corruption_curves
     from .train.lm import load_lm
 
     split_valid = "valid" if _has_split(cfg.corpus, "valid") else "train"
@@ -371,11 +371,14 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
                                        seed=cfg.seed, groups=pieces, resamples=cfg.resamples)
             result["corruption"] = curves.to_dict()
         else:
-            scorer = cnbpt_scorer(model, pattern_for, streams=[0, 1])
+            scorer = cnbpt_scorer(model, pattern_for, streams=[0, 1], per_window=True)
             grid = sorted({min(max(round(s * rate), 1), frames) for s in cfg.context_grid})
             scored = min(max(round(cfg.scored_seconds * rate), 1), grid[0])
-            curve = context_scaling(scorer, codes, grid, scored)
-            result["context"] = {f"{f / rate:.3f}": v for f, v in curve.items()}
+            bits = context_scores(scorer, codes, grid, scored)
+            result["context"] = {f"{f / rate:.3f}": v.cnbpt for f, v in bits.items()}
+            if len(grid) > 1:  # the gain from the shortest to the longest context, paired over test pieces
+                result["context_gain_interval"] = list(context_gain_interval(
+                    bits[grid[0]], bits[grid[-1]], pieces, resamples=cfg.resamples, seed=cfg.seed))
     return result
 
 

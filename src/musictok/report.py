@@ -318,12 +318,18 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
         for name, r in real.items():
             util = ", ".join(f"{k}: {_utilization(cb)}" for k, cb in r["codebook"].items())
             lines.append(f"| {name} | {r['mel_distance']:.3f} {_bracket(r['interval'])} | {util} |")
+    grid = next(iter(result["rows"].values()))["context"]
     lines += ["", "## Context scaling (parallel LM, cnBPT of the last "
               f"{cfg['scored_seconds']:g} s against the window's length)", "",
-              "| tokenizer | " + " | ".join(f"{k} s" for k in next(iter(result["rows"].values()))["context"]) + " |",
-              "|---|" + "---|" * len(next(iter(result["rows"].values()))["context"])]
+              "Gain: the relative cnBPT drop from the shortest to the longest context, with its 95 % interval "
+              "from resampling the test pieces (both contexts paired).", "",
+              "| tokenizer | " + " | ".join(f"{k} s" for k in grid) + " | gain |", "|---|" + "---|" * (len(grid) + 1)]
     for name, r in result["rows"].items():
-        lines.append(f"| {name} | " + " | ".join(_num(v) for v in r["context"].values()) + " |")
+        pts = list(r["context"].values())
+        gain = (pts[0] - pts[-1]) / pts[0] if pts and pts[0] else float("nan")
+        iv = r.get("context_gain_interval")
+        lines.append(f"| {name} | " + " | ".join(_num(v) for v in pts) + f" | {gain:+.2%}"
+                     + (f" [{iv[0]:+.2%}, {iv[1]:+.2%}]" if iv else "") + " |")
     for key, path in plots.items():
         lines += ["", f"![{key}]({path})"]
     lines.append("")

@@ -8,7 +8,9 @@ import torch
 
 from musictok.metrics.diagnostics import (
     WindowBits,
+    context_gain_interval,
     context_scaling,
+    context_scores,
     corruption_curves,
     mask_track,
     mismatch_track,
@@ -138,3 +140,23 @@ def test_per_window_scores_give_paired_intervals_around_the_cost():
     blind = corruption_curves(lambda c, last=None: WindowBits(torch.ones(32), torch.full((32,), 2.0)), codes,
                               track=0, shifts=(4,), mask_ratios=(0.5,))
     assert all(iv == [0.0, 0.0] for iv in blind.intervals.values())
+
+
+def test_context_gain_interval_brackets_the_gain_and_holds_zero_for_a_blind_model():
+    """Windows whose history helps by a piece-dependent amount: the gain's interval holds the pooled gain
+    and is > 0; a scorer that ignores the context gives [0, 0]."""
+    piece = torch.arange(24) // 6
+    help_ = torch.tensor([0.1, 0.4, 0.2, 0.3], dtype=torch.float64)[piece]
+    codes = [torch.zeros(24, 64, 1, dtype=torch.long)] * 2
+
+    def scorer(c, last=None):
+        longer = c[0].shape[1] > 16
+        return WindowBits(torch.ones(24, dtype=torch.float64) - (help_ if longer else 0), torch.full((24,), 1.0))
+
+    bits = context_scores(scorer, codes, contexts=(16, 64), eval_frames=8)
+    gain = (bits[16].cnbpt - bits[64].cnbpt) / bits[16].cnbpt
+    low, high = context_gain_interval(bits[16], bits[64], piece.tolist(), resamples=500)
+    assert 0 < low <= gain <= high and gain == pytest.approx(0.25)
+    assert context_scaling(scorer, codes, contexts=(16, 64), eval_frames=8) == {16: bits[16].cnbpt, 64: bits[64].cnbpt}
+    blind = WindowBits(torch.ones(24, dtype=torch.float64), torch.full((24,), 1.0))
+    assert context_gain_interval(blind, blind) == (0.0, 0.0)

@@ -35,7 +35,9 @@ __all__ = [
     "CorruptionResult",
     "Scorer",
     "WindowBits",
+    "context_gain_interval",
     "context_scaling",
+    "context_scores",
     "corruption_curves",
     "mask_track",
     "mismatch_track",
@@ -193,6 +195,13 @@ def context_scaling(scorer: Scorer, codes: Sequence[Tensor], contexts: Sequence[
     """cnBPT of the **same** final ``eval_frames`` frames given ``c`` frames of window for each ``c`` in
     ``contexts``: the scorer sees ``codes[:, F - c:]`` (every stream, ``F`` the frames of ``codes``) and
     scores only its last ``eval_frames`` frames. Streams must share one frame rate."""
+    return {c: _cnbpt(v) for c, v in context_scores(scorer, codes, contexts, eval_frames).items()}
+
+
+def context_scores(scorer: Scorer, codes: Sequence[Tensor], contexts: Sequence[int], eval_frames: int
+                   ) -> dict[int, float | WindowBits]:
+    """:func:`context_scaling` with the scorer's own results: a per-window scorer's :class:`WindowBits`
+    give :func:`context_gain_interval` its windows."""
     frames = {c.shape[1] for c in codes}
     if len(frames) != 1:
         raise ValueError(f"context scaling needs streams of equal frames, got {sorted(frames)}")
@@ -201,5 +210,13 @@ def context_scaling(scorer: Scorer, codes: Sequence[Tensor], contexts: Sequence[
     for c in sorted(int(x) for x in contexts):
         if not eval_frames <= c <= total:
             raise ValueError(f"a context of {c} frames must hold the {eval_frames} scored frames and fit in {total}")
-        out[c] = _cnbpt(scorer([x[:, total - c:] for x in codes], last=eval_frames))
+        out[c] = scorer([x[:, total - c:] for x in codes], last=eval_frames)
     return out
+
+
+def context_gain_interval(shortest: WindowBits, longest: WindowBits, groups: Sequence | None = None, *,
+                          resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the relative cnBPT gain ``(short − long) / short`` of the same scored frames,
+    the windows (or the pieces ``groups`` names) resampled with both contexts paired."""
+    lo, hi = paired_cost_interval(shortest, longest, groups, resamples=resamples, level=level, seed=seed)
+    return -hi, -lo
