@@ -317,11 +317,13 @@ def demo_cmd(
     pieces: int = typer.Option(4, help="How many held-out chorales to render."),
     tokenizer: str = typer.Option("bandtok-small", help="Tokenizer to demonstrate (bundled name or folder)."),
     lm: str = typer.Option("bandtok-small-lm", help="Token LM for the continuation (bundled name or folder)."),
+    separator: str = typer.Option("sep-lm-small", help="Separator for the four-stem mix (bundled name or folder)."),
 ) -> None:
-    """Render held-out Bach chorales, draw a mix and its stems, tokenize one with BandTok and continue it."""
+    """Render held-out Bach chorales, draw a mix and its stems, tokenize one with BandTok, continue it with the
+    token LM and separate its four-stem mix."""
     from .demo import run_demo
 
-    run_demo(out=out, data=data, pieces=pieces, console=console, tokenizer=tokenizer, lm=lm)
+    run_demo(out=out, data=data, pieces=pieces, console=console, tokenizer=tokenizer, lm=lm, separator=separator)
 
 
 @app.command("encode")

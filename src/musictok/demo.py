@@ -5,7 +5,9 @@
 2. checks that every mix is the sum of its stems and draws one piece's mix and stems;
 3. encodes that piece with the bundled `bandtok-small`, decodes it, writes both WAVs and a picture
    (original Mel | reconstructed Mel | token grid), and prints Mel distance, SI-SDR and speeds;
-4. continues its first 4 seconds for 8 more with the bundled token LM `bandtok-small-lm`.
+4. continues its first 4 seconds for 8 more with the bundled token LM `bandtok-small-lm`;
+5. separates the piece's four-stem (musdb-style) mix with the bundled LM separator `sep-lm-small`, draws the
+   estimated stems and scores each against the true one (SI-SDR, Mel distance).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .plots import plot_stems
 
 
 def run_demo(out: Path, data: Path, pieces: int = 4, console: Console | None = None,
-             tokenizer: str = "bandtok-small", lm: str = "bandtok-small-lm") -> dict:
+             tokenizer: str = "bandtok-small", lm: str = "bandtok-small-lm", separator: str = "sep-lm-small") -> dict:
     console = console or Console()
     t0 = time.time()
     console.rule("[bold]1. render a small corpus: held-out test pieces, one train, one valid")
@@ -85,6 +87,8 @@ def run_demo(out: Path, data: Path, pieces: int = 4, console: Console | None = N
     summary["tokenizer"] = _tokenize_demo(tokenizer, folder / piece["mix"], piece["id"], seconds, out, console)
     console.rule(f"[bold]5. continue it with {lm}")
     summary["lm"] = _continue_demo(lm, folder / piece["mix"], piece["id"], out, console)
+    console.rule(f"[bold]6. separate it with {separator}")
+    summary["separation"] = _separate_demo(separator, folder, piece, min(seconds, 8.0), out, console)
     summary["seconds"] = time.time() - t0
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(f"demo finished in {summary['seconds']:.1f} s")
@@ -162,3 +166,51 @@ def _continue_demo(lm: str, mix_path: Path, piece_id: str, out: Path, console: C
     console.print(f"{g.generated_tokens} tokens sampled at {g.tokens_per_second_generated:.0f} tokens/s after a "
                   f"{g.prompt_seconds:.1f} s prompt; wrote {path}")
     return {"generated_tokens": g.generated_tokens, "tokens_per_second": g.tokens_per_second_generated}
+
+
+def _separate_demo(name: str, folder: Path, piece: dict, seconds: float, out: Path, console: Console) -> dict:
+    """The piece's musdb mix (vocals, drums, bass, other) through a separator: one WAV per stem, a picture of
+    the estimates, SI-SDR and Mel distance of each against its true stem."""
+    import torch
+
+    from .audio import save
+    from .metrics.reconstruction import mel_distance, si_sdr
+    from .separation.base import Separator, SeparatorError
+
+    if not piece.get("musdb"):
+        console.print("[yellow]skipped:[/] this piece was rendered without the musdb stem group")
+        return {"skipped": "no musdb stems"}
+    try:
+        model = Separator.from_pretrained(name)
+    except SeparatorError as e:
+        console.print(f"[yellow]skipped:[/] {e}")
+        return {"skipped": str(e)}
+    sub, sr = folder / "musdb", model.sample_rate
+    mix = torch.from_numpy(load(sub / piece["mix"], sr, duration=seconds)[0])
+    files = piece["musdb"]["stems"]
+    missing = [s for s in model.stem_names if s not in files]
+    if missing:
+        console.print(f"[yellow]skipped:[/] {name} separates {', '.join(missing)}, which the corpus does not render")
+        return {"skipped": f"stems {missing} not rendered"}
+    true = torch.stack([torch.from_numpy(load(sub / files[s], sr, duration=seconds)[0]) for s in model.stem_names])
+    t0 = time.perf_counter()
+    est = model.separate(mix)[0]  # (stems, T)
+    wall = time.perf_counter() - t0
+    n = min(est.shape[-1], true.shape[-1])
+    est, true = est[:, :n], true[:, :n]
+    png = plot_stems(mix.numpy(), list(est.numpy()), [f"{s} (estimate)" for s in model.stem_names], sr,
+                     out / f"{piece['id']}_separated.png", title=f"{piece['id']} separated by {name}")
+    table = Table(title=f"{name} on {seconds:.0f} s of {piece['id']} ({seconds / wall:.2g}× real time)")
+    for col in ("stem", "SI-SDR (dB) ↑", "Mel distance ↓", "file"):
+        table.add_column(col)
+    stems = {}
+    for k, stem in enumerate(model.stem_names):
+        path = save(out / f"{piece['id']}_sep_{stem}.wav", est[k].numpy(), sr)
+        silent = float(true[k].pow(2).mean().sqrt()) < 1e-4
+        stems[stem] = {"si_sdr": None if silent else float(si_sdr(true[k], est[k])),
+                       "mel_distance": float(mel_distance(true[k][None], est[k][None], sr)[0]), "file": str(path)}
+        table.add_row(stem, "– (silent stem)" if silent else f"{stems[stem]['si_sdr']:.1f}",
+                      f"{stems[stem]['mel_distance']:.2f}", path.name)
+    console.print(table)
+    console.print(f"wrote {png}")
+    return {"stems": stems, "realtime_factor": seconds / wall, "figure": str(png)}
