@@ -2,7 +2,8 @@
 # that the chain can be started again at any time — a run that finished all its steps is skipped, an
 # interrupted one resumes from its last checkpoint (exactly), and a run that did not finish stops the chain
 # (its export is a mid-run snapshot the next stage must not start from).
-# Environment: MUSICTOK (the command, default .venv/bin/musictok), PYTHON (default .venv/bin/python).
+# Environment: MUSICTOK (the command, default .venv/bin/musictok), PYTHON (default .venv/bin/python), KIND (what
+# `musictok train` trains, default tokenizer), STEPS (steps instead of the config's, passed as --steps).
 read -r -a MT <<< "${MUSICTOK:-.venv/bin/musictok}"
 PY=${PYTHON:-.venv/bin/python}
 
@@ -25,11 +26,12 @@ run_stage() {  # run_stage CONFIG OUT [train tokenizer options, e.g. --init-from
   local config=$1 out=$2 steps
   shift 2
   [ -f "$config" ] || { echo "$config: no such config" >&2; return 2; }
-  steps=$(steps_of "$config")
+  steps=${STEPS:-$(steps_of "$config")}
   if finished "$out" "$steps"; then echo "$out: done ($steps steps)"; return 0; fi
   local opts=("$@"); [ -f "$out/checkpoint.pt" ] && opts+=(--resume)
+  [ -n "${STEPS:-}" ] && opts+=(--steps "$STEPS")
   echo "$(date +%H:%M) $out: $steps steps${opts[*]:+ ${opts[*]}}"
-  "${MT[@]}" train tokenizer --config "$config" --out "$out" ${opts[@]+"${opts[@]}"}
+  "${MT[@]}" train "${KIND:-tokenizer}" --config "$config" --out "$out" ${opts[@]+"${opts[@]}"}
   if ! finished "$out" "$steps"; then
     echo "$out: stopped before step $steps; run this script again to resume it" >&2
     return 1
