@@ -229,6 +229,36 @@ def ablation_table(results: list[dict], reference: str) -> list[str]:
     return lines
 
 
+def matched_claim(result: dict, duotok: str) -> dict:
+    """§5.4: under one decoder trained on every tokenizer's frozen codewords, DuoTok's tokens reconstruct each
+    track closer than the baselines' (Mel distance; the paired interval over clips decides). One decoder
+    training (seed) per tokenizer, so this is one seed however the intervals fall."""
+    claim = "matched decoder: DuoTok's tokens reconstruct both tracks best (§5.4)"
+    toks = result["tokenizers"]
+    names = {n for n in toks if n == duotok or toks[n].get("source") == duotok}
+    if not names:
+        return not_testable(claim, f"no row {duotok!r} in the matched-decoder results")
+    name = names.pop()
+    outcomes, values = [], {}
+    for other in (n for n in toks if n != name):
+        for track in ("lead", "accompaniment"):
+            key = next((k for k in result["paired"] if k in (f"{name} − {other}", f"{other} − {name}")), None)
+            if key is None:
+                continue
+            d = result["paired"][key][track]
+            sign = 1 if key.startswith(f"{name} ") else -1  # duotok − other
+            lo, hi = sorted((sign * d["interval"][0], sign * d["interval"][1]))
+            outcomes.append("better" if hi < 0 else "worse" if lo > 0 else "unresolved")
+            values[f"{other} {track}"] = f"{sign * d['mel_distance']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    if not outcomes:
+        return not_testable(claim, "no paired differences with DuoTok")
+    kbps = {n: t["codewords"].get("kbps_per_track") for n, t in toks.items()}
+    verdict = ("reproduced (1 decoder seed)" if all(o == "better" for o in outcomes) else
+               "not reproduced (1 decoder seed)" if any(o == "worse" for o in outcomes) else "not resolved")
+    values["kbps per track"] = ", ".join(f"{n} {v:g}" for n, v in kbps.items() if v is not None)
+    return {"claim": claim, "verdict": verdict, "values": {"DuoTok − other, Mel": values}}
+
+
 def markdown(claims: list[dict], main: list[dict], ablations: list[dict], args: argparse.Namespace) -> str:
     cfg = main[0]["config"]
     lines = ["# DuoTok's claims under the dual-track LM protocol", "",
@@ -253,6 +283,7 @@ def main() -> None:
     ap.add_argument("--main", type=Path, nargs="+", required=True, help="bench --dual JSON, one per seed")
     ap.add_argument("--ablations", type=Path, nargs="*", help="bench --dual JSON of the ablation rows, one per seed")
     ap.add_argument("--duotok", default="duotok-small-stage4", help="DuoTok's row name in --main")
+    ap.add_argument("--matched", type=Path, help="benchmarks/matched_decoder.py's JSON, for the §5.4 claim")
     ap.add_argument("--reference", default="duotok-small-stage3", help="the unablated row in --ablations")
     ap.add_argument("--out", type=Path, default=Path("docs/results/duotok-claims"))
     args = ap.parse_args()
@@ -263,10 +294,15 @@ def main() -> None:
                              "costs; give it with --ablations, or a full run with --main")
     abl_results = load(args.ablations) if args.ablations else []
     claims = main_claims(main_results, args.duotok)
+    if args.matched:
+        if not args.matched.is_file():
+            raise SystemExit(f"{args.matched}: no such results file (run benchmarks/matched_decoder.py first)")
+        claims.append(matched_claim(json.loads(args.matched.read_text()), args.duotok))
     if abl_results:
         claims += ablation_claims(abl_results, args.reference)
     write_json(args.out.with_suffix(".json"), {"claims": claims, "main": [str(p) for p in args.main],
                                                "ablations": [str(p) for p in args.ablations or []],
+                                               "matched": str(args.matched) if args.matched else None,
                                                **provenance()})
     write_text(args.out.with_suffix(".md"), markdown(claims, main_results, abl_results, args))
     print(args.out.with_suffix(".md").read_text())

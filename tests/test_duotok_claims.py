@@ -104,3 +104,19 @@ def test_cross_tokenizer_claims_inside_the_intervals_are_not_resolved(load_bench
     band["corruption"]["intervals"]["mismatch"], band["context_gain_interval"] = [0.0, 0.0005], [-0.01, -0.001]
     out = {c["claim"]: c["verdict"] for c in claims.main_claims([_result(0, {"duo": duo, "band": band})], "duo")}
     assert out["DuoTok's mismatch cost is the largest"] == out[context] == "reproduced (1/1 seeds)"
+
+
+def test_the_matched_decoder_claim_reads_the_paired_intervals(load_benchmark):
+    claims = load_benchmark("duotok_claims")
+
+    def result(lead: list[float], acc: list[float]) -> dict:  # intervals of "band − duo"
+        pair = {t: {"mel_distance": sum(iv) / 2, "interval": iv} for t, iv in (("lead", lead), ("accompaniment", acc))}
+        toks = {n: {"source": n, "codewords": {"kbps_per_track": k}} for n, k in (("band", 1.875), ("duo", 0.35))}
+        return {"tokenizers": toks, "paired": {"band − duo": pair}}
+
+    assert claims.matched_claim(result([0.1, 0.3], [0.2, 0.4]), "duo")["verdict"] == "reproduced (1 decoder seed)"
+    worse = claims.matched_claim(result([-0.6, -0.4], [0.2, 0.4]), "duo")
+    assert worse["verdict"] == "not reproduced (1 decoder seed)"
+    assert worse["values"]["DuoTok − other, Mel"]["band lead"] == "+0.500 [+0.400, +0.600]"
+    assert claims.matched_claim(result([-0.1, 0.3], [0.2, 0.4]), "duo")["verdict"] == "not resolved"
+    assert claims.matched_claim(result([0.1, 0.3], [0.2, 0.4]), "nope")["verdict"].startswith("not testable")
