@@ -10,7 +10,12 @@
 #      of steps 5-19, the way the configs' budgets were set), so every variant gets the same wall time;
 #      the number is kept in runs/sep-abl-<name>/budget_steps so a resumed run keeps it.
 # Decoding ablations (greedy / sampled / best of N by mixture consistency) need no training:
-# benchmarks/separation.py scores them.
+# benchmarks/separation.py scores them. Score each budget on its own, so that no comparison mixes budgets:
+#   .venv/bin/python benchmarks/separation.py --separator lm=runs/sep-lm-small/export \
+#       --separator mask=runs/sep-mask-small/export
+#   .venv/bin/python benchmarks/separation.py --name separation-ablations --best-of 0 \
+#       --separator sequential=runs/sep-abl-reference/export --separator independent=runs/sep-abl-independent/export \
+#       --separator frozen-tokens=runs/sep-abl-frozen-tokens/export --separator rvq-dac=runs/sep-abl-rvq-dac/export
 #   nohup scripts/separation.sh > runs/separation.log 2>&1 &
 # Restartable at any time (scripts/lib/stage_runs.sh): finished runs are skipped, interrupted ones resume.
 # Arguments: main, ablations or both (default). Environment: ABL_MINUTES, MUSICTOK, PYTHON.

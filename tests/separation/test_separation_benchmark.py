@@ -25,10 +25,11 @@ def test_quick_benchmark(bench, tiny_separators, tiny_corpus, tmp_path):
     save(real / "song.wav", (0.1 * np.sin(np.arange(2 * SR) * 0.05)).astype(np.float32), SR)
     result = bench.main(["--separator", f"lm={tiny_separators['lm']}", "--separator", f"mask={tiny_separators['mask']}",
                          "--corpus", str(tiny_corpus), "--split", "train", "--seconds", "1.0", "--quick",
-                         "--real", str(real), "--listen", str(tmp_path / "listen"), "--out", str(tmp_path / "results")])
+                         "--real", str(real), "--listen", str(tmp_path / "listen"), "--out", str(tmp_path / "results"),
+                         "--best-of", "2"])
     systems = result["test"]["systems"]
-    assert set(systems) == {"lm greedy", "lm sampled", "mask", "tokenizer ceiling", "mixture as estimate",
-                            "uniform split (mixture / S)"}
+    assert set(systems) == {"lm greedy", "lm sampled", "lm best of 2", "mask", "tokenizer ceiling",
+                            "mixture as estimate", "uniform split (mixture / S)"}
     assert result["test"]["clips"] == 2
     # the tiny BandTok decodes with a made-up phase: its rows (and the ceiling) are scored by Mel distance only;
     # the mask baseline and the mixture keep their phase, so they keep every waveform metric
@@ -43,6 +44,9 @@ def test_quick_benchmark(bench, tiny_separators, tiny_corpus, tmp_path):
     # the tiny config decodes greedily, so the sampled row takes the benchmark's flags (defaults)
     assert rows["lm sampled"]["options"] == {"temperature": 1.0, "top_k": 50, "top_p": None, "samples": 1, "seed": 0}
     assert "benchmark's flags" in rows["lm sampled"]["decoding"] and not rows["lm sampled"]["greedy"]
+    # best of 2: the sampled row's settings, two draws per clip, the one most consistent with the mix kept
+    assert rows["lm best of 2"]["options"] == rows["lm sampled"]["options"] | {"samples": 2}
+    assert "2 draws per clip, the most consistent kept" in rows["lm best of 2"]["decoding"]
     assert systems["mask"]["consistency"]["mean"] < 1e-5  # softmax masks: consistent by construction
     real_rows = result["real"]["systems"]
     assert set(real_rows["mask"]["cross_leakage"]) == {"vocals", "drums", "bass", "other"}
@@ -50,11 +54,12 @@ def test_quick_benchmark(bench, tiny_separators, tiny_corpus, tmp_path):
     md = (tmp_path / "results" / "separation.md").read_text()
     assert "| vocals | tokenizer ceiling |" in md and "The paper's claims at this scale" in md
     assert "| drums | mixture as estimate |" in md and "| bass | lm sampled |" in md
-    assert "n/a †" in md and "† Phase-free: lm greedy, lm sampled, tokenizer ceiling" in md
+    assert "n/a †" in md and "† Phase-free: lm greedy, lm sampled, lm best of 2, tokenizer ceiling" in md
     claims = md.split("The paper's claims at this scale")[1]
     assert "(lm greedy vs mask, Mel distance)" in claims and "(lm sampled vs mask, Mel distance)" in claims
     assert "SI-SDR)" not in claims and "worst on" in claims
     assert "Greedy against sampled decoding (lm greedy vs lm sampled, Mel distance" in claims
+    assert "the most consistent kept, against one (lm best of 2 vs lm sampled, Mel distance)" in claims
     mixture = systems["mixture as estimate"]
     assert abs(mixture["consistency"]["mean"] - 3.0) < 1e-5  # four copies of the mix: ‖4 mix − mix‖ / ‖mix‖
     split = systems["uniform split (mixture / S)"]
