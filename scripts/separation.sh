@@ -33,9 +33,9 @@ budget_steps() {  # budget_steps OUT CONFIG [--set ...]: steps that fill ABL_MIN
   if [ ! -f "$out/budget_steps" ]; then
     tmp=$(mktemp -d)
     "${MT[@]}" train separator --config "$config" --out "$tmp/t" --steps 20 --set train.log_every=1 \
-      --set train.valid_every=1000 "$@" > "$tmp/log" 2>&1 || { cat "$tmp/log" >&2; return 1; }
+      --set train.valid_every=1000 "$@" > "$tmp/log" 2>&1 || { cat "$tmp/log" >&2; rm -rf "$tmp"; return 1; }
     mkdir -p "$out"
-    "$PY" - "$tmp/t/log.jsonl" "$ABL_MINUTES" > "$out/budget_steps.tmp" <<'PYEOF'
+    "$PY" - "$tmp/t/log.jsonl" "$ABL_MINUTES" > "$out/budget_steps.tmp" <<'PYEOF' || { rm -rf "$tmp" "$out/budget_steps.tmp"; return 1; }
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 sec = statistics.fmean(r["sec_per_step"] for r in rows if "sec_per_step" in r and 5 <= r["step"] < 20)
@@ -63,8 +63,10 @@ for part in "${PARTS[@]}"; do
         esac
         out=runs/sep-abl-$variant
         cap=$("$PY" -c "print(1.1 * $ABL_MINUTES)")
-        STEPS=$(budget_steps "$out" configs/sep-lm-small.yaml "${sets[@]+"${sets[@]}"}") \
-          run_stage configs/sep-lm-small.yaml "$out" "${sets[@]+"${sets[@]}"}" --set train.max_minutes="$cap"
+        # (a failure inside $(...) does not stop the script by itself: check it, and the number)
+        steps=$(budget_steps "$out" configs/sep-lm-small.yaml "${sets[@]+"${sets[@]}"}") || exit 1
+        [[ $steps =~ ^[1-9][0-9]*$ ]] || { echo "$out: no step budget from the timing run ($steps)" >&2; exit 1; }
+        STEPS=$steps run_stage configs/sep-lm-small.yaml "$out" "${sets[@]+"${sets[@]}"}" --set train.max_minutes="$cap"
       done ;;
     *) echo "$part: expected main or ablations" >&2; exit 2 ;;
   esac

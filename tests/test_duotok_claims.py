@@ -120,3 +120,18 @@ def test_the_matched_decoder_claim_reads_the_paired_intervals(load_benchmark):
     assert worse["values"]["DuoTok − other, Mel"]["band lead"] == "+0.500 [+0.400, +0.600]"
     assert claims.matched_claim(result([-0.1, 0.3], [0.2, 0.4]), "duo")["verdict"] == "not resolved"
     assert claims.matched_claim(result([0.1, 0.3], [0.2, 0.4]), "nope")["verdict"].startswith("not testable")
+
+
+def test_a_baseline_clearly_ahead_refutes_rather_than_leaves_unresolved(load_benchmark):
+    """One baseline overlaps DuoTok, another's mismatch interval lies wholly above: not reproduced; NaN
+    intervals (one test piece) count as none."""
+    claims = load_benchmark("duotok_claims")
+    duo, a, b = (_row(0.4, 0.003, 0.001, 0.0, (0.5, 0.49)), _row(0.6, 0.002, 0.001, 0.0, (0.6, 0.599)),
+                 _row(0.7, 0.001, 0.001, 0.0, (0.6, 0.599)))
+    duo["corruption"]["intervals"]["mismatch"] = [0.001, 0.005]
+    a["corruption"]["intervals"]["mismatch"] = [0.0, 0.004]  # overlaps
+    b["corruption"]["intervals"]["mismatch"] = [0.006, 0.009]  # wholly above DuoTok's, though its point is lower
+    duo["context_gain_interval"], a["context_gain_interval"] = [float("nan"), float("nan")], [-0.01, 0.01]
+    out = {c["claim"]: c["verdict"] for c in claims.main_claims([_result(0, {"duo": duo, "a": a, "b": b})], "duo")}
+    assert out["DuoTok's mismatch cost is the largest"].startswith("not reproduced (1/1 seeds with a baseline's")
+    assert out[next(k for k in out if k.startswith("DuoTok's context"))] == "reproduced (1/1 seeds)"

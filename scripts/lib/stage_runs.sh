@@ -1,5 +1,5 @@
-# Shared by scripts/duotok_small.sh and scripts/duotok_ablations.sh (source it): run one training stage so
-# that the chain can be started again at any time — a run that finished all its steps is skipped, an
+# Shared by scripts/duotok_small.sh, scripts/duotok_ablations.sh and scripts/separation.sh (source it): run
+# one training so that the chain can be started again at any time — a run that finished all its steps is skipped, an
 # interrupted one resumes from its last checkpoint (exactly), and a run that did not finish stops the chain
 # (its export is a mid-run snapshot the next stage must not start from).
 # Environment: MUSICTOK (the command, default .venv/bin/musictok), PYTHON (default .venv/bin/python), KIND (what
@@ -22,7 +22,7 @@ sys.exit(0 if s.get("end_step") == int(sys.argv[2]) else 1)
 PYEOF
 }
 
-run_stage() {  # run_stage CONFIG OUT [train tokenizer options, e.g. --init-from DIR --set key=value]
+run_stage() {  # run_stage CONFIG OUT [`musictok train $KIND` options, e.g. --init-from DIR --set key=value]
   local config=$1 out=$2 steps
   shift 2
   [ -f "$config" ] || { echo "$config: no such config" >&2; return 2; }

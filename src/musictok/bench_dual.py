@@ -20,6 +20,7 @@ table and two plots (corruption, context) in ``--out``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,8 +378,10 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
             bits = context_scores(scorer, codes, grid, scored)
             result["context"] = {f"{f / rate:.3f}": v.cnbpt for f, v in bits.items()}
             if len(grid) > 1:  # the gain from the shortest to the longest context, paired over test pieces
-                result["context_gain_interval"] = list(context_gain_interval(
-                    bits[grid[0]], bits[grid[-1]], pieces, resamples=cfg.resamples, seed=cfg.seed))
+                iv = context_gain_interval(bits[grid[0]], bits[grid[-1]], pieces, resamples=cfg.resamples,
+                                           seed=cfg.seed)
+                # NaN with one test piece: no interval (and no NaN in the JSON)
+                result["context_gain_interval"] = list(iv) if all(math.isfinite(x) for x in iv) else None
     return result
 
 
