@@ -33,6 +33,7 @@ import statistics
 from pathlib import Path
 
 from musictok.atomic import write_json, write_text
+from musictok.metrics import diagnostics
 from musictok.report import provenance
 
 
@@ -73,9 +74,7 @@ def strongest(row: dict) -> dict[str, float]:
 
 
 def context_gain(row: dict) -> float:
-    """Relative cnBPT drop from the shortest to the longest context."""
-    pts = sorted((float(k), v) for k, v in row["context"].items())
-    return (pts[0][1] - pts[-1][1]) / pts[0][1]
+    return diagnostics.context_gain(row["context"])
 
 
 def verdict(holds: list[bool]) -> str:
@@ -92,13 +91,20 @@ def usable(interval) -> list | None:
     return list(interval)
 
 
+def relation(a: list | None, b: list | None) -> str | None:
+    """How interval ``a`` lies against ``b``: "above", "below", "overlap", or None without both."""
+    if not a or not b:
+        return None
+    return "above" if a[0] > b[1] else "below" if a[1] < b[0] else "overlap"
+
+
 def interval_verdict(holds: list[bool], pairs: list[list[tuple]]) -> str:
     """A "DuoTok's X is the largest" claim judged by intervals, per seed: against it when some baseline's
     interval lies wholly above DuoTok's; not resolved when none does but some overlaps; otherwise the point
     estimates decide. Overlapping marginal intervals are a conservative test, not a paired test of the
     difference."""
-    against = sum(any(a and b and b[0] > a[1] for a, b in seed) for seed in pairs)
-    overlap = sum(any(a and b and not (a[0] > b[1] or b[0] > a[1]) for a, b in seed) for seed in pairs)
+    against = sum(any(relation(a, b) == "below" for a, b in seed) for seed in pairs)
+    overlap = sum(any(relation(a, b) == "overlap" for a, b in seed) for seed in pairs)
     if against:
         return f"not reproduced ({against}/{len(pairs)} seeds with a baseline's interval wholly above DuoTok's)"
     if overlap:
@@ -162,10 +168,8 @@ def main_claims(results: list[dict], duotok: str) -> list[dict]:
 
     def separated(r: dict, b: str) -> str:
         """How the two mismatch intervals lie."""
-        a, c = mismatch_iv(r, duotok), mismatch_iv(r, b)
-        if not a or not c:
-            return "no intervals"
-        return "intervals apart" if a[0] > c[1] or c[0] > a[1] else "intervals overlap: not resolved"
+        how = relation(mismatch_iv(r, duotok), mismatch_iv(r, b))
+        return {None: "no intervals", "overlap": "intervals overlap: not resolved"}.get(how, "intervals apart")
 
     holds = [all(r["rows"][duotok]["corruption"]["mismatch"] > r["rows"][b]["corruption"]["mismatch"] for b in base)
              for r in results]

@@ -83,8 +83,8 @@ class DualBenchConfig:
         base = dict(lm_preset="tiny", lm_layers=2, lm_embd=64, lm_heads=2, lm_steps=3, lm_batch=2, lm_warmup=1,
                     context_seconds=2.0, prefix_seconds=0.5, lm_eval_windows=4, max_pieces=3, shifts=[1, 4],
                     mask_ratios=[0.3, 0.9], context_grid=[1.0, 2.0], scored_seconds=0.5, recon_clips=2,
-                    recon_seconds=2.0, resamples=50)
-        return cls(tokenizers=tokenizers, **({"real_clips": 2} | base | kw))
+                    recon_seconds=2.0, resamples=50, real_clips=2)
+        return cls(tokenizers=tokenizers, **(base | kw))
 
 
 # ---------------------------------------------------------------------------------------- tokens

@@ -173,7 +173,7 @@ def _separate_demo(name: str, folder: Path, piece: dict, seconds: float, out: Pa
     the estimates, SI-SDR and Mel distance of each against its true stem."""
     import torch
 
-    from .audio import save
+    from .audio import SILENCE_RMS, save
     from .metrics.reconstruction import mel_distance, si_sdr
     from .separation.base import Separator, SeparatorError
 
@@ -206,7 +206,7 @@ def _separate_demo(name: str, folder: Path, piece: dict, seconds: float, out: Pa
     stems = {}
     for k, stem in enumerate(model.stem_names):
         path = save(out / f"{piece['id']}_sep_{stem}.wav", est[k].numpy(), sr)
-        silent = float(true[k].pow(2).mean().sqrt()) < 1e-4
+        silent = float(true[k].pow(2).mean().sqrt()) <= SILENCE_RMS  # SI-SDR is undefined against silence
         stems[stem] = {"si_sdr": None if silent else float(si_sdr(true[k], est[k])),
                        "mel_distance": float(mel_distance(true[k][None], est[k][None], sr)[0]), "file": str(path)}
         table.add_row(stem, "– (silent stem)" if silent else f"{stems[stem]['si_sdr']:.1f}",

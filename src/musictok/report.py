@@ -249,8 +249,37 @@ def _utilization(cb: dict) -> str:
     return _num(cb["utilization"]) + ("" if uniform is None else f" ({uniform:.3f})")
 
 
+def _track_to_track_lines(rows: dict) -> list[str]:
+    """`bench --dual`'s track-to-track table and the corruption costs with their intervals."""
+    lines = ["", "## Track-to-track (accompaniment given the lead)", "",
+             "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@5 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
+             "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        s = r["conditional"]["streams"][DUO_TRACKS[1]]
+        acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
+        c = r["corruption"]
+        shift = ", ".join(f"{k}: {v:+.1%}" for k, v in c["shift"].items())
+        mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
+        lines.append(f"| {name} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | {_num(s['enbpt'])} | {_num(acc.get('1'))} | "
+                     f"{_num(acc.get('5'))} | {_num(acc.get('10'))} | {_num(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
+    if not any((r["corruption"].get("intervals") or {}) for r in rows.values()):
+        return lines
+    lines += ["", "## Corruption costs with their intervals (ΔcnBPT of the accompaniment, 95 %)", "",
+              "| tokenizer | corruption | ΔcnBPT | interval |", "|---|---|---|---|"]
+    for name, r in rows.items():
+        c = r["corruption"]
+        for key, iv in (c.get("intervals") or {}).items():
+            kind, _, at = key.partition(" ")
+            value = c["mismatch"] if kind == "mismatch" else next(
+                v for k, v in c[kind].items() if float(k) == float(at))
+            lines.append(f"| {name} | {key} | {value:+.1%} | [{iv[0]:+.1%}, {iv[1]:+.1%}] |")
+    return lines
+
+
 def dual_markdown_report(result: dict, plots: dict) -> str:
     """`bench --dual`: per-track tables of both LMs, corruption costs and the context-scaling table."""
+    from .metrics.diagnostics import context_gain
+
     cfg = result["config"]
     lines = [f"# Dual-track LM protocol ({result['date']})", "",
              f"Same LM for every row: {cfg['lm_layers']} layers × {cfg['lm_embd']} wide, {cfg['lm_steps']} steps, "
@@ -282,31 +311,10 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
                          f"{_num(cb['normalized_entropy'])} |")
         lines.append(f"| {name} | | **avg** | | {_num(r['parallel']['cnbpt'])} | {_num(r['parallel']['bpt'])} | "
                      f"{_num(r['parallel']['enbpt'])} | {_num(r['parallel']['cnbps'], 1)} | | | | | | |")
-    track_to_track = all("conditional" in r for r in result["rows"].values())
-    if not track_to_track:
-        lines += ["", "## Track-to-track", "", "Not run (`--no-track-to-track`): parallel LMs only."]
+    if all("conditional" in r for r in result["rows"].values()):
+        lines += _track_to_track_lines(result["rows"])
     else:
-        lines += ["", "## Track-to-track (accompaniment given the lead)", "",
-                  "| tokenizer | cnBPT ↓ | BPT | enBPT | Acc@1 | Acc@5 | Acc@10 | Acc@50 | ΔcnBPT mismatch "
-                  "| ΔcnBPT shift (frames) | ΔcnBPT mask (ratio) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name, r in result["rows"].items():
-            s = r["conditional"]["streams"][DUO_TRACKS[1]]
-            acc = {str(k): v for k, v in (s["topk_accuracy"] or {}).items()}
-            c = r["corruption"]
-            shift = ", ".join(f"{k}: {v:+.1%}" for k, v in c["shift"].items())
-            mask = ", ".join(f"{k}: {v:+.1%}" for k, v in c["mask"].items())
-            lines.append(f"| {name} | {_num(s['cnbpt'])} | {_num(s['bpt'])} | {_num(s['enbpt'])} | {_num(acc.get('1'))} | "
-                         f"{_num(acc.get('5'))} | {_num(acc.get('10'))} | {_num(acc.get('50'))} | {c['mismatch']:+.1%} | {shift} | {mask} |")
-        if any((r["corruption"].get("intervals") or {}) for r in result["rows"].values()):
-            lines += ["", "## Corruption costs with their intervals (ΔcnBPT of the accompaniment, 95 %)", "",
-                      "| tokenizer | corruption | ΔcnBPT | interval |", "|---|---|---|---|"]
-            for name, r in result["rows"].items():
-                c = r["corruption"]
-                for key, iv in (c.get("intervals") or {}).items():
-                    kind, _, at = key.partition(" ")
-                    value = c["mismatch"] if kind == "mismatch" else next(
-                        v for k, v in c[kind].items() if float(k) == float(at))
-                    lines.append(f"| {name} | {key} | {value:+.1%} | [{iv[0]:+.1%}, {iv[1]:+.1%}] |")
+        lines += ["", "## Track-to-track", "", "Not run (`--no-track-to-track`): parallel LMs only."]
     real = {name: r["real"] for name, r in result["rows"].items() if r.get("real")}
     if real:
         first = next(iter(real.values()))
@@ -325,10 +333,9 @@ def dual_markdown_report(result: dict, plots: dict) -> str:
               "from resampling the test pieces (both contexts paired).", "",
               "| tokenizer | " + " | ".join(f"{k} s" for k in grid) + " | gain |", "|---|" + "---|" * (len(grid) + 1)]
     for name, r in result["rows"].items():
-        pts = list(r["context"].values())
-        gain = (pts[0] - pts[-1]) / pts[0] if pts and pts[0] else float("nan")
         iv = r.get("context_gain_interval")
-        lines.append(f"| {name} | " + " | ".join(_num(v) for v in pts) + f" | {gain:+.2%}"
+        lines.append(f"| {name} | " + " | ".join(_num(v) for v in r["context"].values())
+                     + f" | {context_gain(r['context']):+.2%}"
                      + (f" [{iv[0]:+.2%}, {iv[1]:+.2%}]" if iv else "") + " |")
     for key, path in plots.items():
         lines += ["", f"![{key}]({path})"]

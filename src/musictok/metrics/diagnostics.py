@@ -35,6 +35,7 @@ __all__ = [
     "CorruptionResult",
     "Scorer",
     "WindowBits",
+    "context_gain",
     "context_gain_interval",
     "context_scaling",
     "context_scores",
@@ -212,6 +213,13 @@ def context_scores(scorer: Scorer, codes: Sequence[Tensor], contexts: Sequence[i
             raise ValueError(f"a context of {c} frames must hold the {eval_frames} scored frames and fit in {total}")
         out[c] = scorer([x[:, total - c:] for x in codes], last=eval_frames)
     return out
+
+
+def context_gain(curve: dict) -> float:
+    """Relative cnBPT drop ``(short − long) / short`` of a :func:`context_scaling` curve (keys: contexts in
+    frames or seconds, as numbers or strings), from its shortest to its longest context."""
+    pts = sorted((float(k), v) for k, v in curve.items())
+    return (pts[0][1] - pts[-1][1]) / pts[0][1] if pts and pts[0][1] else float("nan")
 
 
 def context_gain_interval(shortest: WindowBits, longest: WindowBits, groups: Sequence | None = None, *,
