@@ -5,8 +5,8 @@
 The floor is what any tokenizer must do anyway, one file after the other in this process: decode the
 compressed file, downmix, resample to the tokenizer's rate (soxr VHQ, as `encode` does), compute its
 log-Mel. Then, in the same run, the same folder through ``encode_files`` — with ``--workers`` decoding
-processes (the CLI's default) and, for comparison, ``workers=0`` (one file after the other, as before
-issue 16). The number that matters is ``floor seconds / encode seconds``: the share of the floor's speed
+processes (the CLI's default), the same with ``--precision bf16`` (with the share of its codes equal to
+fp32's) and, for comparison, ``workers=0`` (one file after the other, as before issue 16). The number that matters is ``floor seconds / encode seconds``: the share of the floor's speed
 that encoding keeps (issue 16 aims at >= 60 %).
 
 All files are read once before timing, so every row sees a warm page cache. On a machine shared with
@@ -34,6 +34,7 @@ from musictok.corpus_encode import default_workers
 from musictok.report import provenance
 from musictok.spectral import MelConfig, MelSpectrogram
 from musictok.tokenizers.base import Tokenizer
+from musictok.tokens import Tokens
 
 HEDGEWARS = "data/debian/hedgewars-data/usr/share/games/hedgewars/Data/Music"
 
@@ -66,7 +67,13 @@ def in_memory(tokenizer, mel: MelSpectrogram, seconds: float = 60.0, repeats: in
     x = 0.1 * torch.randn(1, int(seconds * tokenizer.sample_rate), generator=torch.Generator().manual_seed(0))
     out = {}
     with torch.no_grad():
-        for name, fn in (("log_mel", lambda: mel(x)), ("encoder", lambda: tokenizer._encode_long(x, 10 ** 9))):
+        def encoder(precision: str):
+            tokenizer.set_encode_precision(precision)
+            with tokenizer.encoding_autocast():
+                tokenizer._encode_long(x, 10 ** 9)
+
+        for name, fn in (("log_mel", lambda: mel(x)), ("encoder", lambda: encoder("fp32")),
+                         ("encoder_bf16", lambda: encoder("bf16"))):
             fn()
             times = []
             for _ in range(repeats):
@@ -74,7 +81,18 @@ def in_memory(tokenizer, mel: MelSpectrogram, seconds: float = 60.0, repeats: in
                 fn()
                 times.append(time.perf_counter() - t0)
             out[f"{name}_realtime_factor"] = seconds / statistics.median(times)
+    tokenizer.set_encode_precision("fp32")
     return out
+
+
+def code_agreement(a: list[Path], b: list[Path]) -> float:
+    """Share of equal codes between two encodings of the same files (``.mtok`` lists in the same order)."""
+    equal = total = 0
+    for fa, fb in zip(a, b, strict=True):
+        for ca, cb in zip(Tokens.load(fa).codes, Tokens.load(fb).codes, strict=True):
+            equal += int((ca == cb).sum())
+            total += ca.numel()
+    return equal / total
 
 
 def main() -> None:
@@ -96,9 +114,12 @@ def main() -> None:
     cfg = tokenizer.config.mel_config() if hasattr(tokenizer.config, "mel_config") else MelConfig(
         sample_rate=tokenizer.sample_rate)
     mel = MelSpectrogram(cfg)
-    pairs = plan([args.folder], tempfile.mkdtemp(prefix="encode-throughput-"), AUDIO_EXTENSIONS, MTOK)
-    pairs = pairs[: args.max_files]
-    files = [src for src, _ in pairs]
+
+    def pairs(name: str) -> list[tuple[Path, Path]]:  # each row writes to its own folder
+        return plan([args.folder], tempfile.mkdtemp(prefix=f"encode-throughput-{name}-"), AUDIO_EXTENSIONS,
+                    MTOK)[: args.max_files]
+
+    files = [src for src, _ in pairs("files")]
     for f in files:  # warm the page cache for every row alike
         f.read_bytes()
     workers = default_workers("cpu") if args.workers is None else args.workers
@@ -110,19 +131,28 @@ def main() -> None:
     floor, audio = floor_seconds(files, tokenizer, mel, mono=args.channels == "mono")
     result |= {"audio_seconds": audio, "floor_seconds": floor, "floor_realtime_factor": audio / floor}
     print(f"floor (decode + resample + log-Mel): {floor:.1f} s, {audio / floor:.0f}× real time", flush=True)
-    rows = [("parallel", workers)] + ([] if args.skip_sequential else [("sequential", 0)])
-    for name, w in rows:
+    rows = [("parallel", workers, "fp32"), ("parallel_bf16", workers, "bf16")] + (
+        [] if args.skip_sequential else [("sequential", 0, "fp32")])
+    written: dict[str, list[Path]] = {}
+    for name, w, precision in rows:
+        row_pairs = pairs(name)
+        tokenizer.set_encode_precision(precision)
         t0 = time.perf_counter()
-        report = encode_files(pairs, tokenizer, overwrite=True, workers=w, channels=args.channels)
+        report = encode_files(row_pairs, tokenizer, overwrite=True, workers=w, channels=args.channels)
         dt = time.perf_counter() - t0
         if report.failed:
             raise SystemExit(f"{len(report.failed)} files failed, e.g. {report.failed[0]}")
+        written[name] = sorted(report.written)
         result |= {f"{name}_seconds": dt, f"{name}_realtime_factor": audio / dt, f"{name}_share_of_floor": floor / dt}
-        print(f"encode, {name} (workers={w}): {dt:.1f} s, {audio / dt:.0f}× real time, "
+        print(f"encode, {name} (workers={w}, {precision}): {dt:.1f} s, {audio / dt:.0f}× real time, "
               f"{100 * floor / dt:.0f} % of the floor's speed", flush=True)
+    tokenizer.set_encode_precision("fp32")
+    result["bf16_code_agreement"] = code_agreement(written["parallel"], written["parallel_bf16"])
+    print(f"bf16 codes equal to fp32's: {100 * result['bf16_code_agreement']:.2f} %", flush=True)
     result |= in_memory(tokenizer, mel)
     print(f"in memory, 60 s: log-Mel {result['log_mel_realtime_factor']:.0f}×, "
-          f"encoder {result['encoder_realtime_factor']:.0f}× real time", flush=True)
+          f"encoder {result['encoder_realtime_factor']:.0f}× (bf16 {result['encoder_bf16_realtime_factor']:.0f}×) "
+          "real time", flush=True)
     load_after = os.getloadavg()
     result |= {"load_average_before": load_before[0], "load_average_after": load_after[0],
                **provenance()}
@@ -136,9 +166,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "encode-throughput.json", result)
-    seq = "" if args.skip_sequential else (
-        f"| encode, one file after the other (workers=0) | {result['sequential_seconds']:.1f} | "
-        f"{result['sequential_realtime_factor']:.0f}× | {100 * result['sequential_share_of_floor']:.0f} % |\n")
+    labels = {"parallel": f"`musictok encode` (workers={workers})",
+              "parallel_bf16": f"`musictok encode --precision bf16` (workers={workers})",
+              "sequential": "encode, one file after the other (workers=0)"}
+    table = "".join(f"| {labels[name]} | {result[f'{name}_seconds']:.1f} | {result[f'{name}_realtime_factor']:.0f}× | "
+                    f"{100 * result[f'{name}_share_of_floor']:.0f} % |\n" for name, _, _ in rows)
     (out / "encode-throughput.md").write_text(
         f"# Corpus-scale tokenization: {args.tokenizer} ({result['date']})\n\n"
         f"{len(files)} files, {audio / 3600:.2f} h of audio ({args.folder}, channels: {args.channels}); "
@@ -146,11 +178,11 @@ def main() -> None:
         f"{result['threads']} torch threads, load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
         f"{' — **another job shared the CPU: numbers distorted**' if busy else ''}.\n\n"
         "| | seconds | real-time factor | share of the floor's speed |\n|---|---:|---:|---:|\n"
-        f"| floor: decode + resample + log-Mel | {floor:.1f} | {audio / floor:.0f}× | 100 % |\n"
-        f"| `musictok encode` (workers={workers}) | {result['parallel_seconds']:.1f} | "
-        f"{result['parallel_realtime_factor']:.0f}× | {100 * result['parallel_share_of_floor']:.0f} % |\n" + seq +
+        f"| floor: decode + resample + log-Mel | {floor:.1f} | {audio / floor:.0f}× | 100 % |\n" + table +
+        f"\nbf16 codes equal to fp32's: {100 * result['bf16_code_agreement']:.2f} % of all codes.\n"
         f"\nIn memory, 60 s of noise: log-Mel {result['log_mel_realtime_factor']:.0f}×, encoder "
-        f"{result['encoder_realtime_factor']:.0f}× real time.\n\n"
+        f"{result['encoder_realtime_factor']:.0f}× real time (bf16 autocast: "
+        f"{result['encoder_bf16_realtime_factor']:.0f}×).\n\n"
         f"Command: `.venv/bin/python benchmarks/encode_throughput.py --tokenizer {args.tokenizer} "
         f"--channels {args.channels} --write`\n")
 

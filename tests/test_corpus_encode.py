@@ -121,3 +121,26 @@ def test_parallel_encoding_at_the_default_chunk_equals_the_sequential_path(folde
     encode_files(par, tok, workers=2)
     for (src, a), (_, b) in zip(pairs, par):
         _same_tokens(Tokens.load(b), Tokens.load(a), src.name)
+
+
+def test_bf16_encoding_runs_the_networks_in_bf16_on_every_path_and_says_so(folder, tmp_path):
+    """`--precision bf16`: the encoder runs under bf16 autocast in this thread and in the corpus encoder's
+    threads (autocast is per thread), codes mostly equal fp32's, and the tokens record the precision."""
+    tok = _model()
+    seen: list[torch.dtype] = []
+    tok.encoder.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal(3 * SR).astype(np.float32)) * 0.1
+    fp32 = tok.encode(x)
+    assert seen == [torch.float32] and "encode_precision" not in fp32.extra
+    with pytest.raises(ValueError, match="fp32, bf16"):
+        tok.set_encode_precision("fp16")
+    bf16 = tok.set_encode_precision("bf16").encode(x)
+    assert seen[-1] == torch.bfloat16 and bf16.extra["encode_precision"] == "bf16"
+    assert bf16.codes[0].shape == fp32.codes[0].shape
+    assert (bf16.codes[0] == fp32.codes[0]).float().mean() > 0.9
+    for workers in (0, 2):  # in this process (streaming the long files) and in the encoder threads
+        seen.clear()
+        pairs = plan([folder / "sub"], tmp_path / f"w{workers}", AUDIO_EXTENSIONS, MTOK)
+        encode_files(pairs, tok, workers=workers)
+        assert seen and set(seen) == {torch.bfloat16}
+        assert all(Tokens.load(d).extra["encode_precision"] == "bf16" for _, d in pairs)

@@ -194,9 +194,8 @@ def encode_file(path: str | Path, tokenizer, *, chunk_units: int | None = None, 
         blocks = stream if layout == "mono" else (to_channels(b, layout) for b in stream)
         codes, length = encode_stream(tokenizer, blocks, chunk, scale)
         k = codes[0].shape[0]  # channels, side by side in the batch
-        extra = {"tokenizer_source": tokenizer.source} if tokenizer.source else {}
-        batch = Tokens(codes, tokenizer.layout, tokenizer.fingerprint(), tokenizer.sample_rate, [length] * k, extra,
-                       None if scale is None else [scale] * k)
+        batch = Tokens(codes, tokenizer.layout, tokenizer.fingerprint(), tokenizer.sample_rate, [length] * k,
+                       tokenizer.token_extra(), None if scale is None else [scale] * k)
         tokens = join_channels(batch, layout)
     source = SourceAudio(stream.source_rate, stream.channels, (stream.frames_read,))
     return dataclasses.replace(tokens, source=source), stream.peak
@@ -224,7 +223,8 @@ def encode_stream(tokenizer, blocks: Iterable[np.ndarray], chunk_units: int, sca
             x = torch.from_numpy(c.samples)
             if scale is not None:
                 x = x / scale
-            codes = tokenizer._encode_codes(x.to(tokenizer.device))
+            with tokenizer.encoding_autocast():
+                codes = tokenizer._encode_codes(x.to(tokenizer.device))
             for s, f in enumerate(fpu):
                 pieces[s].append(codes[s][:, (c.start - c.lo) * f: (c.stop - c.lo) * f].cpu())
 

@@ -299,7 +299,7 @@ class _Encoder:
         if self.cpu:
             torch.set_num_threads(1)  # this thread's OpenMP team: one (the setting is per calling thread)
         try:
-            with torch.no_grad():  # grad mode is per thread
+            with torch.no_grad(), self.tokenizer.encoding_autocast():  # both are per thread
                 while (job := self.jobs.get()) is not None:
                     jobs = [job]
                     while len(jobs) < self.batch_size:
@@ -371,7 +371,7 @@ def encode_corpus(pairs: list[tuple[Path, Path]], tokenizer, *, workers: int, ch
     batch_size = batch_size or (1 if cpu else tokenizer.max_batch)
     plan = ChunkPlan(tokenizer.hop_samples, chunk_units or tokenizer.chunk_units, tokenizer.context_units)
     fingerprint = tokenizer.fingerprint()  # computed once, before threads share the tokenizer
-    extra = {"tokenizer_source": tokenizer.source} if tokenizer.source else {}
+    extra = tokenizer.token_extra()
     streams = len(tokenizer.layout.streams)
     lock = threading.Lock()
     written: dict[int, Path] = {}

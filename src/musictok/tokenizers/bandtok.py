@@ -283,7 +283,8 @@ class BandTok(Tokenizer):
 
     def _encode_codes(self, wav: Tensor) -> list[Tensor]:
         z = self.encoder(self.mel(wav))
-        return [self.quantizer.encode(z.float().permute(0, 3, 2, 1))]
+        with torch.autocast(z.device.type, enabled=False):  # nearest-code search in fp32 (see _quantize)
+            return [self.quantizer.encode(z.float().permute(0, 3, 2, 1))]
 
     def _decode_mel(self, codes: Tensor) -> Tensor:
         z_q = self.quantizer.decode(codes)  # (B, T', bands, D)

@@ -25,6 +25,7 @@ from ..errors import MusictokError
 from ..tokens import Fingerprint, TokenLayout, Tokens, config_hash, weights_hash
 
 TOKENIZERS: dict[str, type["Tokenizer"]] = {}  # name -> class, filled by @register_tokenizer
+ENCODE_PRECISIONS = ("fp32", "bf16")  # see Tokenizer.set_encode_precision
 
 
 class TokenizerError(MusictokError):
@@ -109,6 +110,32 @@ class Tokenizer(nn.Module, abc.ABC):
         self.config = config
         self._fingerprint: tuple[int, Fingerprint] | None = None
         self.source: str | None = None  # the name or folder it was loaded from, recorded in its tokens
+        self.encode_precision = "fp32"  # set_encode_precision
+
+    def set_encode_precision(self, precision: str) -> "Tokenizer":
+        """Encode with the networks in ``bf16`` autocast (or ``fp32``, the default); returns ``self``.
+
+        Why: on a GPU, or a CPU with bf16 matrix units, the encoder runs about twice as fast. Features
+        (STFT, Mel) and the nearest-code search stay in fp32, so only codes at near-ties differ from fp32
+        encoding (a percent or two: ``benchmarks/encode_throughput.py`` measures the share). Tokens so made
+        record it (``extra["encode_precision"]``)."""
+        if precision not in ENCODE_PRECISIONS:
+            raise ValueError(f"encode precision must be one of {', '.join(ENCODE_PRECISIONS)}, got {precision!r}")
+        self.encode_precision = precision
+        return self
+
+    def encoding_autocast(self):
+        """The autocast context every encoding path runs ``_encode_codes`` in (per thread: autocast is
+        thread-local)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.encode_precision == "bf16")
+
+    def token_extra(self) -> dict:
+        """What tokens made by this tokenizer record besides its fingerprint: where it was loaded from and a
+        precision other than fp32."""
+        extra: dict = {"tokenizer_source": self.source} if self.source else {}
+        if self.encode_precision != "fp32":
+            extra["encode_precision"] = self.encode_precision
+        return extra
 
     # ---------------------------------------------------------------- what subclasses provide
     @property
@@ -221,15 +248,15 @@ class Tokenizer(nn.Module, abc.ABC):
                 for k in range(0, len(same), self.max_batch):
                     idx = same[k: k + self.max_batch]
                     batch = torch.stack([clips[i] for i in idx]).to(self.device)
-                    codes = self._encode_long(batch, chunk_units or self.chunk_units)
+                    with self.encoding_autocast():
+                        codes = self._encode_long(batch, chunk_units or self.chunk_units)
                     for j, i in enumerate(idx):
                         per_clip[i] = [c[j: j + 1] for c in codes]
         finally:
             self.train(was_training)
         codes = [_pad_cat([pc[s] for pc in per_clip]) for s in range(len(self.layout.streams))]
-        extra = {"tokenizer_source": self.source} if self.source else {}
         return Tokens(codes, self.layout, self.fingerprint(), self.sample_rate, [c.shape[-1] for c in clips],
-                      extra, scales)
+                      self.token_extra(), scales)
 
     def _encode_long(self, wav: Tensor, chunk_units: int) -> list[Tensor]:
         hop = self.hop_samples
