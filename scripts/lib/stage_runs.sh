@@ -1,7 +1,8 @@
 # Shared by scripts/duotok_small.sh, scripts/duotok_ablations.sh and scripts/separation.sh (source it): run
-# one training so that the chain can be started again at any time — a run that finished all its steps is skipped, an
-# interrupted one resumes from its last checkpoint (exactly), and a run that did not finish stops the chain
-# (its export is a mid-run snapshot the next stage must not start from).
+# one training so that the chain can be started again at any time — a run that finished all its steps (or spent
+# its wall-time budget, train.budget_minutes) is skipped, an interrupted one resumes from its last checkpoint
+# (exactly), and a run that did not finish stops the chain (its export is a mid-run snapshot the next stage must
+# not start from).
 # Environment: MUSICTOK (the command, default .venv/bin/musictok), PYTHON (default .venv/bin/python), KIND (what
 # `musictok train` trains, default tokenizer), STEPS (steps instead of the config's, passed as --steps).
 read -r -a MT <<< "${MUSICTOK:-.venv/bin/musictok}"
@@ -11,14 +12,16 @@ steps_of() {  # train.steps of a config
   "$PY" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["train"]["steps"])' "$1"
 }
 
-finished() {  # the run in $1 reached step $2 (an interrupted run writes summary.json too, at an earlier step)
+# finished OUT STEPS: the run in OUT reached step STEPS or spent its wall-time budget (train.budget_minutes); an
+# interrupted run writes summary.json too, at an earlier step and with another stop_reason
+finished() {
   "$PY" - "$1/summary.json" "$2" <<'PYEOF'
 import json, sys
 try:
     s = json.load(open(sys.argv[1]))
 except (OSError, ValueError):
     sys.exit(1)
-sys.exit(0 if s.get("end_step") == int(sys.argv[2]) else 1)
+sys.exit(0 if s.get("end_step") == int(sys.argv[2]) or s.get("stop_reason") == "budget" else 1)
 PYEOF
 }
 

@@ -52,6 +52,26 @@ def test_resume_is_exact(tiny_corpus, tmp_path):
     assert exported.config.sample_rate == 16000
 
 
+def test_wall_time_budget_counts_every_invocation_and_ends_the_run_as_done(tiny_corpus, tmp_path):
+    """``train.budget_minutes`` caps the run's wall time summed over resumes (the separators' equal compute);
+    ``max_minutes`` caps one invocation only."""
+    out = tmp_path / "run"
+    cfg, task = _run(tiny_corpus, out, 5, max_minutes=0.0)
+    first = Trainer(task, cfg.train).run()
+    assert (first.stop_reason, first.end_step, first.stopped_early) == ("time", 1, True)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 0 < state["elapsed_seconds"] <= first.elapsed_seconds  # (the summary also counts the last export)
+    state["elapsed_seconds"] = 3600.0  # as if the first invocation had trained for an hour
+    torch.save(state, out / "checkpoint.pt")
+    cfg, task = _run(tiny_corpus, out, 5, budget_minutes=30.0)
+    second = Trainer(task, cfg.train).run(resume=True)
+    assert (second.stop_reason, second.end_step) == ("budget", 2)  # one step, then the budget is spent
+    assert second.elapsed_seconds > 3600.0
+    assert json.loads((out / "summary.json").read_text())["stop_reason"] == "budget"
+    cfg, task = _run(tiny_corpus, tmp_path / "whole", 2, budget_minutes=30.0)
+    assert Trainer(task, cfg.train).run().stop_reason == "steps"
+
+
 def test_refuses_to_overwrite_a_run(tiny_corpus, tmp_path):
     cfg, task = _run(tiny_corpus, tmp_path / "r", 1)
     Trainer(task, cfg.train).run()

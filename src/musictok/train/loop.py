@@ -42,6 +42,7 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 # changing these between a run and its resume would change which clip each step sees
 RESUME_INVARIANTS = ("batch_size", "seed")
+STOP_REASONS = ("steps", "time", "budget", "signal")  # TrainSummary.stop_reason, least pressing first
 
 
 class CheckpointError(MusictokError):
@@ -67,7 +68,10 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     amp: str = "none"  # "none" or "bf16"
-    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time
+    max_minutes: float | None = None  # stop this invocation (with a checkpoint) after this much wall time
+    # The run's whole wall-time budget, summed over resumes: reaching it ends the run as done (stop_reason
+    # "budget"), with the steps it got — how runs that must share equal compute (the separators) are capped.
+    budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -82,8 +86,10 @@ class TrainConfig:
         require("train.min_lr_ratio", self.min_lr_ratio, 0 <= self.min_lr_ratio <= 1, "in 0..1")
         require("train.betas", list(self.betas), len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                 "two numbers in [0, 1)")
-        if self.max_minutes is not None:
-            require("train.max_minutes", self.max_minutes, self.max_minutes >= 0, ">= 0 (or null)")
+        for key in ("max_minutes", "budget_minutes"):
+            value = getattr(self, key)
+            if value is not None:
+                require(f"train.{key}", value, value >= 0, ">= 0 (or null)")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -204,6 +210,10 @@ class TrainSummary:
     last_log: dict
     last_valid: dict
     stopped_early: bool
+    # why the loop ended: "steps" (all done), "budget" (train.budget_minutes reached: done with fewer steps),
+    # "time" (train.max_minutes: resume to go on) or "signal" (SIGINT / SIGTERM: resume to go on)
+    stop_reason: str = "steps"
+    elapsed_seconds: float = 0.0  # training wall time over every invocation of the run (what the budget counts)
 
 
 class Trainer:
@@ -212,6 +222,7 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.console = console
         self.extra_meta = extra_meta or {}
+        self._elapsed_before, self._t0 = 0.0, None  # see _elapsed
         self._stop = False
 
     # ---------------------------------------------------------------- checkpoints
@@ -224,7 +235,12 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})},
             "train_config": self.cfg.to_dict(),
+            "elapsed_seconds": self._elapsed(),
         }
+
+    def _elapsed(self) -> float:
+        """Wall seconds of training so far, over every invocation of this run."""
+        return self._elapsed_before + (time.time() - self._t0 if self._t0 is not None else 0.0)
 
     def save_checkpoint(self, step: int) -> None:
         if not self.dist.is_main:
@@ -252,6 +268,7 @@ class Trainer:
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
         torch.set_rng_state(state["rng"]["torch"].cpu())
+        self._elapsed_before = float(state.get("elapsed_seconds", 0.0))  # checkpoints before budgets: 0
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])
         return int(state["step"])
@@ -291,6 +308,7 @@ class Trainer:
         if not resume and (self.out / CHECKPOINT).exists():
             raise FileExistsError(f"{self.out} already holds a checkpoint: pass --resume to continue it, "
                                   "or choose another --out")
+        self._elapsed_before, self._t0 = 0.0, None
         start = self.load_checkpoint() if resume else 0
         if self.dist.is_main:
             self._trim_log(start)
@@ -307,8 +325,8 @@ class Trainer:
         batches = iter(loader)
         torch.set_rng_state(rng)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        t0 = time.time()
-        step, row, valid, stopped = start, {}, {}, False
+        t0 = self._t0 = time.time()
+        step, row, valid, reason = start, {}, {}, "steps"
         progress = self._progress(start)
         try:
             for batch in batches:
@@ -338,9 +356,8 @@ class Trainer:
                     self.save_checkpoint(step)
                     if self.dist.is_main:
                         self.task.export(self.out / "export", step)
-                over_time = cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes
-                if self._should_stop(self._stop or over_time):
-                    stopped = True
+                reason = self._agreed(self._stop_reason(t0))
+                if reason != "steps":
                     break
         finally:
             for s, h in old.items():
@@ -351,7 +368,8 @@ class Trainer:
         if self.dist.is_main:
             self.task.export(self.out / "export", step)
         wall = time.time() - t0
-        summary = TrainSummary(str(self.out), start, step, wall, wall / max(step - start, 1), row, valid, stopped)
+        summary = TrainSummary(str(self.out), start, step, wall, wall / max(step - start, 1), row, valid,
+                               reason != "steps", reason, self._elapsed())
         if self.dist.is_main:
             write_json(self.out / "summary.json", {"metrics_version": METRICS_VERSION} | dataclasses.asdict(summary))
         if self.dist.enabled and dist.is_initialized():
@@ -361,13 +379,25 @@ class Trainer:
             dist.destroy_process_group()
         return summary
 
-    def _should_stop(self, local: bool) -> bool:
-        """Every rank must leave the loop at the same step, or the others hang in the next all-reduce."""
+    def _stop_reason(self, t0: float) -> str:
+        """Why this process would leave the loop after this step ("steps": it would go on)."""
+        cfg = self.cfg
+        if self._stop:
+            return "signal"
+        if cfg.budget_minutes is not None and self._elapsed() > 60 * cfg.budget_minutes:
+            return "budget"
+        if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+            return "time"
+        return "steps"
+
+    def _agreed(self, reason: str) -> str:
+        """The stop reason every rank acts on (the most pressing of theirs): all must leave the loop at the
+        same step, or the others hang in the next all-reduce."""
         if not self.dist.enabled:
-            return local
-        flag = torch.tensor([1.0 if local else 0.0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+            return reason
+        code = torch.tensor([float(STOP_REASONS.index(reason))], device=self.device)
+        dist.all_reduce(code, op=dist.ReduceOp.MAX)
+        return STOP_REASONS[int(code.item())]
 
     def _validate(self, step: int, autocast) -> dict:
         if not self.dist.is_main:

@@ -37,7 +37,8 @@ class TaskOptions:
 
 def finished_line(run: RunConfig, summary: TrainSummary) -> list[str]:
     """The line every run ends with: where it stopped, how fast, and where the export is."""
-    state = "stopped early (resume with --resume)" if summary.stopped_early else "finished"
+    state = {"steps": "finished", "budget": "finished (its wall-time budget, train.budget_minutes, reached)"}.get(
+        summary.stop_reason, "stopped early (resume with --resume)")
     return [f"{state} at step {summary.end_step}/{run.train.steps} in {summary.wall_seconds / 60:.1f} min "
             f"({summary.seconds_per_step:.2f} s/step); export: {Path(summary.out_dir) / 'export'}"]
 
