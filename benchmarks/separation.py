@@ -4,22 +4,34 @@
         --separator lm=runs/sep-lm-small/export --separator mask=runs/sep-mask-small/export \
         [--separator lm-independent=runs/sep-lm-ind/export] [--real data/debian/.../Music]
 
-For every separator on the same fixed clips of the test split (the musdb group: mix = Σ stems exactly) and
-for the **tokenizer ceiling** (the true stems encoded and decoded by the first LM separator's tokenizer: what
-its tokens can carry at all) and for two floors any separator must beat — the **mixture** as every stem's
-estimate (SiSEC's "mix" baseline) and the **uniform split** ``mix / S`` (what soft masks give before any
-training; by Mel distance it beats the mixture, whose level is wrong for every stem) — per stem: Mel
-distance, SI-SDR, BSS-eval SDR (512-tap filters), plain SDR, leakage (interference-to-target ratio by
-least-squares projection on the true stems) and, per clip, the mixture consistency
-``‖Σ est − mix‖ / ‖mix‖`` — each a mean with a 95 % Student-t interval across clips.
+For every separator on the same fixed clips of the test split (the musdb group: mix = Σ stems exactly), for
+a **tokenizer ceiling** per distinct tokenizer among the LM separators (by fingerprint; the true stems
+encoded and decoded by that tokenizer: what its tokens can carry at all), and for two floors any separator
+must beat — the **mixture** as every stem's estimate (SiSEC's "mix" baseline) and the **uniform split**
+``mix / S`` (what soft masks give before any training; by Mel distance it beats the mixture, whose level is
+wrong for every stem) — per stem: Mel distance, SI-SDR, BSS-eval SDR (512-tap filters), plain SDR, leakage
+(interference-to-target ratio by least-squares projection on the true stems), and per clip two
+consistencies: the waveform one ``‖Σ est − mix‖ / ‖mix‖`` and the Mel one (the Mel distance between the
+mixture and the stems' power sum, which a made-up phase does not spoil) — each a mean with a 95 %
+Student-t interval across clips. Every fidelity metric is undefined where the reference stem is silent (some
+clips have no vocals or no bass): those clips drop out of its mean, and the level a row wrote into such
+stems is its own column.
 
 An LM separator gives two rows: **greedy** (temperature 0) and **sampled** (its config's temperature /
 top-k / top-p, or ``--temperature`` / ``--top-k`` when its config decodes greedily; one draw per clip from
 the fixed ``--seed``), and with ``--best-of N`` a third: **best of N**, the same sampling drawn N times per
-clip, keeping the candidate whose stems add up best to the mixture (the paper's consistency pick). **Mel distance decides the claims.** A decoder that makes up its own phase (every
-bundled tokenizer's, ``Tokenizer.phase_free``) gives waveforms whose SI-SDR, SDR and projection leakage
-measure that phase, not the separation: those columns are left empty for its rows (and the ceiling's) and
-kept only for phase-aware outputs (the mask baseline, the two floors).
+clip, keeping the candidate whose stems add up best to the mixture (the paper's consistency pick; by Mel
+consistency for a phase-free tokenizer, see ``LMSeparator.consistency``). **Mel distance decides the
+claims.** A decoder that makes up its own phase (every bundled tokenizer's, ``Tokenizer.phase_free``) gives
+waveforms whose SI-SDR, SDR and projection leakage measure that phase, not the separation: those columns are
+left empty for its rows (and its ceiling's) and kept only for phase-aware outputs (the mask baseline, the
+two floors).
+
+Every row is scored on the same clips, so every comparison is **paired**: the interval of the per-clip
+differences (``paired_interval``), per stem and over all stems (per clip, the mean over the stems defined in
+it). A claim is *reproduced* when each of its intervals excludes 0 in the claimed direction, *not
+reproduced* when one excludes 0 the other way, and *not resolved* otherwise. "Sequential beats
+independent" pairs only separators whose saved configs differ in ``mode`` alone, decoded the same way.
 
 On real recordings without stems (hedgewars' music, never trained on): consistency, and the leakage that
 can be estimated without references (the share of each estimate the other estimates explain; for
@@ -36,20 +48,28 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from musictok import __version__
 from musictok.atomic import write_json, write_text
-from musictok.metrics.separation import cross_leakage, mean_interval, mixture_consistency, stem_metrics
+from musictok.metrics.separation import (Interval, cross_leakage, mean_interval, mixture_consistency,
+                                         paired_interval, spectral_consistency, stem_metrics)
 from musictok.report import provenance
 from musictok.separation.base import Separator, stem_group
+from musictok.tokens import Fingerprint
 
 METRICS = [("mel_distance", "Mel dist ↓"), ("si_sdr", "SI-SDR dB ↑"), ("bss_sdr", "SDR (BSS) dB ↑"),
-           ("sdr", "SDR (plain) dB ↑"), ("leakage_db", "leakage dB ↓")]
-CEILING = "tokenizer ceiling"
+           ("sdr", "SDR (plain) dB ↑"), ("leakage_db", "leakage dB ↓"),
+           ("silent_stem_level_db", "level where silent dBFS ↓")]
+WAVEFORM_METRICS = ("si_sdr", "bss_sdr", "sdr", "leakage_db")  # compare samples: meaningless for a made-up phase
+PER_CLIP = [("consistency", "mixture consistency ‖Σ est − mix‖ / ‖mix‖ ↓"),
+            ("mel_consistency", "Mel consistency (mix vs power sum of stems) ↓")]
+CEILING = "tokenizer ceiling"  # a row per tokenizer: "tokenizer ceiling (NAME)"
 MIXTURE = "mixture as estimate"  # every stem estimated by the mix itself (SiSEC's "mix" baseline)
 SPLIT = "uniform split (mixture / S)"  # every stem estimated by mix / S: what untrained soft masks give
 HEDGEWARS_MUSIC = Path("data/debian/hedgewars-data/usr/share/games/hedgewars/Data/Music")
@@ -115,15 +135,35 @@ def _fmt(iv: dict, digits: int = 2) -> str:
     return f"{iv['mean']:.{digits}f} [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
 
 
+def _interval_of(iv: Interval) -> dict:
+    """An interval as JSON keeps it: NaN (undefined) as None."""
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in iv.to_dict().items()}
+
+
 def _interval(values) -> dict:
-    iv = mean_interval(values).to_dict()
-    return {k: (None if isinstance(v, float) and v != v else v) for k, v in iv.items()}
+    return _interval_of(mean_interval(values))
 
 
-def evaluate_corpus(systems: dict[str, System], ceiling: Separator | None, corpus: str, split: str,
+def tokenizer_ceilings(separators: dict[str, Separator]) -> tuple[dict[str, Separator], dict[str, str]]:
+    """One ceiling row per distinct tokenizer (by fingerprint) among the LM separators, labelled
+    ``tokenizer ceiling (NAME)`` (the weights' hash added when two tokenizers share a name); and, for each LM
+    separator's label, the label of its ceiling. Each LM separator is judged against its own tokenizer's."""
+    first: dict[Fingerprint, Separator] = {}  # the first LM separator with each tokenizer
+    for sep in separators.values():
+        if sep.name == "lm":
+            first.setdefault(sep.tokenizer.fingerprint(), sep)
+    names = {fp: Path(sep.config.tokenizer).name for fp, sep in first.items()}  # a name, or a folder's name
+    uses = Counter(names.values())
+    label = {fp: f"{CEILING} ({n})" if uses[n] == 1 else f"{CEILING} ({n}, weights {fp.weights_hash[:8]})"
+             for fp, n in names.items()}
+    return ({label[fp]: sep for fp, sep in first.items()},
+            {k: label[sep.tokenizer.fingerprint()] for k, sep in separators.items() if sep.name == "lm"})
+
+
+def evaluate_corpus(systems: dict[str, System], ceilings: dict[str, Separator], corpus: str, split: str,
                     seconds: float, max_clips: int, log=print) -> dict:
-    """Per system (and the ceiling and the mixture floor), per stem and metric: the per-clip values and their
-    interval. Phase-free rows get no waveform metrics (see the module docstring)."""
+    """Per system (and each tokenizer ceiling and the two floors), per stem and metric: the per-clip values and
+    their interval. Phase-free rows get no waveform metrics (see the module docstring)."""
     from musictok.data.datasets import StemClips
 
     first = next(iter(systems.values())).separator
@@ -131,17 +171,17 @@ def evaluate_corpus(systems: dict[str, System], ceiling: Separator | None, corpu
     clips = StemClips(corpus, split, seconds, sr, group=stem_group(names), random=False, max_clips=max_clips)
     order = [clips.stem_names.index(n) for n in names]
     values: dict[str, dict[str, list]] = {}
-    rows = list(systems) + ([CEILING] if ceiling is not None else []) + [MIXTURE, SPLIT]
+    rows = list(systems) + list(ceilings) + [MIXTURE, SPLIT]
     phase_free = {label: systems[label].phase_free for label in systems}
-    phase_free[CEILING] = ceiling is not None and bool(type(ceiling.tokenizer).phase_free)
+    phase_free |= {label: bool(sep.tokenizer.phase_free) for label, sep in ceilings.items()}
     phase_free |= {MIXTURE: False, SPLIT: False}
     for i in range(len(clips)):
         item = clips[i]
         mix, refs = item["mix"][None], item["stems"][order][None]
         for label in rows:
             t0 = time.perf_counter()
-            if label == CEILING:
-                est = ceiling.tokenizer_ceiling(refs)
+            if label in ceilings:
+                est = ceilings[label].tokenizer_ceiling(refs)
             elif label == MIXTURE:
                 est = mix[:, None].expand_as(refs)
             elif label == SPLIT:
@@ -158,7 +198,7 @@ def evaluate_corpus(systems: dict[str, System], ceiling: Separator | None, corpu
     for label, v in values.items():
         per_stem = {name: {k: _interval([clip[s] for clip in v[k]]) for k, _ in METRICS if k in v}
                     for s, name in enumerate(names)}
-        out[label] = {"per_stem": per_stem, "consistency": _interval(v["consistency"]),
+        out[label] = {"per_stem": per_stem, **{k: _interval(v[k]) for k, _ in PER_CLIP},
                       "seconds_per_clip": sum(v["seconds"]) / len(v["seconds"]), "phase_free": phase_free[label],
                       "values": v}
     return {"clips": len(clips), "seconds": seconds, "split": split, "corpus": corpus, "stems": names,
@@ -167,7 +207,7 @@ def evaluate_corpus(systems: dict[str, System], ceiling: Separator | None, corpu
 
 def evaluate_real(systems: dict[str, System], folder: str, seconds: float, max_clips: int, listen: Path | None,
                   log=print) -> dict:
-    """Consistency and reference-free leakage (phase-aware rows only) on recordings without stems;
+    """Both consistencies and reference-free leakage (phase-aware rows only) on recordings without stems;
     listening files under ``listen``."""
     from musictok.audio import save
     from musictok.data.datasets import AudioFolderClips
@@ -177,12 +217,13 @@ def evaluate_real(systems: dict[str, System], folder: str, seconds: float, max_c
     clips = AudioFolderClips(folder, seconds, sr, max_clips=max_clips)
     out = {}
     for label, system in systems.items():
-        cons, leak = [], []
+        cons, mel_cons, leak = [], [], []
         for i in range(len(clips)):
             item = clips[i]
             mix = item["audio"][None]
             est = system.separate(mix, names)
             cons.append(float(mixture_consistency(mix, est)[0]))
+            mel_cons.append(float(spectral_consistency(mix, est, sr)[0]))
             if not system.phase_free:
                 leak.append(cross_leakage(est)[0].tolist())
             if listen is not None and i < 4:
@@ -190,115 +231,189 @@ def evaluate_real(systems: dict[str, System], folder: str, seconds: float, max_c
                 save(d / "mix.wav", mix[0].numpy(), sr)
                 for s, name in enumerate(names):
                     save(d / f"{name}.wav", est[0, s].numpy(), sr)
-        out[label] = {"consistency": _interval(cons), "phase_free": system.phase_free,
+        out[label] = {"consistency": _interval(cons), "mel_consistency": _interval(mel_cons),
+                      "phase_free": system.phase_free,
                       "cross_leakage": ({n: _interval([c[s] for c in leak]) for s, n in enumerate(names)}
                                         if leak else None)}
         log(f"real music: {label} done")
     return {"folder": str(folder), "clips": len(clips), "seconds": seconds, "systems": out}
 
 
-def claims(result: dict) -> list[str]:
-    """The paper's claims, each stated as reproduced or not at this scale, from the Mel-distance intervals."""
-    systems = result["test"]["systems"]
-    rows = result["rows"]
-    lm = [k for k, v in rows.items() if v["kind"] == "lm"]
-    disc = [k for k, v in rows.items() if v["kind"] != "lm"]
-    metric, what, sign = "mel_distance", "Mel distance", -1.0
-    lines = ["The paper reports perceptual scores only (NISQA); nothing here measures perceived quality, so "
-             "its NISQA claims are neither reproduced nor refuted. What the metrics below can say, judged by Mel "
-             "distance (lower is better; 95 % intervals across clips) — the one column that means the same for a "
-             "decoder that makes up its phase and for one that keeps the mixture's:"]
+# ------------------------------------------------------------------------------------------------ the claims
+ALL = "all stems"  # per clip, the mean over the stems defined in it
 
-    def compare(a: str, b: str, stem: str) -> str:
-        """"better", "worse" or "not distinguishable" (95 % intervals overlap) for ``a`` against ``b``."""
-        x, y = systems[a]["per_stem"][stem][metric], systems[b]["per_stem"][stem][metric]
-        if x["mean"] is None or y["mean"] is None:
-            return "undefined"
-        if x["low"] is not None and y["low"] is not None:
-            if x["low"] > y["high"]:
-                return "better" if sign > 0 else "worse"
-            if x["high"] < y["low"]:
-                return "worse" if sign > 0 else "better"
-            return "not distinguishable"
-        return "better" if sign * (x["mean"] - y["mean"]) > 0 else "worse"
 
-    def gap(a: str, b: str, stem: str) -> float | None:
-        x, y = systems[a]["per_stem"][stem][metric]["mean"], systems[b]["per_stem"][stem][metric]["mean"]
-        return None if x is None or y is None else sign * (x - y)
+def _mel(result: dict, label: str) -> torch.Tensor:
+    """A row's per-clip Mel distances ``(clips, S)``; undefined values (silent references) as NaN."""
+    values = result["test"]["systems"][label]["values"]["mel_distance"]
+    return torch.as_tensor(np.array(values, dtype=np.float64))  # None (JSON's null) -> NaN
 
-    def verdicts(a: str, b: str) -> dict[str, str]:
-        return {s: compare(a, b, s) for s in stems}
 
-    def said(v: dict[str, str]) -> str:
-        return ", ".join(f"{s} {x}" for s, x in v.items())
+def mel_differences(result: dict, a: str, b: str) -> dict[str, dict]:
+    """Paired intervals of the per-clip Mel distance ``a − b`` (negative: ``a`` better), per stem and over
+    all stems. A stem's silent clips drop out alike for both rows (the reference decides)."""
+    x, y = _mel(result, a), _mel(result, b)
+    out = {name: _interval_of(paired_interval(x[:, s], y[:, s])) for s, name in enumerate(result["test"]["stems"])}
+    out[ALL] = _interval_of(paired_interval(torch.nanmean(x, dim=1), torch.nanmean(y, dim=1)))
+    return out
 
+
+def _side(iv: dict) -> int:
+    """1 when the interval lies above 0, -1 below, 0 when it holds 0 (or there is none: fewer than 2 clips)."""
+    if iv["low"] is None:
+        return 0
+    return 1 if iv["low"] > 0 else -1 if iv["high"] < 0 else 0
+
+
+def verdict(intervals: list[dict], claimed: int) -> str:
+    """``reproduced`` when every interval excludes 0 on the claimed side (``claimed`` 1: above 0, -1: below),
+    ``not reproduced`` when one excludes it on the other, ``not resolved`` otherwise."""
+    sides = [_side(iv) * claimed for iv in intervals]
+    if any(x < 0 for x in sides):
+        return "not reproduced"
+    return "reproduced" if sides and all(x > 0 for x in sides) else "not resolved"
+
+
+def _standing(iv: dict) -> str:
+    """A Mel-distance difference ``a − b`` in words, for ``a``."""
+    return {-1: "better", 1: "worse", 0: "not resolved"}[_side(iv)]
+
+
+def _said(diffs: dict[str, dict]) -> str:
+    return "; ".join(f"{s} {_fmt(iv)} ({_standing(iv)})" for s, iv in diffs.items())
+
+
+def approaches_claim(result: dict, a: str, b: str) -> str:
+    """*Approaches discriminative quality*: the paired Mel difference ``a − b`` over all stems (reproduced when
+    ``a`` is shown better, not reproduced when shown worse), with every stem's."""
+    d = mel_differences(result, a, b)
+    said = verdict([d[ALL]], -1)
+    return (f"- *Generative separation approaches the discriminative baseline* ({a} − {b}, Mel distance, negative "
+            f"= {a} better): {_said(d)} — **{said}** over all stems"
+            + (" (the interval holds 0: neither worse nor parity shown)" if said == "not resolved" else "") + ".")
+
+
+def best_worst_claims(result: dict, a: str, b: str) -> list[str]:
+    """*Best on vocals* / *worst on drums*: with per-clip gaps ``g_s = mel_b − mel_a`` (positive: ``a`` better
+    than ``b`` on stem ``s``), paired intervals of ``g_vocals − g_s`` (claimed > 0) and ``g_drums − g_s``
+    (claimed < 0) for every other stem ``s``."""
     stems = result["test"]["stems"]
-    for a in lm:
-        for b in disc:
-            v = verdicts(a, b)
-            better = [s for s, x in v.items() if x == "better"]
-            close = [s for s, x in v.items() if x == "not distinguishable"]
-            lines.append(f"- *Generative separation approaches the discriminative baseline* ({a} vs {b}, {what}): "
-                         + said(v) + (f" — reproduced (better) for {', '.join(better)}" if better else "")
-                         + (f" — not shown worse for {', '.join(close)} (overlapping intervals: parity not shown "
-                            "either)" if close else "")
-                         + (" — not reproduced at this scale" if not better and not close else "") + ".")
-            gaps = {s: g for s in stems if (g := gap(a, b, s)) is not None}
-            if len(gaps) > 1:
-                best, worst = max(gaps, key=gaps.get), min(gaps, key=gaps.get)
-                lines.append(f"- *Best on vocals, worst on drums* ({a} − {b}, {what}, positive = {a} better): "
-                             + ", ".join(f"{s} {g:+.2f}" for s, g in gaps.items())
-                             + f"; best relative to {b} on {best}, worst on {worst} (the paper: vocals, drums; "
-                             "means only).")
-        if CEILING in systems:
-            lines.append(f"- {a} against what its tokens can carry (tokenizer ceiling, {what}): "
-                         f"{said(verdicts(a, CEILING))}.")
-        for floor in (MIXTURE, SPLIT):
-            if floor in systems:
-                lines.append(f"- {a} against the floor *{floor}* ({what}): {said(verdicts(a, floor))}.")
-        c = systems[a]["consistency"]
-        lines.append(f"- Mixture consistency of {a} (no consistency term, as in the paper): ‖Σ est − mix‖ / ‖mix‖ = "
-                     f"{_fmt(c, 3)}" + ("; the mask baseline's is 0 by construction" if disc else "")
-                     + (f"; with a made-up phase even the true tokens give {_fmt(systems[CEILING]['consistency'], 3)} "
-                        "(the tokenizer ceiling), so only the difference says something" if rows[a]["phase_free"]
-                        and CEILING in systems else "") + ".")
-    for name in dict.fromkeys(rows[k]["separator"] for k in lm):
-        greedy, sampled = f"{name} greedy", f"{name} sampled"
-        if greedy in systems and sampled in systems:
-            lines.append(f"- Greedy against sampled decoding ({greedy} vs {sampled}, {what}; the sampled row's "
-                         f"settings are listed above): {said(verdicts(greedy, sampled))}.")
-        best = next((k for k in systems if k.startswith(f"{name} best of ")), None)
-        if best and sampled in systems:
-            lines.append(f"- Several samples, the most consistent kept, against one ({best} vs {sampled}, {what}): "
-                         f"{said(verdicts(best, sampled))}.")
-    seq = [k for k in lm if rows[k]["mode"] == "sequential"]
-    ind = [k for k in lm if rows[k]["mode"] == "independent"]
-    for a in seq:
-        for b in ind:
-            if rows[a]["greedy"] == rows[b]["greedy"]:  # the same way of decoding, or the comparison mixes two effects
-                lines.append(f"- *Sequential cross-track generation helps* ({a} vs {b}, {what}): "
-                             f"{said(verdicts(a, b))}.")
+    gaps = _mel(result, b) - _mel(result, a)
+    lines = []
+    for stem, claimed, words in (("vocals", 1, "best on vocals"), ("drums", -1, "worst on drums")):
+        if stem not in stems:
+            continue
+        i = stems.index(stem)
+        ivs = {s: _interval_of(paired_interval(gaps[:, i], gaps[:, j])) for j, s in enumerate(stems) if j != i}
+        lines.append(f"- *{words.capitalize()}* ({a} against {b}, Mel distance; g = {b} − {a}, positive = {a} "
+                     f"better; g_{stem} − g_s, claimed {'> 0' if claimed > 0 else '< 0'}): "
+                     + "; ".join(f"{s} {_fmt(iv)}" for s, iv in ivs.items())
+                     + f" — **{verdict(list(ivs.values()), claimed)}**.")
     return lines
 
 
+def differ_in_mode_only(a: dict, b: dict) -> bool:
+    """Two saved separator configs that differ in ``mode`` and nothing else."""
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)] == ["mode"]
+
+
+def sequential_pairs(result: dict) -> list[tuple[str, str]]:
+    """(sequential row, independent row) pairs that isolate ``mode``: their separators' configs differ in
+    ``mode`` alone and the rows decode alike (the same options), so no other effect is mixed in."""
+    rows, seps = result["rows"], result["separators"]
+    lm = [k for k, v in rows.items() if v["kind"] == "lm"]
+    return [(a, b) for a in lm for b in lm
+            if rows[a]["mode"] == "sequential" and rows[b]["mode"] == "independent"
+            and rows[a]["options"] == rows[b]["options"]
+            and differ_in_mode_only(seps[rows[a]["separator"]]["config"], seps[rows[b]["separator"]]["config"])]
+
+
+def claims(result: dict) -> list[str]:
+    """The paper's claims, each stated as reproduced, not reproduced or not resolved at this scale, from
+    paired Mel-distance intervals (see the module docstring)."""
+    systems, rows = result["test"]["systems"], result["rows"]
+    lm = [k for k, v in rows.items() if v["kind"] == "lm"]
+    disc = [k for k, v in rows.items() if v["kind"] != "lm"]
+    lines = ["The paper reports perceptual scores only (NISQA); nothing here measures perceived quality, so "
+             "its NISQA claims are neither reproduced nor refuted. What the metrics below can say, judged by Mel "
+             "distance (lower is better) — the one column that means the same for a decoder that makes up its "
+             "phase and for one that keeps the mixture's. Every comparison is paired (the same clips): mean "
+             "per-clip difference and its 95 % t-interval; clips where a stem is silent drop out for that stem."]
+    for a in lm:
+        for b in disc:
+            lines.append(approaches_claim(result, a, b))
+            lines += best_worst_claims(result, a, b)
+        ceiling = rows[a].get("ceiling")
+        if ceiling in systems:
+            lines.append(f"- {a} − what its tokens can carry (*{ceiling}*, Mel distance): "
+                         f"{_said(mel_differences(result, a, ceiling))}.")
+        for floor in (MIXTURE, SPLIT):
+            if floor in systems:
+                lines.append(f"- {a} − the floor *{floor}* (Mel distance): "
+                             f"{_said(mel_differences(result, a, floor))}.")
+        lines.append(_consistency_line(result, a, bool(disc)))
+    for name in dict.fromkeys(rows[k]["separator"] for k in lm):
+        greedy, sampled = f"{name} greedy", f"{name} sampled"
+        if greedy in systems and sampled in systems:
+            lines.append(f"- Greedy − sampled decoding ({greedy} − {sampled}, Mel distance; the sampled row's "
+                         f"settings are listed above): {_said(mel_differences(result, greedy, sampled))}.")
+        best = next((k for k in systems if k.startswith(f"{name} best of ")), None)
+        if best and sampled in systems:
+            lines.append(f"- Several samples, the most consistent kept, − one ({best} − {sampled}, Mel distance): "
+                         f"{_said(mel_differences(result, best, sampled))}.")
+    pairs = sequential_pairs(result)
+    for a, b in pairs:
+        d = mel_differences(result, a, b)
+        lines.append(f"- *Sequential cross-track generation helps* ({a} − {b}: configs differ in mode alone, same "
+                     f"decoding; Mel distance, negative = sequential better): {_said(d)} — "
+                     f"**{verdict([d[ALL]], -1)}** over all stems.")
+    if not pairs and any(rows[k]["mode"] == "independent" for k in lm):
+        lines.append("- *Sequential cross-track generation helps*: no sequential separator here differs from an "
+                     "independent one in mode alone, so no pair isolates it (not compared).")
+    return lines
+
+
+def _consistency_line(result: dict, a: str, with_mask: bool) -> str:
+    """Row ``a``'s two consistencies, and its ceiling's when its decoder makes up the phase."""
+    systems, rows = result["test"]["systems"], result["rows"]
+    ceiling = rows[a].get("ceiling")
+
+    def both(label: str) -> str:
+        return f"waveform {_fmt(systems[label]['consistency'], 3)}, Mel {_fmt(systems[label]['mel_consistency'], 3)}"
+
+    return (f"- Consistency with the mixture of {a} (no consistency term, as in the paper): {both(a)}"
+            + ("; the mask baseline's waveform consistency is 0 by construction" if with_mask else "")
+            + (f"; with a made-up phase even the true tokens give {both(ceiling)} (*{ceiling}*), so only the "
+               "difference says something, and the Mel one is the one to read" if rows[a]["phase_free"]
+               and ceiling in systems else "") + ".")
+
+
 def _cell(sys_: dict, stem: str, key: str) -> str:
-    if sys_.get("phase_free") and key != "mel_distance":
+    if sys_.get("phase_free") and key in WAVEFORM_METRICS:
         return "n/a †"
-    return _fmt(sys_["per_stem"][stem][key]) if key in sys_["per_stem"][stem] else "–"
+    iv = sys_["per_stem"][stem].get(key)
+    if iv is None or not iv["n"]:
+        return "–"
+    return _fmt(iv, 1) + f" ({iv['n']} clips)" if key == "silent_stem_level_db" else _fmt(iv)
 
 
 def markdown(result: dict) -> str:
     t = result["test"]
     lines = [f"# LM source separation vs a discriminative baseline (musictok {__version__})", "",
              f"{t['clips']} clips of {t['seconds']:g} s from `{t['corpus']}` ({t['split']} split, musdb group: "
-             "mix = Σ stems exactly). Mean and 95 % t-interval across clips; NaN-free clips only (a silent "
-             "reference leaves SI-SDR / SDR undefined).", ""]
+             "mix = Σ stems exactly). Mean and 95 % t-interval across clips. Where a reference stem is silent "
+             "(the stem does not play in the clip) its SI-SDR, SDR, Mel distance and leakage are undefined and "
+             "that clip drops out of their means; *level where silent* is what the row wrote into such stems "
+             "instead (RMS in dBFS, over those clips only; -120 = silence).", ""]
     for label, info in result["separators"].items():
         lines.append(f"- **{label}**: `{info['source']}` ({info['kind']}"
                      + (f", {info['mode']}, tokenizer {info['tokenizer']}" if info["kind"] == "lm" else "") + ")")
         for row, meta in result["rows"].items():
             if meta["separator"] == label and meta["decoding"]:
                 lines.append(f"  - row *{row}*: {meta['decoding']}")
+    for label, info in result["ceilings"].items():
+        lines.append(f"- *{label}*: the true stems through `{info['tokenizer']}` ({info['fingerprint']}), for "
+                     f"{', '.join(info['separators'])}")
     lines += ["", "| stem | system | " + " | ".join(h for _, h in METRICS) + " |",
               "| --- | --- | " + " | ".join("---" for _ in METRICS) + " |"]
     for stem in t["stems"]:
@@ -310,20 +425,26 @@ def markdown(result: dict) -> str:
                   "SI-SDR, SDR and leakage by projection would measure that phase, not the separation; they are "
                   "not reported for these rows (kept for the phase-aware ones). Judge them by Mel distance, "
                   "against the ceiling and the two floors."]
-    lines += ["", "| system | mixture consistency ‖Σ est − mix‖ / ‖mix‖ ↓ | seconds per clip |", "| --- | --- | --- |"]
+    lines += ["", "| system | " + " | ".join(h for _, h in PER_CLIP) + " | seconds per clip |",
+              "| --- | " + " | ".join("---" for _ in PER_CLIP) + " | --- |"]
     for label, sys_ in t["systems"].items():
-        lines.append(f"| {label} | {_fmt(sys_['consistency'], 4)} | {sys_['seconds_per_clip']:.2f} |")
+        lines.append(f"| {label} | " + " | ".join(_fmt(sys_[k], 4) for k, _ in PER_CLIP)
+                     + f" | {sys_['seconds_per_clip']:.2f} |")
+    lines += ["", "Mel consistency: the Mel distance between the mixture and the power sum of the estimated stems, "
+              "sqrt(Σ_s Mel(est_s)²) — made-up phases add in power, so unlike the waveform consistency it does not "
+              "reward quiet stems; the true stems score near 0, not 0 (their cross terms within a Mel band)."]
     if result.get("real"):
         r = result["real"]
         lines += ["", f"## Real recordings (no stems): {r['clips']} clips of {r['seconds']:g} s from `{r['folder']}`", "",
                   "Leakage without references: the share of each estimate's energy that the other estimates explain "
                   "(least squares on waveforms; 0 = nothing shared; n/a † for phase-free rows, whose made-up phases "
                   "make any two estimates look unrelated).", "",
-                  "| system | consistency ↓ | " + " | ".join(f"{s} cross-leakage ↓" for s in t["stems"]) + " |",
-                  "| --- | --- | " + " | ".join("---" for _ in t["stems"]) + " |"]
+                  "| system | consistency ↓ | Mel consistency ↓ | "
+                  + " | ".join(f"{s} cross-leakage ↓" for s in t["stems"]) + " |",
+                  "| --- | --- | --- | " + " | ".join("---" for _ in t["stems"]) + " |"]
         for label, sys_ in r["systems"].items():
             leak = sys_["cross_leakage"]
-            lines.append(f"| {label} | {_fmt(sys_['consistency'], 4)} | "
+            lines.append(f"| {label} | {_fmt(sys_['consistency'], 4)} | {_fmt(sys_['mel_consistency'], 4)} | "
                          + " | ".join("n/a †" if leak is None else _fmt(leak[s], 3) for s in t["stems"]) + " |")
     lines += ["", "## The paper's claims at this scale", ""] + claims(result) + [""]
     return "\n".join(lines)
@@ -332,7 +453,8 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--separator", action="append", default=[], metavar="LABEL=PATH",
-                    help="a saved separator (repeatable); the first LM separator's tokenizer gives the ceiling")
+                    help="a saved separator (repeatable); each distinct tokenizer of the LM separators gets a "
+                    "ceiling row")
     ap.add_argument("--corpus", default="data/chorales")
     ap.add_argument("--split", default="test")
     ap.add_argument("--seconds", type=float, default=4.0, help="clip length (at most the LM separators' window)")
@@ -371,20 +493,22 @@ def main(argv: list[str] | None = None) -> dict:
     if args.best_of < 0:
         ap.error("--best-of must be >= 0")
     systems = make_systems(separators, args.temperature, args.top_k or None, args.seed, args.best_of)
-    lms = [s for s in separators.values() if s.name == "lm"]
-    ceiling = lms[0] if lms else None
+    ceilings, ceiling_of = tokenizer_ceilings(separators)
     log = (lambda line: print(line, file=sys.stderr, flush=True))
     real = args.real or (str(HEDGEWARS_MUSIC) if HEDGEWARS_MUSIC.is_dir() else None)
     result = {
         **provenance(),
         "separators": {k: {"source": s.source, "kind": s.name, "mode": getattr(s.config, "mode", None),
-                           "tokenizer": getattr(s.config, "tokenizer", None)} for k, s in separators.items()},
+                           "tokenizer": getattr(s.config, "tokenizer", None), "config": s.config_dict()}
+                       for k, s in separators.items()},
         "rows": {k: {"separator": s.name, "kind": s.separator.name, "mode": getattr(s.separator.config, "mode", None),
                      "decoding": s.decoding, "options": s.options, "greedy": s.options.get("temperature") == 0.0,
-                     "phase_free": s.phase_free} for k, s in systems.items()},
-        "ceiling_tokenizer": None if ceiling is None else ceiling.config.tokenizer,
+                     "phase_free": s.phase_free, "ceiling": ceiling_of.get(s.name)} for k, s in systems.items()},
+        "ceilings": {label: {"tokenizer": sep.config.tokenizer, "fingerprint": sep.tokenizer.fingerprint().short(),
+                             "separators": [k for k, c in ceiling_of.items() if c == label]}
+                     for label, sep in ceilings.items()},
         "phase_free": [k for k, s in systems.items() if s.phase_free],
-        "test": evaluate_corpus(systems, ceiling, args.corpus, args.split, args.seconds, args.clips, log),
+        "test": evaluate_corpus(systems, ceilings, args.corpus, args.split, args.seconds, args.clips, log),
         "real": (evaluate_real(systems, real, args.seconds, args.real_clips,
                                Path(args.listen) if args.listen else None, log) if real else None),
     }

@@ -5,8 +5,8 @@
 #      train.budget_minutes: 100 — the wall time over resumes, after which a run ends as done);
 #   2. the ablations, ABL_MINUTES each (default 30): the LM separator as configured (the reference at this
 #      budget), independent per-stem generation (model.mode=independent), a frozen pretrained encoder (the
-#      tokenizer's own code embeddings of the mixture's tokens, no Conformer layer, nothing of the encoder
-#      trained: encoder_input=tokens, encoder_layers=0, freeze_encoder=true) and another tokenizer
+#      tokenizer's own code embeddings of the mixture's tokens through a learned 1×1 adapter, no Conformer
+#      layer: encoder_input=tokens, encoder_layers=0, freeze_encoder=true) and another tokenizer
 #      (rvq-dac-small). Each variant gets the same wall time (train.budget_minutes=ABL_MINUTES) and the steps
 #      that fill it, from timing 20 of its steps on this machine first, once the machine is quiet (wall time of
 #      steps 5-19 from the log, data loading included); the number is kept in runs/sep-abl-<name>/budget_steps

@@ -7,8 +7,9 @@ import torch
 from scipy import stats
 
 from musictok.metrics.separation import (bss_sdr, cross_leakage, leakage_db, leakage_matrix, mean_interval,
-                                         mixture_consistency, per_stem, stem_metrics)
-from musictok.metrics.reconstruction import si_sdr
+                                         mixture_consistency, paired_interval, per_stem, silent_stem_level_db,
+                                         spectral_consistency, stem_metrics)
+from musictok.metrics.reconstruction import mel_distance, si_sdr
 
 
 def _signals(seed: int = 0, b: int = 3, s: int = 4, t: int = 8000):
@@ -47,6 +48,74 @@ def test_mixture_consistency():
     assert torch.allclose(half, torch.full_like(half, 0.5))
     with pytest.raises(ValueError, match="mix"):
         mixture_consistency(mix[:, :100], refs)
+
+
+def _toy_mix(t: int = 16000, sr: int = 16000) -> torch.Tensor:
+    """``(1, 4, t)`` stems: two tones, white noise and a random walk, at levels a mix could have."""
+    g = torch.Generator().manual_seed(0)
+    time = torch.arange(t, dtype=torch.float64) / sr
+    noise = torch.randn(2, t, generator=g, dtype=torch.float64)
+    return torch.stack([0.1 * torch.sin(2 * torch.pi * 440 * time), 0.05 * noise[0],
+                        0.1 * torch.sin(2 * torch.pi * 80 * time), 0.001 * noise[1].cumsum(0)])[None]
+
+
+def test_spectral_consistency_scores_level_not_phase():
+    """Mel consistency: the true stems of a toy mix score near 0 (the stems' cross terms within a Mel band
+    keep it off 0), and better than the same stems at half or twice the level and than silence — which
+    waveform consistency ranks the other way round once the phases are made up."""
+    sr = 16000
+    stems = _toy_mix()
+    mix = stems.sum(1)
+    true = float(spectral_consistency(mix, stems, sr)[0])
+    assert 0 <= true < 0.3
+    for factor in (0.5, 2.0):  # every band off by log10 2 at each of the 7 resolutions
+        assert float(spectral_consistency(mix, factor * stems, sr)[0]) == pytest.approx(7 * np.log10(2), abs=true)
+    assert float(spectral_consistency(mix, 0 * stems, sr)[0]) > 10
+    # one stem: the Mel distance between mixture and estimate
+    est = 0.7 * mix + 0.01 * torch.randn(mix.shape, generator=torch.Generator().manual_seed(1), dtype=mix.dtype)
+    assert torch.allclose(spectral_consistency(mix, est[:, None], sr), mel_distance(mix, est, sr))
+    # the tones with their phases shifted by 90°: waveforms no longer add up (worse than silence), magnitudes do
+    time = torch.arange(mix.shape[-1], dtype=torch.float64) / sr
+    shifted = stems.clone()
+    shifted[0, 0], shifted[0, 2] = 0.1 * torch.cos(2 * torch.pi * 440 * time), 0.1 * torch.cos(2 * torch.pi * 80 * time)
+    assert float(mixture_consistency(mix, shifted)[0]) > float(mixture_consistency(mix, 0 * stems)[0])
+    assert float(spectral_consistency(mix, shifted, sr)[0]) < true + 0.1
+    with pytest.raises(ValueError, match="mix"):
+        spectral_consistency(mix[:, :4000], stems, sr)
+
+
+def test_silent_reference_leaves_mel_distance_undefined_and_reports_the_estimates_level():
+    """A stem that does not play in a clip: its Mel distance would only say how quiet the estimate is, so
+    it is NaN (as SI-SDR is) and left out of means; the level written into it is reported instead."""
+    stems = _toy_mix().repeat(2, 1, 1)
+    stems[0, 1] = 0.0  # the noise stem is silent in clip 0
+    ests = stems + 0.01 * torch.randn(stems.shape, generator=torch.Generator().manual_seed(2), dtype=stems.dtype)
+    scores = stem_metrics(stems.sum(1), stems, ests, 16000, waveform=False)
+    mel = scores["mel_distance"]
+    assert torch.isnan(mel[0, 1]) and int(torch.isnan(mel).sum()) == 1
+    assert torch.equal(mel[1], per_stem(mel_distance, stems[1:], ests[1:], sample_rate=16000)[0])
+    level = scores["silent_stem_level_db"]
+    assert float(level[0, 1]) == pytest.approx(float(10 * torch.log10(ests[0, 1].pow(2).mean())))  # ≈ -40 dBFS
+    assert float(level[0, 1]) == pytest.approx(-40.0, abs=0.5)  # white noise of standard deviation 0.01
+    assert int(torch.isfinite(level).sum()) == 1
+    assert float(silent_stem_level_db(stems, 0 * stems)[0, 1]) == pytest.approx(-120.0)  # silence: the floor
+    assert mean_interval(mel[:, 1]).n == 1  # intervals leave the undefined clip out
+
+
+def test_paired_interval_is_the_t_interval_of_differences():
+    g = torch.Generator().manual_seed(6)
+    base = torch.randn(20, generator=g, dtype=torch.float64) * 5  # clips differ a lot
+    a, b = base + 0.3 + 0.1 * torch.randn(20, generator=g, dtype=torch.float64), base.clone()
+    b[3] = float("nan")  # an undefined clip drops out of the pair
+    iv = paired_interval(a, b, level=0.9)
+    d = (a - b)[torch.isfinite(b)].numpy()
+    lo, hi = stats.t.interval(0.9, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert iv.n == 19 and iv.low == pytest.approx(lo) and iv.high == pytest.approx(hi)
+    assert iv.low > 0  # the shift is resolved by the pairs, not by the two unpaired intervals
+    ia, ib = mean_interval(a), mean_interval(b)
+    assert ia.low < ib.high
+    with pytest.raises(ValueError, match="same clips"):
+        paired_interval(a, b[:5])
 
 
 def test_leakage_by_projection():
@@ -89,10 +158,13 @@ def test_mean_interval_is_a_t_interval():
 def test_stem_metrics_shapes():
     refs, ests = _signals(5, b=2, t=4096)
     out = stem_metrics(refs.sum(1), refs.float(), ests.float(), 16000)
-    assert set(out) == {"si_sdr", "sdr", "bss_sdr", "mel_distance", "leakage_db", "consistency"}
-    assert all(v.shape == (2, 4) for k, v in out.items() if k != "consistency") and out["consistency"].shape == (2,)
+    per_clip = {"consistency", "mel_consistency"}
+    assert set(out) == {"si_sdr", "sdr", "bss_sdr", "mel_distance", "leakage_db", "silent_stem_level_db"} | per_clip
+    assert all(v.shape == (2, 4) for k, v in out.items() if k not in per_clip)
+    assert all(out[k].shape == (2,) for k in per_clip)
     phase_free = stem_metrics(refs.sum(1), refs.float(), ests.float(), 16000, waveform=False)
-    assert set(phase_free) == {"mel_distance", "consistency"}  # no waveform comparison of a made-up phase
+    # no waveform comparison of a made-up phase
+    assert set(phase_free) == {"mel_distance", "silent_stem_level_db"} | per_clip
     assert torch.equal(phase_free["mel_distance"], out["mel_distance"])
 
 

@@ -61,15 +61,16 @@ def test_sequential_stems_see_earlier_stems_independent_ones_do_not(tiny_tokeniz
 
 
 def test_best_of_n_keeps_the_most_consistent_candidate(tiny_tokenizer):
-    from musictok.metrics.separation import mixture_consistency
+    from musictok.metrics.separation import spectral_consistency
 
     sep = _separator(tiny_tokenizer)
+    assert sep.tokenizer.phase_free  # BandTok makes its phase up: candidates are ranked by Mel consistency
     mix = torch.randn(2, 8 * sep.hop_samples) * 0.1
     best = sep.separate(mix, temperature=1.0, samples=3, seed=5)
     cond = sep.encode_mixture(mix).repeat_interleave(3, dim=0)
     g = torch.Generator().manual_seed(5)
     cands = sep.decode_codes(sep.generate_codes(cond, temperature=1.0, generator=g), mix.shape[-1])
-    score = mixture_consistency(mix.repeat_interleave(3, dim=0), cands).reshape(2, 3)
+    score = spectral_consistency(mix.repeat_interleave(3, dim=0), cands, SR).reshape(2, 3)
     pick = cands.reshape(2, 3, 4, -1)[torch.arange(2), score.argmin(1)]
     assert torch.allclose(best, pick, atol=1e-6)
     with pytest.raises(SeparatorError, match="greedy"):
@@ -78,17 +79,48 @@ def test_best_of_n_keeps_the_most_consistent_candidate(tiny_tokenizer):
         sep.separate(mix, beams=2)
 
 
+def _tones(length: int, phase: float) -> torch.Tensor:
+    """Four stems ``(1, 4, length)``: tones at 300, 700, 1500 and 3000 Hz, each starting at ``phase``."""
+    t = torch.arange(length) / SR
+    freqs = torch.tensor([300.0, 700.0, 1500.0, 3000.0])[:, None]
+    return (0.1 * torch.sin(2 * torch.pi * freqs * t + phase))[None]
+
+
+@pytest.mark.parametrize("phase_free", [True, False])
+def test_best_of_n_ranks_made_up_phases_by_magnitude(tiny_tokenizer, monkeypatch, phase_free):
+    """Two candidates for one mix of four tones: the true stems with their phases shifted by 90° (what a
+    decoder that makes up its phase gives at best) and silence. In waveforms silence is the more consistent
+    (‖0 − mix‖ / ‖mix‖ = 1 against ≈ √2); for a phase-free tokenizer the pick compares Mel magnitudes and
+    keeps the tones, for a phase-aware one it keeps the waveform pick."""
+    sep = _separator(tiny_tokenizer)
+    monkeypatch.setattr(sep.tokenizer, "phase_free", phase_free)
+    length = 2 * sep.hop_samples
+    mix = _tones(length, 0.0).sum(1)
+    shifted = _tones(length, torch.pi / 2)
+    candidates = torch.cat([torch.zeros_like(shifted), shifted])  # (n = 2, S, T) for the one clip
+    monkeypatch.setattr(sep, "decode_codes", lambda codes, length, scales=None: candidates)
+    best = sep.separate(mix, temperature=1.0, samples=2)
+    assert torch.equal(best, shifted if phase_free else torch.zeros_like(shifted))
+    # a one-frame window is still ranked (the coarsest Mel resolution needs more samples than one frame)
+    one = sep.hop_samples
+    monkeypatch.setattr(sep, "decode_codes", lambda codes, length, scales=None: candidates[..., :one])
+    assert torch.equal(sep.separate(mix[:, :one], temperature=1.0, samples=2), best[..., :one])
+
+
 def test_switches(tiny_tokenizer):
+    # a frozen encoder freezes the Conformer layers only: the input layer and the projection into the LM
+    # stay a learnable adapter on the frozen features (a frozen random front would discard half of them)
     frozen = _separator(tiny_tokenizer, freeze_encoder=True, encoder_input="tokens")
     assert not any(p.requires_grad for p in frozen.conformer.parameters())
     assert not any(p.requires_grad for p in frozen.tokenizer.parameters())
-    assert frozen.cond_proj.weight.requires_grad
+    assert all(p.requires_grad for m in (frozen.front, frozen.cond_proj) for p in m.parameters())
     stems = torch.randn(2, 4, 6 * frozen.hop_samples) * 0.05
     frozen.train()
     losses = frozen(stems.sum(1), stems)
     losses["loss"].backward()
     assert set(losses) >= {"loss", "bits_per_token", "bits/vocals", "bits/other"}
     assert all(p.grad is None for p in frozen.conformer.parameters()) and frozen.cond_proj.weight.grad is not None
+    assert frozen.front.weight.grad is not None and float(frozen.front.weight.grad.abs().sum()) > 0
     assert not frozen.tokenizer.training  # the frozen tokenizer stays in eval mode
     with torch.autocast("cpu", dtype=torch.bfloat16):  # targets do not depend on the trainer's autocast
         assert torch.equal(frozen.stem_codes(stems), frozen.eval().stem_codes(stems))

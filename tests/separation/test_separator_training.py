@@ -111,7 +111,7 @@ def test_small_configs_build_and_share_one_budget():
     assert lm.data == mask.data
     same = ("batch_size", "seed", "amp", "valid_every")
     assert [getattr(lm.train, k) for k in same] == [getattr(mask.train, k) for k in same]
-    assert lm.train.max_minutes is not None and lm.train.max_minutes == mask.train.max_minutes
+    assert lm.train.budget_minutes is not None and lm.train.budget_minutes == mask.train.budget_minutes
     for kind, run in runs.items():
         header = _header(CONFIGS / f"sep-{kind}-small.yaml")
         assert "Budget:" in header and f"{run.train.steps:,} steps" in header, kind

@@ -32,7 +32,9 @@ __all__ = [
     "MEL_BANDS",
     "STFT_WINDOWS",
     "mel_filterbank",
+    "log_floored",
     "log_mel_magnitude",
+    "mel_magnitude",
     "mel_distance",
     "mel_l1",
     "stft_distance",
@@ -152,17 +154,28 @@ def _stft_magnitude(x: Tensor, window: int) -> Tensor:
     return spec.abs()
 
 
+def mel_magnitude(x: Tensor, sample_rate: int, window: int, n_mels: int) -> Tensor:
+    """``Mel(|STFT|)`` of a ``(B, T)`` signal at one resolution of the Mel distance, before the log (for
+    magnitudes that are combined first, e.g. summed in power over stems): ``(B, n_mels, frames)``."""
+    with torch.autocast(x.device.type, enabled=False):  # quiet passages drown in bf16 rounding
+        x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        mag = _stft_magnitude(x, window)
+        fb = mel_filterbank(sample_rate, window, n_mels, device=x.device, dtype=x.dtype)
+        return fb @ mag
+
+
+def log_floored(magnitude: Tensor) -> Tensor:
+    """``log10(max(magnitude, 1e-5))``: the log domain every distance of this module compares in."""
+    return torch.log10(torch.clamp(magnitude, min=LOG_FLOOR))
+
+
 def log_mel_magnitude(x: Tensor, sample_rate: int, window: int, n_mels: int) -> Tensor:
     """``log10(max(Mel(|STFT|), 1e-5))`` of a ``(B, T)`` signal at one resolution.
 
     Returns:
         ``(B, n_mels, frames)``.
     """
-    with torch.autocast(x.device.type, enabled=False):  # quiet passages drown in bf16 rounding
-        x = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        mag = _stft_magnitude(x, window)
-        fb = mel_filterbank(sample_rate, window, n_mels, device=x.device, dtype=x.dtype)
-        return torch.log10(torch.clamp(fb @ mag, min=LOG_FLOOR))
+    return log_floored(mel_magnitude(x, sample_rate, window, n_mels))
 
 
 # --------------------------------------------------------------------------- distances
@@ -244,8 +257,7 @@ def stft_distance(
     r, e, squeeze = _pair(ref, est, align)
     total = torch.zeros(r.shape[0], dtype=r.dtype, device=r.device)
     for window in windows:
-        lr = torch.log10(torch.clamp(_stft_magnitude(r, window), min=LOG_FLOOR))
-        le = torch.log10(torch.clamp(_stft_magnitude(e, window), min=LOG_FLOOR))
+        lr, le = log_floored(_stft_magnitude(r, window)), log_floored(_stft_magnitude(e, window))
         total = total + (lr - le).abs().mean(dim=(-2, -1))
     return _out(total / len(windows), squeeze)
 

@@ -30,13 +30,17 @@ project's one :class:`~musictok.lm.model.TokenLM`, KV cache included.
 ``independent`` (each stem sees only the mixture: the stems are separate sequences of one batch);
 ``encoder_input`` — the mixture's log-Mel (``mel``, folded to the token rate by a strided convolution) or
 the frozen tokenizer's own code embeddings of the mixture's tokens (``tokens``); ``freeze_encoder`` — the
-Conformer (and its input layer) keep their initial weights, only the projection into the LM learns (with
-``encoder_input: tokens, encoder_layers: 0`` that is "a frozen pretrained encoder"); ``fit_gains`` —
-after decoding, each stem is scaled by least squares to the mixture (off by default: a decoder that makes
-up its own phase, such as BandTok's vocoder, leaves almost nothing for a waveform fit to find, and the fitted
-gains collapse towards 0); decoding — greedy
-(``temperature 0``) or sampled, and ``samples > 1`` draws several candidates and keeps, per clip, the one
-whose stems add up best to the mixture (mixture consistency).
+Conformer layers keep their initial weights, while the input layer (``front``) and the projection into the
+LM (``cond_proj``) still learn: a learnable adapter on frozen features, the paper's "learnable Conformer
+encoder" against the codec's frozen features. With ``encoder_input: tokens, encoder_layers: 0`` that is "a
+frozen pretrained encoder": the tokenizer's code embeddings, read through a learned 1×1 convolution (a
+frozen random one would throw half of them away); ``fit_gains`` — after decoding, each stem is scaled by
+least squares to the mixture (off by default: a decoder that makes up its own phase, such as BandTok's
+vocoder, leaves almost nothing for a waveform fit to find, and the fitted gains collapse towards 0);
+decoding — greedy (``temperature 0``) or sampled, and ``samples > 1`` draws several candidates and keeps,
+per clip, the one whose stems add up best to the mixture (:meth:`LMSeparator.consistency`: in waveforms
+for a phase-aware decoder; for one that makes up its phase, ``Tokenizer.phase_free``, in Mel magnitudes,
+since there waveform consistency prefers quiet candidates — silence scores 1, the true tokens more).
 
 Targets are computed on the fly: the true stems of each training clip are encoded by the frozen tokenizer.
 
@@ -61,7 +65,8 @@ from torch import Tensor, nn
 from ..lm.model import TokenLM, TokenLMConfig
 from ..lm.patterns import IGNORE_INDEX, SequencePattern, make_pattern
 from ..lm.sampling import sample
-from ..metrics.separation import least_squares_gains, mixture_consistency
+from ..metrics.reconstruction import MEL_WINDOWS
+from ..metrics.separation import least_squares_gains, mixture_consistency, spectral_consistency
 from ..nn.conformer import Conformer
 from ..settings import build_checked
 from ..spectral import MelConfig, MelSpectrogram
@@ -92,7 +97,7 @@ class LMSeparatorConfig:
     encoder_dim: int = 256
     encoder_heads: int = 4
     encoder_kernel: int = 15
-    freeze_encoder: bool = False
+    freeze_encoder: bool = False  # the Conformer layers stay at init; the input layer and cond_proj still learn
     n_mels: int = 80
     mels_per_frame: int = 4  # Mel frames folded into one token frame (Mel hop = token hop / this)
     mel_mean: float = -4.0  # fixed affine normalisation of the natural-log Mel
@@ -103,7 +108,7 @@ class LMSeparatorConfig:
     temperature: float = 0.0  # decoding defaults: 0 = greedy
     top_k: int | None = None
     top_p: float | None = None
-    samples: int = 1  # > 1: best of N candidates by mixture consistency (needs temperature > 0)
+    samples: int = 1  # > 1: best of N candidates by consistency with the mixture (needs temperature > 0)
     fit_gains: bool = False  # scale each decoded stem by least squares to the mixture (useless with a decoder
     # that makes up its phase; a level-normalising tokenizer's stems are scaled by their mix's level instead)
 
@@ -231,8 +236,7 @@ class LMSeparator(Separator):
             self.front = nn.Conv1d(width, c.encoder_dim, 1)
         self.conformer = Conformer(c.encoder_dim, c.encoder_layers, c.encoder_heads, kernel=c.encoder_kernel)
         self.cond_proj = nn.Linear(c.encoder_dim, d)
-        if c.freeze_encoder:
-            self.front.requires_grad_(False)
+        if c.freeze_encoder:  # front and cond_proj stay learnable: an adapter on the frozen features
             self.conformer.requires_grad_(False)
         self.stem_embedding = nn.Embedding(len(c.stems) + 1, d)  # 0: the mixture prefix
         nn.init.normal_(self.stem_embedding.weight, std=0.02)
@@ -446,9 +450,21 @@ class LMSeparator(Separator):
             est = est * fitted_gains(est, mix.repeat_interleave(n, dim=0))[..., None]
         if n == 1:
             return est
-        score = mixture_consistency(mix.repeat_interleave(n, dim=0), est).reshape(B, n)
-        best = score.argmin(dim=1)
+        best = self.consistency(mix.repeat_interleave(n, dim=0), est).reshape(B, n).argmin(dim=1)
         return est.reshape(B, n, *est.shape[1:])[torch.arange(B, device=mix.device), best]
+
+    def consistency(self, mix: Tensor, est: Tensor) -> Tensor:
+        """How far the stems ``(B, S, T)`` are from adding up to ``mix (B, T)``, ``(B,)``; the best-of-N pick.
+
+        Waveforms (:func:`mixture_consistency`) for a decoder that keeps phase; Mel magnitudes
+        (:func:`spectral_consistency`) for one that makes its phase up, whose true tokens do not add up in
+        waveforms either and where the waveform score would prefer the quietest candidate."""
+        if not self.tokenizer.phase_free:
+            return mixture_consistency(mix, est)
+        short = max(MEL_WINDOWS) // 2 + 1 - mix.shape[-1]  # the coarsest Mel resolution needs this many samples
+        if short > 0:  # a one-frame window: the same silence after the mix and every candidate
+            mix, est = nn.functional.pad(mix, (0, short)), nn.functional.pad(est, (0, short))
+        return spectral_consistency(mix, est, self.sample_rate)
 
     @torch.no_grad()
     def tokenizer_ceiling(self, stems: Tensor) -> Tensor:
