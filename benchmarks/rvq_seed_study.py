@@ -5,8 +5,9 @@
 
 Reads the run folders that scripts/rvq_seed_study.sh trains (default: every runs/seeds/*/ with an export/; or
 name them) — each a finished training with log.jsonl, summary.json and export/. The variant comes from the
-export's own config (MMD weight > 0: with the loss), the seed from the run config it records. Every run is
-scored on the same clips (the test split of --corpus, and --real music if given):
+export's own config (MMD weight > 0: with the loss), the seed from the run config it records; a run whose
+codec was built with another model seed (its initial weights) is refused. Every run is scored on the same
+clips (the test split of --corpus, and --real music if given):
 
 - Mel distance and SI-SDR decoding the first 1, 2, 4 … codebooks, all of them, and the unquantised latent
   (RVQCodec.reconstruction_paths); for all codebooks, the Mel distance of every clip and a 95 % percentile
@@ -129,6 +130,11 @@ def read_run(path: Path) -> Run:
         if not m:
             raise StudyError(f"{path}: no seed in the export's run config and none in the folder name (<codec>-s<seed>)")
         seed = int(m.group(1))
+    model_seed = int((meta.get("config") or {}).get("seed", 0))
+    if model_seed != int(seed):
+        raise StudyError(f"{path}: the codec was built with model seed {model_seed}, the run's seed is {seed}: its "
+                         "initial weights are not its seed's (trained before scripts/rvq_seed_study.sh set "
+                         "model.seed?); delete the folder and train it again")
     weight = float(((meta.get("config") or {}).get("mmd") or {}).get("weight", 0.0))
     wall, resumed = _wall_minutes(summary, log)
     return Run(path, path.name, WITH if weight > 0 else WITHOUT, weight, int(seed), steps,
@@ -309,7 +315,8 @@ def markdown(result: dict) -> str:
              "Mel distance as DAC defines it (log10 magnitudes; seven resolutions; summed; lower is better). "
              f"Intervals in brackets: {s['level'] * 100:g} % percentile bootstrap over clips "
              f"({s['resamples']} resamples; seed {s['bootstrap_seed']}). The MMD statistic is the one each training "
-             "logs (with weight 0 it is logged but not trained on).", ""]
+             "logs, from the first pool after the codebooks' k-means init (with weight 0 it is logged but not "
+             "trained on).", ""]
     lines += ["## Runs and budgets", "",
               "| run | variant | MMD weight | seed | steps | wall min | MMD stat first | MMD stat last | "
               "MMD stat mean last 10 % | validation Mel first | validation Mel last |",

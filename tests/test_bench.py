@@ -54,7 +54,13 @@ def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
         assert v["bpt"] > 0 and 0 < v["cnbpt"] < 2 and v["mel_distance"] > 0 and v["generation_tokens_per_second"] > 0
         assert 0 <= v["acc1"] <= v["acc5"] <= v["acc10"] <= 1  # Acc@k grows with k
         assert v["real_mel_distance"] > 0 and 0 < v["real_utilization"] <= 1  # the real-music columns
+        assert 0 < v["real_cnbpt"] < 2 and v["real_cnbpt"] != v["cnbpt"]  # the same LMs on the real clips' tokens
+        assert v["train_steps"] is None and v["train_minutes"] is None  # these folders record no training
+    _real_cnbpt_is_the_test_splits_scoring(result, tmp_path / "real")
     out = tmp_path / "out"
+    md = (out / "bench-test.md").read_text()
+    assert "| real: cnBPT ↓ |" in md and "| tokenizer steps | tokenizer train min |" in md
+    assert "| n/a | n/a |" in md and "the same LMs scored on their tokens" in md
     for suffix in (".md", ".json", ".html", "-tradeoff.png", "-loss-by-position.png", "-usage.png"):
         assert (out / f"bench-test{suffix}").is_file(), suffix
     page = (out / "bench-test.html").read_text()
@@ -66,6 +72,47 @@ def test_quick_bench_writes_table_plots_and_report(tiny_corpus, tmp_path):
                             cache_dir=str(tmp_path / "cache"), name="bench-test", baselines=False, eval_split="train")
     again = run_bench(cfg, log=lambda s: None)
     assert [r["values"]["bpt"] for r in again["rows"]] == [r["values"]["bpt"] for r in result["rows"]]
+
+
+def _real_cnbpt_is_the_test_splits_scoring(result: dict, real) -> None:
+    """Each row's real cnBPT is evaluate.score_lm (the scoring of the test split's cnBPT) of its LM on the
+    tokens of the real-music clips the bench reconstructs."""
+    from musictok.evaluate import load_clips, score_lm
+    from musictok.tokenizers.base import Tokenizer
+    from musictok.train.lm import load_lm
+
+    cfg = result["config"]
+    for r in result["rows"]:
+        tok = Tokenizer.from_pretrained(str(_folder_of(cfg, r["tokenizer"])))
+        clips = load_clips(tok.sample_rate, audio_dir=real, seconds=cfg["eval_seconds"], max_clips=cfg["eval_clips"])
+        lm = load_lm(result["extras"][f"{r['tokenizer']} / {r['pattern']}"]["lm"])
+        scored = score_lm(lm, [tok.encode(w) for w in clips.audio], max_windows=cfg["lm_eval_windows"])
+        assert r["values"]["real_cnbpt"] == pytest.approx(scored["lm"]["cnbpt"], rel=1e-5), r["pattern"]
+
+
+def _folder_of(cfg: dict, short: str) -> str:
+    """The saved folder of the bench row named ``short``."""
+    return next(t for t in cfg["tokenizers"] if t.rstrip("/").endswith(f"/{short}"))
+
+
+def test_training_budget_reads_the_export_and_its_runs_summary(tmp_path):
+    """Steps from the export's config.json, minutes over every sitting from the run's summary.json; n/a (None)
+    where the checkpoint records nothing, or where the summary is of another sitting than the export."""
+    from musictok.bench import training_budget
+
+    model = RVQCodec(RVQCodecConfig.tiny())
+    run = tmp_path / "run"
+    model.save_pretrained(run / "export", extra={"train_step": 300})
+    assert training_budget(str(run / "export")) == {"train_steps": 300, "train_minutes": None}
+    (run / "summary.json").write_text(json.dumps({"start_step": 200, "end_step": 300, "wall_seconds": 60.0,
+                                                  "elapsed_seconds": 600.0}))
+    assert training_budget(str(run / "export")) == {"train_steps": 300, "train_minutes": 10.0}
+    (run / "summary.json").write_text(json.dumps({"start_step": 0, "end_step": 300, "wall_seconds": 120.0}))
+    assert training_budget(str(run / "export")) == {"train_steps": 300, "train_minutes": 2.0}  # one sitting
+    (run / "summary.json").write_text(json.dumps({"start_step": 0, "end_step": 250, "wall_seconds": 120.0}))
+    assert training_budget(str(run / "export")) == {"train_steps": 300, "train_minutes": None}  # another sitting
+    model.save_pretrained(tmp_path / "bare")
+    assert training_budget(str(tmp_path / "bare")) == {"train_steps": None, "train_minutes": None}
 
 
 def test_natural_patterns_follow_the_layout():

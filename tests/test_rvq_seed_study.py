@@ -1,9 +1,11 @@
 """benchmarks/rvq_seed_study.py on four tiny DAC-style RVQ runs (with / without MMD × seeds 1, 2): every run
 in the JSON, paired differences that are the per-run values' differences, the report written; and a
-one-line error for a run folder it cannot use."""
+one-line error for a run folder it cannot use. scripts/rvq_seed_study.sh (with a stand-in for the trainer): the
+seed reaches the model, and a run folder of another model seed is not resumed."""
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +34,12 @@ def _tiny_run(root: Path, seed: int, mmd_weight: float) -> Path:
     log.jsonl (training rows carry ``mmd``; two validation rows) and summary.json."""
     model_section = yaml.safe_load((ROOT / "configs" / "rvq-dac-tiny.yaml").read_text())["model"]
     model_section["mmd"] = dict(model_section["mmd"], weight=mmd_weight)
-    model_section["seed"] = seed + (100 if mmd_weight else 0)  # the variants of a seed differ, as trained ones do
+    model_section["seed"] = seed  # as scripts/rvq_seed_study.sh sets it: the variants of a seed start alike
     codec = "rvq-dac-mmd-tiny" if mmd_weight else "rvq-dac-tiny"
     run = root / f"{codec}-s{seed}"
     model = RVQCodec(codec_model_config(model_section)[1]).train()
-    model.forward_train(torch.stack([_tones(1.0, seed + s) for s in range(2)]))  # fills the k-means buffer
+    # fills the k-means buffer; on other clips per variant, so that they differ, as trained ones do
+    model.forward_train(torch.stack([_tones(1.0, seed + s + (50 if mmd_weight else 0)) for s in range(2)]))
     model.eval().save_pretrained(run / "export", extra={"train_step": STEPS,
                                                         "run_config": {"train": {"seed": seed, "steps": STEPS}}})
     rows = []
@@ -128,14 +131,16 @@ def test_markdown_and_plot_are_written(study):
 
 
 @pytest.mark.parametrize("breakage, message", [("no export", "no export/"), ("no log", "no log.jsonl"),
-                                               ("no summary", "no summary.json"), ("unfinished", "stopped at step 20")])
+                                               ("no summary", "no summary.json"), ("unfinished", "stopped at step 20"),
+                                               ("model seed", "built with model seed 0, the run's seed is 1")])
 def test_an_unusable_run_folder_is_a_one_line_error(tmp_path, capsys, breakage, message, bench):
     run = tmp_path / "rvq-dac-small-s1"
     run.mkdir()
     if breakage != "no export":
         (run / "export").mkdir()
         (run / "export" / "config.json").write_text(json.dumps(
-            {"tokenizer": "rvq_codec", "config": {"mmd": {"weight": 0.0}}, "train_step": 20,
+            {"tokenizer": "rvq_codec", "config": {"mmd": {"weight": 0.0}, "seed": 0 if breakage == "model seed" else 1},
+             "train_step": 20,
              "run_config": {"train": {"seed": 1, "steps": 2000 if breakage == "unfinished" else 20}}}))
     if breakage != "no log":
         (run / "log.jsonl").write_text(json.dumps({"step": 20, "time": 3.0, "mmd": 0.1}) + "\n")
@@ -155,3 +160,80 @@ def test_wall_minutes_of_a_resumed_run_add_the_earlier_sittings(bench):
     minutes, resumed = bench._wall_minutes({"start_step": 200, "end_step": 300, "wall_seconds": 120.0}, log)
     assert resumed and minutes == pytest.approx((60.0 + 40.0 + 120.0) / 60)
     assert not math.isnan(bench._wall_minutes({"start_step": 0, "wall_seconds": 60.0}, log)[0])
+
+
+# ------------------------------------------------------------------------------------------------ the training script
+def _script_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """The layout scripts/rvq_seed_study.sh runs in: the script, ``.venv/bin/python`` (this interpreter) and a
+    ``.venv/bin/musictok`` stand-in that records its arguments instead of training."""
+    import os
+    import shutil
+    import sys
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "rvq_seed_study.sh", tmp_path / "scripts")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    for name, body in (("python", f'exec "{sys.executable}" "$@"'), ("musictok", f'echo "$@" >> "{calls}"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        os.chmod(bin_dir / name, 0o755)
+    return tmp_path / "scripts" / "rvq_seed_study.sh", calls
+
+
+def _run_script(script: Path):
+    import subprocess
+
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+
+
+def _partial_run(root: Path, name: str, model_seed: int) -> Path:
+    run = root / "runs" / "seeds" / name
+    (run / "export").mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"")
+    (run / "export" / "config.json").write_text(json.dumps({"tokenizer": "rvq_codec", "config": {"seed": model_seed}}))
+    return run
+
+
+def test_the_script_seeds_the_model_the_trainer_and_the_data(tmp_path):
+    script, calls = _script_tree(tmp_path)
+    r = _run_script(script)
+    assert r.returncode == 0, r.stderr
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        seed = re.search(r"--out runs/seeds/rvq-dac-(?:mmd-)?small-s(\d)", line).group(1)
+        for key in ("model.seed", "train.seed", "data.seed"):
+            assert f"--set {key}={seed} " in line, (key, line)
+
+
+def test_the_script_refuses_to_resume_a_run_of_another_model_seed(tmp_path):
+    script, calls = _script_tree(tmp_path)
+    _partial_run(tmp_path, "rvq-dac-small-s1", model_seed=0)  # started before the script set model.seed
+    r = _run_script(script)
+    assert r.returncode == 1 and not calls.exists()  # nothing trained
+    assert "model seed 0, not 1" in r.stderr and "rm -r runs/seeds/rvq-dac-small-s1" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_script_resumes_a_run_of_the_same_model_seed(tmp_path):
+    script, calls = _script_tree(tmp_path)
+    _partial_run(tmp_path, "rvq-dac-small-s1", model_seed=1)
+    r = _run_script(script)
+    assert r.returncode == 0, r.stderr
+    first = calls.read_text().splitlines()[0]
+    assert "runs/seeds/rvq-dac-small-s1" in first and first.endswith("--resume")
+
+
+def test_model_seed_override_reaches_the_codec_weights():
+    """``--set model.seed=N`` lands in the codec's config (RVQCodecConfig.seed), which its weights are drawn from."""
+    from musictok.train.config import load_run_config
+
+    for name in ("rvq-dac-small", "rvq-dac-mmd-small"):
+        run = load_run_config(ROOT / "configs" / f"{name}.yaml", {"model.seed": 2})
+        assert codec_model_config(run.model)[1].seed == 2
+    tiny = {s: RVQCodec(codec_model_config(load_run_config(ROOT / "configs" / "rvq-dac-tiny.yaml",
+                                                           {"model.seed": s}).model)[1]) for s in (1, 2)}
+    a, b = (m.state_dict() for m in tiny.values())
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("encoder."))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("quantizer."))

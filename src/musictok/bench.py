@@ -3,9 +3,11 @@
 For each tokenizer the same test clips are reconstructed and tokenized, and **the same LM** (size, steps,
 optimizer, context in seconds, seed) is trained on its training-split tokens under each of its natural
 sequence patterns — BandTok: band-grid with 2D RoPE; a multi-codebook codec: flatten, parallel and delay;
-a multi-rate codec (PyramidCodec): coarse-to-fine — and scored by the same metric code. Speed is measured
-side by side in the same run, for musictok's tokenizers and, when their PyPI packages import here, for
-EnCodec and DAC built with random weights (speed does not depend on the weights).
+a multi-rate codec (PyramidCodec): coarse-to-fine — and scored by the same metric code, on the test split
+and, with ``real``, on the tokens of the held-out recordings' clips (the ``real:`` columns, cnBPT among
+them). Each row states the tokenizer's own training budget (steps, wall minutes) when its checkpoint records
+it. Speed is measured side by side in the same run, for musictok's tokenizers and, when their PyPI packages
+import here, for EnCodec and DAC built with random weights (speed does not depend on the weights).
 
 Outputs (``--out``, default ``docs/results``): ``bench-<date>.json`` (everything), ``bench-<date>.md``
 (the paper-style table), three PNG plots and ``bench-<date>.html`` — one self-contained file that opens
@@ -155,7 +157,9 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
     frechet = FrechetSetup(cfg, work, log) if cfg.frechet else None
     for short, tok in tokenizers.items():
         log(f"[{short}] reconstruction and token statistics")
-        per_tok = _tokenizer_metrics(tok, cfg)
+        real = _real_clips(tok, cfg)
+        per_tok = _tokenizer_metrics(tok, cfg) | _real_music_metrics(tok, real, cfg) | training_budget(tok.source)
+        real_tokens = [tok.encode(w) for w in real.audio] if real is not None else None
         extras[short] = {"usage": per_tok.pop("usage"), "fingerprint": tok.fingerprint().short()}
         if cfg.probe:
             log(f"[{short}] attribute probe")
@@ -169,7 +173,7 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict:
         for pattern, options, rope in natural_patterns(tok.layout):
             log(f"[{short}] LM with the {pattern} pattern")
             lm_dir = _train_lm(tok, short, pattern, options, rope, cfg, work, log)
-            lm_res = _lm_metrics(lm_dir, cfg)
+            lm_res = _lm_metrics(lm_dir, cfg, real_tokens, log)
             gen = _continuations(lm_dir, tok, cfg, media["clips"])
             media["continuation"][f"{short} / {pattern}"] = gen.pop("audio")
             if frechet:
@@ -239,18 +243,26 @@ def _tokenizer_metrics(tok, cfg: BenchConfig) -> dict:
         # several streams (PyramidCodec's levels): the mean of the values and of the interval bounds
         **{k: (np.mean(v, axis=0).tolist() if v else None) for k, v in dep_values.items()},
         "stability_noise": pick.get("white"), "stability_gain": pick.get("gain"), "stability_shift": pick.get("shift"),
-        "usage": usage, **_real_music_metrics(tok, cfg),
+        "usage": usage,
     }
 
 
-def _real_music_metrics(tok, cfg: BenchConfig) -> dict:
-    """The same reconstruction and token statistics on real recordings (``cfg.real``: held out, never trained
-    on), so a tokenizer that only holds on renders shows it in the table."""
+def _real_clips(tok, cfg: BenchConfig):
+    """The real recordings' clips (``cfg.real``: held out, never trained on) at the tokenizer's rate, or None."""
     if not cfg.real:
-        return {}
-    from .evaluate import evaluate_reconstruction, evaluate_tokens, load_clips
+        return None
+    from .evaluate import load_clips
 
-    clips = load_clips(tok.sample_rate, audio_dir=cfg.real, seconds=cfg.eval_seconds, max_clips=cfg.eval_clips)
+    return load_clips(tok.sample_rate, audio_dir=cfg.real, seconds=cfg.eval_seconds, max_clips=cfg.eval_clips)
+
+
+def _real_music_metrics(tok, clips, cfg: BenchConfig) -> dict:
+    """The same reconstruction and token statistics on the real recordings' ``clips`` (nothing without them),
+    so a tokenizer that only holds on renders shows it in the table."""
+    if clips is None:
+        return {}
+    from .evaluate import evaluate_reconstruction, evaluate_tokens
+
     rec = evaluate_reconstruction(tok, clips, paths=("tokens",))["reconstruction"]["tokens"]
     tokres = evaluate_tokens(tok, clips, stability=cfg.stability)
     util, nent = [], []
@@ -328,7 +340,9 @@ def _has_split(corpus: str, split: str) -> bool:
         return False
 
 
-def _lm_metrics(lm_dir: Path, cfg: BenchConfig) -> dict:
+def _lm_metrics(lm_dir: Path, cfg: BenchConfig, real_tokens: list | None = None, log: Log = print) -> dict:
+    """The LM's predictability on the test split (with its unigram baseline) and, given the real-music clips'
+    tokens, its cnBPT on them (``real_cnbpt``) — the same scoring, :func:`musictok.evaluate.score_lm`."""
     from .evaluate import evaluate_lm
     from .train.lm import load_lm
 
@@ -343,12 +357,53 @@ def _lm_metrics(lm_dir: Path, cfg: BenchConfig) -> dict:
         return acc[k] if k in acc else acc[str(k)]
 
     acc = {str(k): sum(top(s, k) * s["num_tokens"] for s in streams) / n for k in (1, 5, 10)}
-    pattern = load_lm(lm_dir).pattern
+    loaded = load_lm(lm_dir)
     return {"row": {"bpt": lm["bpt"], "cnbpt": lm["cnbpt"], "enbpt": lm["enbpt"], "cnbps": lm["cnbps"],
                     "acc1": acc["1"], "acc5": acc["5"], "acc10": acc["10"],
-                    "lm_steps_per_second": pattern.num_steps / cfg.context_seconds,
-                    "unigram_cnbpt": res["unigram_baseline"]["cnbpt"]},
+                    "lm_steps_per_second": loaded.pattern.num_steps / cfg.context_seconds,
+                    "unigram_cnbpt": res["unigram_baseline"]["cnbpt"],
+                    "real_cnbpt": _real_cnbpt(loaded, real_tokens, cfg, log)},
             "loss_by_position_bits": res["loss_by_position_bits"]}
+
+
+def _real_cnbpt(loaded, tokens: list | None, cfg: BenchConfig, log: Log) -> float | None:
+    """cnBPT of a loaded LM on the real-music clips' tokens; None without them, or when no clip holds one
+    context window (``eval_seconds`` shorter than ``context_seconds``)."""
+    if not tokens:
+        return None
+    from .evaluate import score_lm
+
+    try:
+        return score_lm(loaded, tokens, max_windows=cfg.lm_eval_windows)["lm"]["cnbpt"]
+    except MusictokError as e:  # TokenWindows: no clip as long as the context
+        log(f"  real: cnBPT left out: {e}")
+        return None
+
+
+def training_budget(source: str) -> dict[str, float | None]:
+    """A tokenizer's own training budget: ``train_steps`` (its ``config.json``'s ``train_step``) and
+    ``train_minutes`` (wall time over every sitting of its run, from the ``summary.json`` beside a training
+    export, when that summary ends at the export's step); None for what the checkpoint does not record (a
+    bundled folder records steps at most)."""
+    from .pretrained import CONFIG_FILE, PretrainedError, resolve
+
+    try:
+        folder = resolve(source)
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+    except (PretrainedError, OSError, ValueError):
+        return {"train_steps": None, "train_minutes": None}
+    steps, minutes = meta.get("train_step"), None
+    folder = folder.resolve()
+    summary_path = folder.parent / "summary.json"
+    if folder.name == "export" and summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if steps is None or summary.get("end_step") == steps:  # the sitting that wrote this export
+            steps = summary.get("end_step")
+            # elapsed_seconds: every sitting (summaries before it: the last sitting's wall time, whole if not resumed)
+            seconds = summary.get("elapsed_seconds") or (None if summary.get("start_step")
+                                                         else summary.get("wall_seconds"))
+            minutes = seconds / 60 if seconds else None
+    return {"train_steps": steps, "train_minutes": minutes}
 
 
 def _report_reconstructions(tok, cfg: BenchConfig, clips_store: dict) -> list[str]:

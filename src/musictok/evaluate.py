@@ -229,18 +229,50 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
                 on_start: Callable[[int], None] | None = None) -> dict:
     """Teacher-forced predictability of a token LM on a corpus split: BPT, cnBPT, enBPT, cnBPS, Acc@k,
     against a unigram baseline fitted on the training split, plus the loss at every context position."""
-    from .metrics.predictability import StreamPrediction, predictability_metrics
-    from .tokenizers.base import Tokenizer
-    from .train.lm import TokenWindows, load_lm, token_cache
+    from .train.lm import load_lm, token_cache
 
     loaded = load_lm(lm_dir)
+    tokenizer = _lm_tokenizer(loaded, lm_dir)
+    tokens = token_cache(tokenizer, corpus, split, cache_dir)
+    train_tokens = token_cache(tokenizer, corpus, "train", cache_dir, max_pieces=train_pieces)
+    res = score_lm(loaded, tokens, train_tokens, max_windows=max_windows, batch_size=batch_size,
+                   on_batch=on_batch, on_start=on_start)
+    return res | {"lm_source": str(lm_dir), "tokenizer": loaded.meta["tokenizer"],
+                  "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__,
+                  "metrics_version": METRICS_VERSION}
+
+
+def _trained_on(meta: dict) -> dict:
+    """The fingerprint, as a dict, of the tokens an LM was trained on (from its saved meta)."""
+    return {k: meta["tokenizer"][k] for k in ("name", "config_hash", "weights_hash")}
+
+
+def _lm_tokenizer(loaded, lm_dir: str | Path):
+    """The tokenizer whose tokens a loaded LM was trained on, refused if it is another version of it."""
+    from .tokenizers.base import Tokenizer
+
+    source = loaded.meta["tokenizer"]["source"]
+    tokenizer = Tokenizer.from_pretrained(source)
+    if dataclasses.asdict(tokenizer.fingerprint()) != _trained_on(loaded.meta):
+        raise ValueError(f"{lm_dir}: trained on tokens of another version of {source}")
+    return tokenizer
+
+
+def score_lm(loaded, tokens: list, train_tokens: list | None = None, *, max_windows: int | None = 64,
+             batch_size: int = 8, on_batch: Callable[[], None] | None = None,
+             on_start: Callable[[int], None] | None = None) -> dict:
+    """Teacher-forced predictability of a loaded LM on ``tokens`` (:class:`~musictok.tokens.Tokens` of its
+    tokenizer, cut into non-overlapping windows of its context, round-robin, at most ``max_windows``) — the one
+    scoring of :func:`evaluate_lm`, for tokens from anywhere (a bench's real-music clips). With ``train_tokens``,
+    the unigram baseline fitted on them too (``None`` in the result otherwise)."""
+    from .metrics.predictability import StreamPrediction, predictability_metrics
+    from .train.lm import TokenWindows
+
     model, pattern, meta = loaded.model, loaded.pattern, loaded.meta
-    tokenizer = Tokenizer.from_pretrained(meta["tokenizer"]["source"])
-    if dataclasses.asdict(tokenizer.fingerprint()) != {k: meta["tokenizer"][k] for k in ("name", "config_hash", "weights_hash")}:
-        raise ValueError(f"{lm_dir}: trained on tokens of another version of {meta['tokenizer']['source']}")
-    layout = tokenizer.layout
-    windows = TokenWindows(token_cache(tokenizer, corpus, split, cache_dir), meta["context_frames"], random=False,
-                           max_windows=max_windows)
+    if any(dataclasses.asdict(t.fingerprint) != _trained_on(meta) for t in tokens):
+        raise ValueError(f"tokens of another tokenizer than the LM's ({meta['tokenizer']['source']})")
+    layout = tokens[0].layout
+    windows = TokenWindows(tokens, meta["context_frames"], random=False, max_windows=max_windows)
     if on_start:
         on_start(-(-len(windows) // batch_size))  # the number of on_batch calls to come
     stream_of, _, slot_of = pattern.cell_table()  # (steps, K): stream and slot of each target
@@ -263,7 +295,6 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
     logits, targets = torch.cat(logits_all), torch.cat(targets_all)
     target_streams = stream_of.expand(mask.shape)[mask]
     target_slots = slot_of.expand(mask.shape)[mask]
-    train_tokens = token_cache(tokenizer, corpus, "train", cache_dir, max_pieces=train_pieces)
     lm_streams, uni_streams = [], []
     for s, spec in enumerate(layout.streams):
         sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
@@ -273,16 +304,13 @@ def evaluate_lm(lm_dir: str | Path, corpus: str | Path, split: str = "test", *, 
         nll_s = torch.stack([nll_t[mask][sel & (target_slots == j)] for j in range(spec.num_slots)], dim=-1)
         lm_streams.append(StreamPrediction(nll_s, sizes, spec.tokens_per_second, codes=codes_s,
                                            name=spec.name, topk=_topk(logits[sel], targets[sel])))
-        uni_streams.append(_unigram(torch.cat([t.codes[s][0] for t in train_tokens]), codes_s, spec, sizes))
-    lm_res = predictability_metrics(lm_streams)
-    uni = predictability_metrics(uni_streams)
+        if train_tokens is not None:
+            uni_streams.append(_unigram(torch.cat([t.codes[s][0] for t in train_tokens]), codes_s, spec, sizes))
     by_position = (nll_t * mask).sum(0).sum(-1) / mask.sum(0).sum(-1).clamp_min(1) / math.log(2)
-    return {"lm": lm_res.to_dict(), "unigram_baseline": uni.to_dict(),
+    return {"lm": predictability_metrics(lm_streams).to_dict(),
+            "unigram_baseline": predictability_metrics(uni_streams).to_dict() if uni_streams else None,
             "loss_by_position_bits": by_position.tolist(), "windows": len(windows),
-            "context_frames": meta["context_frames"], "pattern": meta["pattern"], "rope": meta["config"]["rope"],
-            "lm_source": str(lm_dir), "tokenizer": meta["tokenizer"],
-            "data": {"corpus": str(corpus), "split": split}, "musictok_version": __version__,
-            "metrics_version": METRICS_VERSION}
+            "context_frames": meta["context_frames"], "pattern": meta["pattern"], "rope": meta["config"]["rope"]}
 
 
 def _unigram(train_codes: Tensor, codes: Tensor, spec, sizes):

@@ -26,6 +26,7 @@ from .data.score import DUO_TRACKS
 
 COLUMNS: list[tuple[str, str, str]] = [  # (key, header, format)
     ("frame_rate", "frames/s", "{:.2f}"), ("tokens_per_second", "tokens/s", "{:.1f}"), ("kbps", "kbps", "{:.3f}"),
+    ("train_steps", "tokenizer steps", "{:.0f}"), ("train_minutes", "tokenizer train min", "{:.0f}"),
     ("mel_distance", "Mel dist ↓", "{:.3f}"), ("stft_distance", "STFT dist ↓", "{:.3f}"), ("si_sdr", "SI-SDR dB", "{:.1f}"),
     ("utilization", "util.", "{:.3f}"), ("normalized_entropy", "norm. H", "{:.3f}"),
     ("inter_codebook_mi", "MI between slots (bits) − shuffled", "{:.3f}"), ("inter_codebook_mi_ci", "its 95% interval", "[{:.3f}, {:.3f}]"),
@@ -34,7 +35,8 @@ COLUMNS: list[tuple[str, str, str]] = [  # (key, header, format)
     ("stability_shift", "stable: shift", "{:.2f}"),
     ("real_mel_distance", "real: Mel dist ↓", "{:.3f}"), ("real_utilization", "real: util.", "{:.3f}"),
     ("real_normalized_entropy", "real: norm. H", "{:.3f}"), ("real_stability_gain", "real: stable: gain", "{:.2f}"),
-    ("bpt", "BPT ↓", "{:.3f}"), ("cnbpt", "cnBPT ↓", "{:.3f}"), ("enbpt", "enBPT ↓", "{:.3f}"), ("cnbps", "cnBPS ↓", "{:.1f}"),
+    ("bpt", "BPT ↓", "{:.3f}"), ("cnbpt", "cnBPT ↓", "{:.3f}"), ("real_cnbpt", "real: cnBPT ↓", "{:.3f}"),
+    ("enbpt", "enBPT ↓", "{:.3f}"), ("cnbps", "cnBPS ↓", "{:.1f}"),
     ("acc1", "Acc@1", "{:.3f}"), ("acc5", "Acc@5", "{:.3f}"), ("acc10", "Acc@10", "{:.3f}"), ("lm_steps_per_second", "LM steps / s audio", "{:.1f}"),
     ("generation_tokens_per_second", "gen. tokens/s", "{:.0f}"),
     # behind `bench --probe` (metrics/probe.py): a logistic probe on the frozen code embeddings, test clips
@@ -50,6 +52,7 @@ COLUMNS: list[tuple[str, str, str]] = [  # (key, header, format)
     ("fd_tagger", "gen.: tagger FD ↓", "{:.3g}"), ("fd_tagger_ci", "its 95% interval", "[{:.3g}, {:.3g}]"),
 ]
 OPTIONAL = {k for k, _, _ in COLUMNS[COLUMNS.index(("probe_ap", "probe AP ↑", "{:.3f}")):]}
+NOT_RECORDED = {"train_steps", "train_minutes"}  # facts read from a checkpoint: "n/a" when it has none
 
 
 def shown_columns(rows: list[dict]) -> list[tuple[str, str, str]]:
@@ -115,11 +118,16 @@ def bench_plots(result: dict, out: Path, stem: str) -> dict[str, Path]:
     return paths
 
 
-def _fmt(v: Any, spec: str) -> str:
-    """A table cell: ``–`` for a missing or undefined value, an interval for a pair."""
+def _fmt(v: Any, spec: str, missing: str = "–") -> str:
+    """A table cell: ``missing`` for a missing or undefined value, an interval for a pair."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
+        return missing
     return spec.format(*v) if isinstance(v, (list, tuple)) else spec.format(v)
+
+
+def _cells(values: dict, columns: list[tuple[str, str, str]]) -> list[str]:
+    """A bench row's cells under ``columns``; a budget the checkpoint did not record reads "n/a"."""
+    return [_fmt(values.get(k), f, "n/a" if k in NOT_RECORDED else "–") for k, _, f in columns]
 
 
 def markdown_report(result: dict, plots: dict[str, Path]) -> str:
@@ -134,11 +142,10 @@ def markdown_report(result: dict, plots: dict[str, Path]) -> str:
              "Held constant for every row: the LM (preset `{lm_preset}`, {lm_layers} layers × {lm_embd}, {lm_heads} "
              "heads), {lm_steps} steps of batch {lm_batch}, AdamW lr {lm_lr}, {context_seconds:g} s of context, seed "
              "{seed}; reconstruction and token statistics on {eval_clips} test clips of {eval_seconds:g} s; LM "
-             "metrics on up to {lm_eval_windows} test windows.".format(**cfg), "",
+             "metrics on up to {lm_eval_windows} test windows.".format(**cfg) + _real_and_budget_note(cfg), "",
              head, "|" + "---|" * (len(columns) + 2)]
     for r in result["rows"]:
-        v = r["values"]
-        lines.append(f"| {r['tokenizer']} | {r['pattern']} | " + " | ".join(_fmt(v.get(k), f) for k, _, f in columns) + " |")
+        lines.append(f"| {r['tokenizer']} | {r['pattern']} | " + " | ".join(_cells(r["values"], columns)) + " |")
     lines += _metric_notes(result)
     sp = result["speed"]
     lines += ["", f"## Speed: {sp['seconds']:g} s of audio, batch 1, {sp['threads']} threads, median of {sp['repeats']} "
@@ -155,6 +162,15 @@ def markdown_report(result: dict, plots: dict[str, Path]) -> str:
     lines += ["", f"The HTML report with audio, `{Path(next(iter(plots.values()))).name.rsplit('-', 1)[0]}.html`, is "
               "written next to this file by the run; it embeds rendered audio, so it is not committed."]
     return "\n".join(lines) + "\n"
+
+
+def _real_and_budget_note(cfg: dict) -> str:
+    """What the real-music columns were measured on and where the tokenizers' budgets come from."""
+    real = (f" The real-music columns: {cfg['eval_clips']} clips of {cfg['eval_seconds']:g} s of `{cfg['real']}` "
+            "(held out), the same LMs scored on their tokens (real: cnBPT, up to the same number of windows)."
+            if cfg.get("real") else "")
+    return real + (" Tokenizer steps and train minutes: the tokenizer's own training, from its export's config.json "
+                   "and its run's summary.json (minutes over every sitting); n/a where the checkpoint records none.")
 
 
 def _metric_notes(result: dict) -> list[str]:
@@ -185,9 +201,8 @@ def html_report(result: dict, plots: dict[str, Path], media: dict) -> str:
             f"wall time {result['wall_seconds'] / 60:.1f} min. Same LM, steps, optimizer and context for every row.</p>",
             f"<table><tr><th>tokenizer</th><th>pattern</th>{cells}</tr>"]
     for r in result["rows"]:
-        v = r["values"]
         body.append(f"<tr><td>{e(r['tokenizer'])}</td><td>{e(r['pattern'])}</td>"
-                    + "".join(f"<td>{_fmt(v.get(k), f)}</td>" for k, _, f in columns) + "</tr>")
+                    + "".join(f"<td>{c}</td>" for c in _cells(r["values"], columns)) + "</tr>")
     body.append("</table>")
     body += [f"<p>{e(line)}</p>" for line in _metric_notes(result) if line]
     body.append("<h2>Speed</h2><table><tr><th>model</th><th>encode × RT</th><th>decode × RT</th>"

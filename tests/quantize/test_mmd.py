@@ -1,12 +1,16 @@
-"""The independence-promoting MMD at the trained setting (rvq-small: 8 levels × 64 dims, batches of 8 clips of
-23 frames): ≈ 0 with no sign bias for independent streams, a planted dependence detected at that batch size,
-gradient for every level through the pre-quantisation residual streams."""
+"""The independence-promoting MMD at the trained settings: ≈ 0 with no sign bias for independent streams and a
+planted dependence detected, at rvq-small's (8 levels × 64 dims, batches of 8 clips of 23 frames) and at
+rvq-dac-mmd-small's (8 levels × 8 L2-normalised look-up dims, a pool of 32 batches × 8 clips, 16 frames each
+after the delay alignment); gradient for every level through the pre-quantisation residual streams."""
 
+import dataclasses
+import functools
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from musictok.quantize.mmd import (
     AUDIOCRAFT_BANDWIDTHS,
@@ -26,28 +30,72 @@ LEVELS, DIM = CFG.num_quantizers, CFG.latent_dim  # 8 × 64
 BATCH, FRAMES = 8, round(CFG.frame_rate)  # configs/rvq-small.yaml: batch 8 × 1 s clips = 23 frames
 
 
-def _independent(seed: int, ar: float = 0.0, b: int = BATCH) -> torch.Tensor:
-    """``(b, FRAMES, LEVELS, DIM)`` streams independent across levels; AR(1) in time with coefficient ``ar``."""
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What one statistic of a training run reads: ``clips`` clips of ``frames`` frames (before the delay
+    alignment), ``levels`` streams of ``dim`` features, L2-normalised for look-up streams."""
+
+    name: str
+    levels: int
+    dim: int
+    clips: int
+    frames: int
+    l2norm: bool
+    repeats: int  # statistics of independent streams per test (one costs ≈ 0.6 s at the pool's size)
+    max_abs: float  # no statistic of independent streams beyond this (a planted ρ = 0.6 reads ≈ 1e-2)
+
+
+def _dac_mmd_setting() -> Setting:
+    """configs/rvq-dac-mmd-small.yaml: its look-up streams, its pool (pool_batches × batch size) and its clips'
+    frames (clip_seconds rounded to whole frames, as train/codec.py's whole_units does)."""
+    from musictok.train.codec import codec_model_config
+    from musictok.train.config import load_run_config
+
+    run = load_run_config(CONFIGS / "rvq-dac-mmd-small.yaml")
+    cfg = codec_model_config(run.model)[1]
+    assert (cfg.mmd.streams, cfg.lookup, cfg.mmd.delay) == ("lookup", "l2norm", True)
+    setting = Setting("rvq-dac-mmd-small", cfg.num_quantizers, cfg.codebook_dim,
+                      cfg.mmd.pool_batches * run.train.batch_size, round(run.data.clip_seconds * cfg.frame_rate),
+                      True, repeats=16, max_abs=1e-3)
+    assert (setting.levels, setting.dim, setting.clips, setting.frames) == (8, 8, 256, 23)
+    assert setting.clips * (setting.frames - setting.levels + 1) <= cfg.mmd.max_samples  # every frame is used
+    return setting
+
+
+RVQ_SMALL = Setting("rvq-small", LEVELS, DIM, BATCH, FRAMES, False, repeats=40, max_abs=1e-5)
+SETTINGS = [RVQ_SMALL, _dac_mmd_setting()]
+
+
+def _independent(seed: int, ar: float = 0.0, b: int | None = None, setting: Setting = RVQ_SMALL) -> torch.Tensor:
+    """``(b, frames, levels, dim)`` streams independent across levels; AR(1) in time with coefficient ``ar``."""
     g = torch.Generator().manual_seed(seed)
-    s = torch.randn(b, FRAMES, LEVELS, DIM, generator=g)
-    for t in range(1, FRAMES):
+    s = torch.randn(b or setting.clips, setting.frames, setting.levels, setting.dim, generator=g)
+    for t in range(1, setting.frames):
         s[:, t] = ar * s[:, t - 1] + math.sqrt(1 - ar * ar) * s[:, t]
-    return s
+    return F.normalize(s, dim=-1) if setting.l2norm else s
 
 
-def _planted(seed: int, rho: float, b: int = BATCH) -> torch.Tensor:
-    """Every level shares a component of variance ``rho`` with the others, in the tuples the delay pattern
-    predicts together (level ``l`` at frame ``t - l`` with level 0 at ``t``)."""
-    s = _independent(seed, b=b)
-    common = torch.randn(b, FRAMES - LEVELS + 1, 1, DIM, generator=torch.Generator().manual_seed(10_000 + seed))
-    for lv in range(LEVELS):
-        part = s[:, LEVELS - 1 - lv: FRAMES - lv, lv]
-        s[:, LEVELS - 1 - lv: FRAMES - lv, lv] = math.sqrt(1 - rho) * part + math.sqrt(rho) * common[:, :, 0]
-    return s
+def _planted(seed: int, rho: float, b: int | None = None, setting: Setting = RVQ_SMALL) -> torch.Tensor:
+    """Every level shares a component of variance ``rho`` with the others (before any L2 normalisation), in the
+    tuples the delay pattern predicts together (level ``l`` at frame ``t - l`` with level 0 at ``t``)."""
+    s = _independent(seed, b=b, setting=dataclasses.replace(setting, l2norm=False))
+    levels, frames = setting.levels, setting.frames
+    common = torch.randn(s.shape[0], frames - levels + 1, 1, setting.dim,
+                         generator=torch.Generator().manual_seed(10_000 + seed))
+    for lv in range(levels):
+        part = s[:, levels - 1 - lv: frames - lv, lv]
+        s[:, levels - 1 - lv: frames - lv, lv] = math.sqrt(1 - rho) * part + math.sqrt(rho) * common[:, :, 0]
+    return F.normalize(s, dim=-1) if setting.l2norm else s
 
 
 def _mmd(streams: torch.Tensor, seed: int, **kw) -> float:
     return float(independence_mmd(streams, MMDConfig(**kw), torch.Generator().manual_seed(seed)))
+
+
+@functools.lru_cache(maxsize=None)
+def _independent_values(setting: Setting) -> torch.Tensor:
+    """``setting.repeats`` statistics of independent streams (computed once: two tests read them)."""
+    return torch.tensor([_mmd(_independent(s, setting=setting), seed=100 + s) for s in range(setting.repeats)])
 
 
 def test_defaults_are_audiocrafts():
@@ -56,12 +104,14 @@ def test_defaults_are_audiocrafts():
     assert cfg.delay and cfg.pool_batches == 32 and cfg.streams == "inputs"
 
 
-def test_independent_streams_give_zero_with_no_sign_bias():
-    values = torch.tensor([_mmd(_independent(s), seed=100 + s) for s in range(40)])
-    se = float(values.std()) / math.sqrt(len(values))
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_independent_streams_give_zero_with_no_sign_bias(setting):
+    values = _independent_values(setting)
+    n = len(values)
+    se = float(values.std()) / math.sqrt(n)
     assert abs(float(values.mean())) < 3 * se  # unbiased: the mean is 0 within its standard error
-    assert 12 <= int((values > 0).sum()) <= 28  # and either sign is as likely
-    assert float(values.abs().max()) < 1e-5
+    assert abs(int((values > 0).sum()) - n / 2) <= 1.3 * math.sqrt(n)  # either sign as likely (2.6 sd of a fair coin)
+    assert float(values.abs().max()) < setting.max_abs
 
 
 def test_clip_coherence_is_not_read_as_dependence():
@@ -77,11 +127,14 @@ def test_clip_coherence_is_not_read_as_dependence():
     assert float(frame_level.mean()) > 1e-3 > 100 * float(clip_level.std())
 
 
-def test_planted_dependence_is_detected_at_the_training_batch_size():
-    independent = [_mmd(_independent(s), seed=s) for s in range(20)]
-    planted = [_mmd(_planted(s, rho=0.6), seed=s) for s in range(20)]
-    assert min(planted) > max(independent)
-    # the same planted dependence at other alignments: delay off reads other tuples and sees nothing
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_planted_dependence_is_detected_at_the_training_batch_size(setting):
+    planted = [_mmd(_planted(s, rho=0.6, setting=setting), seed=s) for s in range(setting.repeats // 2)]
+    assert min(planted) > float(_independent_values(setting).max())
+
+
+def test_a_planted_dependence_is_seen_only_through_the_delay_alignment():
+    """Delay off reads other tuples (level l at the same frame as level 0) and sees nothing of it."""
     off = torch.tensor([_mmd(_planted(s, rho=0.6), seed=s, delay=False) for s in range(20)])
     assert float(off.mean()) < 3 * float(off.std()) / math.sqrt(len(off))
 
@@ -171,8 +224,6 @@ def test_factorised_dac_setting_every_level_gets_gradient_and_lookup_streams_kee
     residual stream gets gradient; on the 256-dim streams (2,048 standardised features) every pair of samples
     sits ≈ 4,096 apart in squared distance, far in the tails of kernels of variance ≤ 50, so the statistic
     and its gradient vanish (≈ 1e-16); the look-up streams (8 × 8 features) keep them informative."""
-    import dataclasses
-
     import yaml
 
     from musictok.train.codec import codec_model_config

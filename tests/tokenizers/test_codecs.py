@@ -155,15 +155,16 @@ def test_chunked_encoding_matches_whole_file(make):
 
 @pytest.mark.parametrize("make", [RVQCodec, PyramidCodec])
 def test_mmd_gradients_reach_the_encoder(make):
-    config = make.config_class.tiny(mmd={"weight": 1.0}, quantizer_dropout=0.5)
+    config = make.config_class.tiny(mmd={"weight": 2.0}, quantizer_dropout=0.5)
     model = make(config).train()
     wav = torch.stack([_music(1.0, seed=s) for s in range(4)])
     model.forward_train(wav)  # initialise codebooks
     assert "mmd" not in model.forward_train(wav).stats  # no pool passed: no MMD term
     model.zero_grad()
     out = model.forward_train(wav, mmd_pool=[wav[:2], wav[2:]])  # two pooled batches of 2 clips
-    assert "mmd" in out.losses and float(out.stats["mmd"]) == pytest.approx(float(out.losses["mmd"].detach()))
-    out.losses["mmd"].backward()
+    # the statistic and the weighted loss term under their own names
+    assert float(out.losses["mmd_loss"].detach()) == pytest.approx(2.0 * float(out.stats["mmd"]))
+    out.losses["mmd_loss"].backward()
     grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.decoder.parameters())
@@ -176,7 +177,22 @@ def test_mmd_weight_zero_logs_but_adds_nothing():
     model = RVQCodec(RVQCodecConfig.tiny(quantizer_dropout=0.0)).train()
     wav = torch.stack([_music(1.0, seed=s) for s in range(2)])
     out = model.forward_train(wav, mmd_pool=[wav])
-    assert "mmd" in out.stats and "mmd" not in out.losses and not out.stats["mmd"].requires_grad
+    assert "mmd" in out.stats and not {"mmd", "mmd_loss"} & set(out.losses) and not out.stats["mmd"].requires_grad
+
+
+def test_mmd_term_waits_for_the_kmeans_init():
+    """While the k-means buffer fills (rvq-dac-tiny: 96 latents; here 32 per pass) the codebooks and projections
+    are random: no statistic, no loss. The pass that fills it initialises the codebooks first, then computes the
+    term."""
+    model = RVQCodec(_config_model("rvq-dac-tiny")).train()
+    wav = torch.stack([_music(0.256, seed=s) for s in range(2)])  # 2 clips × 16 frames
+    pool = [torch.stack([_music(0.256, seed=10 + s) for s in range(2)]), wav]
+    for _ in range(2):
+        out = model.forward_train(wav, mmd_pool=pool)
+        assert model.quantizer.gathering and "mmd" not in out.stats and not {"mmd", "mmd_loss"} & set(out.losses)
+    out = model.forward_train(wav, mmd_pool=pool)
+    assert model.quantizer.initialised and not model.quantizer.gathering
+    assert float(out.losses["mmd_loss"].detach()) == pytest.approx(float(out.stats["mmd"]))  # weight 1
 
 
 @pytest.mark.parametrize("make", [lambda: RVQCodec(RVQCodecConfig.tiny()),

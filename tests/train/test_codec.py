@@ -103,3 +103,25 @@ def test_dac_mmd_config_differs_from_its_baseline_only_by_the_mmd_term():
     assert mmd["train"].pop("out_dir") == "runs/rvq-dac-mmd-small" and base["train"].pop("out_dir")
     assert base == mmd
     codec_model_config(load_run_config(configs / "rvq-dac-mmd-small.yaml").model)  # a valid model section
+
+
+def test_log_carries_the_mmd_statistic_and_its_weighted_term_from_the_first_initialised_pool(tiny_corpus, tmp_path):
+    """rvq-dac-tiny with 192 latents to gather (64 per step): the codebooks are set on step 3, so the pool of steps
+    1–2 is skipped and the first statistic is the pool of steps 3–4. The log keeps the statistic as ``mmd`` (what
+    benchmarks/rvq_seed_study.py reads) and the weighted term as ``mmd_loss``."""
+    from pathlib import Path
+
+    from musictok.train.config import load_run_config
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "rvq-dac-tiny.yaml"
+    cfg = load_run_config(config, {"data.corpus": str(tiny_corpus), "data.valid_split": "train",
+                                   "data.clip_seconds": 0.512, "train.steps": 4, "train.valid_every": 100,
+                                   "train.ckpt_every": 100, "train.out_dir": str(tmp_path / "dac"),
+                                   "gan.start_step": 100, "model.kmeans_vectors": 192,
+                                   "model.mmd": {"weight": 3.0, "pool_batches": 2, "streams": "lookup"}})
+    Trainer(CodecTask(cfg), cfg.train).run()
+    rows = {r["step"]: r for r in map(json.loads, (tmp_path / "dac" / "log.jsonl").read_text().splitlines())
+            if "loss" in r}
+    assert [rows[s]["utilization"] > 0 for s in (1, 2, 3, 4)] == [False, False, True, True]
+    assert not {"mmd", "mmd_loss"} & (set(rows[1]) | set(rows[2]) | set(rows[3]))
+    assert rows[4]["mmd_loss"] == pytest.approx(3.0 * rows[4]["mmd"]) and rows[4]["mmd"] != 0

@@ -47,7 +47,8 @@ and ``config/solver/compression/encodec_musicgen_mmd_32khz.yaml``):
   encoder's outputs for all 32 stored batches re-encoded with the current weights (one checkpointed
   encoder pass per batch), and its gradient (weight ``1000``) is added outside their loss balancer — here
   ``pool_batches``, the pool kept by the trainer (:mod:`musictok.train.codec`) and the term added by
-  ``WaveformCodec._independence_term`` (:mod:`musictok.tokenizers.rvq_codec`).
+  ``WaveformCodec._independence_term`` (:mod:`musictok.tokenizers.rvq_codec`) — from the first pool after the
+  codebooks' k-means init (a buffered init leaves them random for the first steps; the term waits for it).
 
 Where this module differs from it, and why:
 

@@ -150,10 +150,15 @@ class ResidualVQ(Quantizer):
         )
 
     @property
+    def initialised(self) -> bool:
+        """True once every level's codebook has been set from data (always, without ``kmeans_init``): before,
+        codewords and projections are random and the codes say nothing about the input."""
+        return all(bool(layer.initted) for layer in self.layers)
+
+    @property
     def gathering(self) -> bool:
         """True while training vectors are being gathered for the k-means init (training mode only)."""
-        waiting = not all(bool(layer.initted) for layer in self.layers)
-        return self.training and self.config.kmeans_vectors > 0 and waiting
+        return self.training and self.config.kmeans_vectors > 0 and not self.initialised
 
     def _gather(self, x: Tensor) -> None:
         """Add ``x``'s vectors to the k-means buffer; once it holds ``kmeans_vectors``, initialise every

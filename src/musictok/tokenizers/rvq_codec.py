@@ -23,7 +23,9 @@ in the evaluation metric's units (DAC's definition, :func:`musictok.metrics.reco
 over ``mel_windows``; ``mel_weight`` 15 as in DAC), the codebook commitment loss, and, on the batches the
 trainer pools (``mmd.pool_batches``), ``mmd.weight ×`` the squared MMD between the joint of the RVQ's
 pre-quantisation residual streams and the product of their marginals (:mod:`musictok.quantize.mmd`),
-which is computed and logged even when its weight is 0 so runs with and without it can be compared.
+which is computed and logged (``stats["mmd"]``; the weighted term is ``losses["mmd_loss"]``) even when its
+weight is 0 so runs with and without it can be compared — from the first pool after the codebooks are
+initialised (before, they are random and the term is skipped).
 """
 
 from __future__ import annotations
@@ -249,26 +251,42 @@ class WaveformCodec(Tokenizer):
             return self._mmd_quantizer().residual_streams(x.float(), remainders=kind == "remainders",
                                                           lookup=kind == "lookup")
 
+    @property
+    def mmd_ready(self) -> bool:
+        """Whether the MMD term has anything to measure: two levels at least, and codebooks initialised (until
+        then codewords and projections are random and the streams say nothing about the codes)."""
+        quantizer = self._mmd_quantizer()
+        return quantizer.num_quantizers >= 2 and quantizer.initialised
+
+    def independence_statistic(self, pool: list[Tensor]) -> Tensor:
+        """The MMD statistic of a pool of ``(B, T)`` batches, a 0-d tensor: all re-encoded with the current
+        weights and pooled into one statistic (clips cropped to the shortest), with gradient to the encoder
+        when gradients are enabled — then one checkpointed encoder pass per batch, so only the latents are
+        held for the backward pass. Random draws (the halves, the shuffles) come from torch's global RNG."""
+        grad = torch.is_grad_enabled()
+        streams = [checkpoint(self.mmd_streams, w, use_reentrant=False) if grad else self.mmd_streams(w)
+                   for w in pool]
+        frames = min(s.shape[1] for s in streams)
+        return independence_mmd(torch.cat([s[:, :frames] for s in streams]), self.config.mmd)
+
     def _independence_term(self, pool: list[Tensor], out: CodecOutput) -> None:
-        """The MMD statistic of a pool of training batches, logged as ``stats["mmd"]``; ``mmd.weight ×`` it
-        joins the losses.
+        """The MMD statistic of a pool of training batches (:meth:`independence_statistic`), logged as
+        ``stats["mmd"]``; ``mmd.weight ×`` it joins the losses as ``losses["mmd_loss"]`` (gradient is taken
+        only when the weight is positive).
 
         As in AudioCraft's EnCodec-MMD solver, the trainer keeps the last ``mmd.pool_batches`` batches of
-        audio and passes them here once per cycle; they are all re-encoded with the current weights (one
-        checkpointed encoder pass per batch, so only the latents are held for the backward pass) and the
-        statistic is computed on the whole pool. Gradient is taken only when the weight is positive."""
-        if self._mmd_quantizer().num_quantizers < 2 or not pool:
+        audio and passes them here once per cycle. Nothing is computed, logged or trained while the
+        quantizer's codebooks are not initialised yet (``kmeans_vectors``: the buffer still filling): its
+        codewords and projections are random then, so the statistic would measure noise and its gradient
+        would move the encoder towards independence of meaningless streams."""
+        if not pool or not self.mmd_ready:
             return
-        cfg = self.config.mmd
-        grad = cfg.weight > 0 and torch.is_grad_enabled()
-        with torch.set_grad_enabled(grad):
-            streams = [checkpoint(self.mmd_streams, w, use_reentrant=False) if grad else self.mmd_streams(w)
-                       for w in pool]
-            frames = min(s.shape[1] for s in streams)
-            mmd = independence_mmd(torch.cat([s[:, :frames] for s in streams]), cfg)
+        weight = self.config.mmd.weight
+        with torch.set_grad_enabled(weight > 0 and torch.is_grad_enabled()):
+            mmd = self.independence_statistic(pool)
         out.stats["mmd"] = mmd.detach()
-        if cfg.weight > 0:
-            out.losses["mmd"] = cfg.weight * mmd
+        if weight > 0:
+            out.losses["mmd_loss"] = weight * mmd
 
     def _pad(self, wav: Tensor) -> Tensor:
         return F.pad(wav, (0, -wav.shape[-1] % self.hop_samples))

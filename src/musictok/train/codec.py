@@ -5,7 +5,10 @@ discriminators with feature matching on the full-band reconstruction.
 The MMD term is computed once every ``mmd.pool_batches`` steps on the batches of those steps, re-encoded
 with the current weights (AudioCraft's EnCodec-MMD solver keeps its ``num_batches_mmd`` batches the same
 way); the task holds the pool, and after a resume it reads the batches of the cycle's earlier steps from
-the dataset again, so a resumed run sees the same pools as an uninterrupted one."""
+the dataset again, so a resumed run sees the same pools as an uninterrupted one. Pools that end while the
+quantizer still gathers vectors for its k-means init are skipped (the codec computes nothing for them). The log
+carries the last pool's statistic as ``mmd`` and its weighted loss term, ``mmd.weight × mmd``, as ``mmd_loss``
+(weight > 0 only)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from ..nn.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscrim
 from ..nn.vocoder import adversarial_losses, vocoder_discriminator_loss
 from ..quantize.mmd import independence_mmd
 from ..tokenizers.pyramid import PyramidCodec, PyramidCodecConfig
-from ..tokenizers.rvq_codec import RVQCodec, RVQCodecConfig
+from ..tokenizers.rvq_codec import CodecOutput, RVQCodec, RVQCodecConfig
 from .config import RunConfig, build_model_config, per_source
 from .finetune import InitPoint, provenance
 from .loop import DistInfo, TrainConfig, TrainTask, unwrap, wrap_ddp
@@ -47,7 +50,7 @@ class CodecTask(TrainTask):
     def setup(self, device: torch.device, dist_info: DistInfo, cfg: TrainConfig) -> None:
         self.device, self.cfg, self.dist = device, cfg, dist_info
         self._mmd_batches: dict[int, torch.Tensor] = {}  # step -> batch of the current MMD cycle
-        self._mmd_last: float | None = None
+        self._mmd_last: dict[str, float] = {}  # the last pool's statistic ("mmd") and weighted term ("mmd_loss")
         self.model = self.model_class(self.model_config).to(device)
         if self.init is not None:
             self.init.load_into(self.model)
@@ -61,7 +64,7 @@ class CodecTask(TrainTask):
         self.opt_d = torch.optim.AdamW(disc_params, lr=self.run.gan.lr or cfg.lr, betas=cfg.betas,
                                        weight_decay=cfg.weight_decay)
         d = self.run.data  # built now, so a bad split fails before step 0
-        self._valid = d.valid_sets(_whole_units(d.valid_seconds, self.model), self.model.sample_rate)
+        self._valid = d.valid_sets(whole_units(d.valid_seconds, self.model), self.model.sample_rate)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "mpd": self.mpd, "mrd": self.mrd}
@@ -71,7 +74,7 @@ class CodecTask(TrainTask):
 
     def train_dataset(self, length: int):
         d = self.run.data
-        self._train_set = d.train_clips(_whole_units(d.clip_seconds, self.model), self.model.sample_rate, length)
+        self._train_set = d.train_clips(whole_units(d.clip_seconds, self.model), self.model.sample_rate, length)
         return self._train_set
 
     def _mmd_pool(self, wav: torch.Tensor, step: int) -> list[torch.Tensor] | None:
@@ -98,8 +101,7 @@ class CodecTask(TrainTask):
         pool = self._mmd_pool(wav, step)
         with autocast():
             out = self.model_ddp(wav, pool)
-        if "mmd" in out.stats:
-            self._mmd_last = float(out.stats["mmd"])
+        self._remember_mmd(out)
         loss = sum(out.losses.values())
         logs = {k: float(v.detach()) for k, v in out.losses.items()}
         if step >= gan.start_step:
@@ -121,9 +123,15 @@ class CodecTask(TrainTask):
         logs["loss"] = loss.item()
         for k, v in out.stats.items():
             logs[k] = float(v)
-        if self._mmd_last is not None:
-            logs["mmd"] = self._mmd_last  # the last pooled statistic, so every log row carries one
-        return logs
+        return logs | self._mmd_last  # every log row carries the last pool's values, not only the pool's steps
+
+    def _remember_mmd(self, out: CodecOutput) -> None:
+        """Keep the statistic and the weighted loss term of a step that computed the MMD term: a log row is
+        written every ``log_every`` steps, the term once per ``mmd.pool_batches``, and they rarely meet."""
+        if "mmd" in out.stats:
+            self._mmd_last = {"mmd": float(out.stats["mmd"])}
+            if "mmd_loss" in out.losses:
+                self._mmd_last["mmd_loss"] = float(out.losses["mmd_loss"].detach())
 
     @torch.no_grad()
     def validate(self, autocast: Any) -> dict[str, float]:
@@ -165,7 +173,7 @@ class CodecTask(TrainTask):
                                            | provenance(self.init))
 
 
-def _whole_units(seconds: float, model) -> float:
+def whole_units(seconds: float, model) -> float:
     """Round a clip length to whole chunk units (coarsest frames), so training clips need no padding."""
     hop = model.hop_samples
     return max(round(seconds * model.sample_rate / hop), 1) * hop / model.sample_rate
