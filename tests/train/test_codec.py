@@ -98,7 +98,7 @@ def test_dac_mmd_config_differs_from_its_baseline_only_by_the_mmd_term():
 
     configs = Path(__file__).resolve().parents[2] / "configs"
     base, mmd = (load_run_config(configs / f"{name}.yaml").to_dict() for name in ("rvq-dac-small", "rvq-dac-mmd-small"))
-    assert mmd["model"].pop("mmd") == {"weight": 1000.0, "streams": "lookup", "delay": True, "pool_batches": 32}
+    assert mmd["model"].pop("mmd") == {"weight": 30.0, "streams": "lookup", "delay": True, "pool_batches": 32}
     assert base["model"].pop("mmd")["weight"] == 0.0
     assert mmd["train"].pop("out_dir") == "runs/rvq-dac-mmd-small" and base["train"].pop("out_dir")
     assert base == mmd
