@@ -163,7 +163,7 @@ def evaluate_tokens(tokenizer, clips: EvalClips, *, stability: bool = True,
     embeds: list[list[Tensor]] = [[] for _ in tokenizer.layout.streams]
     for wav in clips.audio:
         tokens = tokenizer.encode(wav)
-        for s, (c, e) in enumerate(zip(tokens.codes, tokenizer.code_embeddings(tokens))):
+        for s, (c, e) in enumerate(zip(tokens.codes, tokenizer.dependence_embeddings(tokens))):
             per_stream[s].append(c.cpu())
             embeds[s].append(e.float().cpu())  # (1, frames, slots, D): clips stay apart for the MMD
         if on_clip:

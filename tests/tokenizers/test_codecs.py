@@ -271,3 +271,21 @@ def test_dac_tiny_codec_trains_to_factorised_codes():
     norms = levels.norm(dim=-1)
     assert levels.shape[-2:] == (model.config.num_quantizers, model.config.latent_dim)
     assert float(norms.std()) > 0.05 * float(norms.mean())
+
+
+def test_dependence_is_measured_on_the_lookup_codewords_of_factorised_codes(rvq):
+    """Under ``mmd.streams: lookup`` the MMD between levels reads each code's look-up-space codeword (unit
+    vectors of the codebook dim), as the training term reads the residuals' look-ups; elsewhere the code
+    embeddings."""
+    model = _dac_tiny().train()
+    model.forward_train(torch.stack([_music(1.0, seed=s) for s in range(2)]))  # k-means init
+    model.eval()
+    tokens = model.encode(_music(2.0, seed=3))
+    codes, (dep,) = tokens.codes[0], model.dependence_embeddings(tokens)
+    assert model.config.mmd.streams == "lookup"
+    assert dep.shape == (*codes.shape, model.config.codebook_dim)
+    torch.testing.assert_close(dep.norm(dim=-1), torch.ones(codes.shape))
+    layer = model.quantizer.layers[1]
+    torch.testing.assert_close(dep[..., 1, :], torch.nn.functional.normalize(layer.codebook[codes[..., 1]], dim=-1))
+    plain = rvq.encode(_music(1.0, seed=4))
+    torch.testing.assert_close(rvq.dependence_embeddings(plain)[0], rvq.code_embeddings(plain)[0])

@@ -234,14 +234,25 @@ class VectorQuantizer(Quantizer):
 
     def decode(self, codes: Tensor) -> Tensor:
         """codes ``(...)`` -> ``(..., D)``: codewords projected back up (the value of ``z_q``)."""
+        vectors = self.codebook[self._checked_codes(codes).reshape(-1)]
+        return self._project_out(vectors).reshape(*codes.shape, self.dim)
+
+    def lookup_codewords(self, codes: Tensor) -> Tensor:
+        """codes ``(...)`` -> ``(..., d)``: the codewords as the look-up compares them (L2-normalised under
+        ``cosine`` or ``l2norm``), i.e. the code-space counterpart of :meth:`lookup_vectors` — the features
+        in which a dependence between levels of factorised codes is measured (their projections back up to
+        ``D`` dims put every pair of samples so far apart that fixed-width kernels see nothing)."""
+        vectors = self.codebook[self._checked_codes(codes)]
+        return F.normalize(vectors, dim=-1) if self.config.cosine or self.config.lookup == "l2norm" else vectors
+
+    def _checked_codes(self, codes: Tensor) -> Tensor:
         if codes.dtype.is_floating_point or codes.dtype == torch.bool:
             raise ValueError(f"codes must be an integer tensor, got {codes.dtype}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
             raise ValueError(
                 f"codes must lie in [0, {self.codebook_size}), got [{int(codes.min())}, {int(codes.max())}]"
             )
-        vectors = self.codebook[codes.reshape(-1).long()]
-        return self._project_out(vectors).reshape(*codes.shape, self.dim)
+        return codes.long()
 
     # ---------------------------------------------------------------- helpers
 

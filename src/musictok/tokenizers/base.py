@@ -332,6 +332,11 @@ class Tokenizer(nn.Module, abc.ABC):
         self.check_tokens(tokens)
         return self._embed_codes([c.to(self.device) for c in tokens.codes])
 
+    def dependence_embeddings(self, tokens: Tokens) -> list[Tensor]:
+        """Per stream ``(B, frames, slots, d)`` vectors the MMD between slots is measured on: the code
+        embeddings, unless a tokenizer's codes are a function of other numbers (factorised look-ups)."""
+        return self.code_embeddings(tokens)
+
     # ---------------------------------------------------------------- persistence
     def derived_keys(self) -> list[str]:
         """State the constructor rebuilds from the config alone (a module's ``derived_buffers``, e.g. SimVQ's

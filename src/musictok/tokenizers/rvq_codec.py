@@ -47,7 +47,7 @@ from ..quantize.rvq import ResidualVQ, RVQConfig
 from ..quantize.vq import VQConfig
 from ..settings import build_checked
 from ..spectral import DAC_MEL_RESOLUTIONS
-from ..tokens import StreamSpec, TokenLayout
+from ..tokens import StreamSpec, TokenLayout, Tokens
 from .base import Tokenizer, register_tokenizer
 
 
@@ -350,6 +350,16 @@ class RVQCodec(WaveformCodec):
     def _embed_codes(self, codes: list[Tensor]) -> list[Tensor]:
         c = codes[0]
         return [torch.stack([layer.decode(c[..., i]) for i, layer in enumerate(self.quantizer.layers)], dim=-2)]
+
+    def dependence_embeddings(self, tokens: Tokens) -> list[Tensor]:
+        """Under ``mmd.streams: lookup`` the look-up-space codewords (8-d, L2-normalised for DAC's codes), the
+        features the training's MMD term reads; else the code embeddings."""
+        if self.config.mmd.streams != "lookup":
+            return super().dependence_embeddings(tokens)
+        self.check_tokens(tokens)
+        c = tokens.codes[0].to(self.device)
+        return [torch.stack([layer.lookup_codewords(c[..., i]) for i, layer in enumerate(self.quantizer.layers)],
+                            dim=-2)]
 
     def _mmd_quantizer(self) -> ResidualVQ:
         return self.quantizer
