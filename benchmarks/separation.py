@@ -10,7 +10,8 @@ encoded and decoded by that tokenizer: what its tokens can carry at all), and fo
 must beat — the **mixture** as every stem's estimate (SiSEC's "mix" baseline) and the **uniform split**
 ``mix / S`` (what soft masks give before any training; by Mel distance it beats the mixture, whose level is
 wrong for every stem) — per stem: Mel distance, SI-SDR, BSS-eval SDR (512-tap filters), plain SDR, leakage
-(interference-to-target ratio by least-squares projection on the true stems), and per clip two
+(interference-to-target ratio by least-squares projection on the true stems, and the same ratio from a
+non-negative fit of Mel magnitudes, which a made-up phase does not spoil), and per clip two
 consistencies: the waveform one ``‖Σ est − mix‖ / ‖mix‖`` and the Mel one (the Mel distance between the
 mixture and the stems' power sum, which a made-up phase does not spoil) — each a mean with a 95 %
 Student-t interval across clips. Every fidelity metric is undefined where the reference stem is silent (some
@@ -34,8 +35,8 @@ reproduced* when one excludes 0 the other way, and *not resolved* otherwise. "Se
 independent" pairs only separators whose saved configs differ in ``mode`` alone, decoded the same way.
 
 On real recordings without stems (hedgewars' music, never trained on): consistency, and the leakage that
-can be estimated without references (the share of each estimate the other estimates explain; for
-phase-aware outputs only, for the same reason), plus listening files (written under ``--listen``, never
+can be estimated without references (the share of each estimate the other estimates explain: in Mel
+magnitudes for every row, in waveforms for phase-aware outputs only), plus listening files (written under ``--listen``, never
 committed).
 
 Writes ``OUT/NAME.md`` and ``OUT/NAME.json`` (default ``docs/results/separation.*``). ``--quick`` runs the
@@ -57,14 +58,14 @@ import torch
 
 from musictok import __version__
 from musictok.atomic import write_json, write_text
-from musictok.metrics.separation import (Interval, cross_leakage, mean_interval, mixture_consistency,
-                                         paired_interval, spectral_consistency, stem_metrics)
+from musictok.metrics.separation import (Interval, cross_leakage, mean_interval, mel_cross_leakage,
+                                         mixture_consistency, paired_interval, spectral_consistency, stem_metrics)
 from musictok.report import provenance
 from musictok.separation.base import Separator, stem_group
 from musictok.tokens import Fingerprint
 
 METRICS = [("mel_distance", "Mel dist ↓"), ("si_sdr", "SI-SDR dB ↑"), ("bss_sdr", "SDR (BSS) dB ↑"),
-           ("sdr", "SDR (plain) dB ↑"), ("leakage_db", "leakage dB ↓"),
+           ("sdr", "SDR (plain) dB ↑"), ("leakage_db", "leakage dB ↓"), ("mel_leakage_db", "Mel leakage dB ↓"),
            ("silent_stem_level_db", "level where silent dBFS ↓")]
 WAVEFORM_METRICS = ("si_sdr", "bss_sdr", "sdr", "leakage_db")  # compare samples: meaningless for a made-up phase
 PER_CLIP = [("consistency", "mixture consistency ‖Σ est − mix‖ / ‖mix‖ ↓"),
@@ -207,7 +208,8 @@ def evaluate_corpus(systems: dict[str, System], ceilings: dict[str, Separator], 
 
 def evaluate_real(systems: dict[str, System], folder: str, seconds: float, max_clips: int, listen: Path | None,
                   log=print) -> dict:
-    """Both consistencies and reference-free leakage (phase-aware rows only) on recordings without stems;
+    """Both consistencies and reference-free leakage (in Mel magnitudes for every row, in waveforms for
+    phase-aware rows) on recordings without stems;
     listening files under ``listen``."""
     from musictok.audio import save
     from musictok.data.datasets import AudioFolderClips
@@ -217,13 +219,14 @@ def evaluate_real(systems: dict[str, System], folder: str, seconds: float, max_c
     clips = AudioFolderClips(folder, seconds, sr, max_clips=max_clips)
     out = {}
     for label, system in systems.items():
-        cons, mel_cons, leak = [], [], []
+        cons, mel_cons, leak, mel_leak = [], [], [], []
         for i in range(len(clips)):
             item = clips[i]
             mix = item["audio"][None]
             est = system.separate(mix, names)
             cons.append(float(mixture_consistency(mix, est)[0]))
             mel_cons.append(float(spectral_consistency(mix, est, sr)[0]))
+            mel_leak.append(mel_cross_leakage(est, sr)[0].tolist())
             if not system.phase_free:
                 leak.append(cross_leakage(est)[0].tolist())
             if listen is not None and i < 4:
@@ -233,6 +236,7 @@ def evaluate_real(systems: dict[str, System], folder: str, seconds: float, max_c
                     save(d / f"{name}.wav", est[0, s].numpy(), sr)
         out[label] = {"consistency": _interval(cons), "mel_consistency": _interval(mel_cons),
                       "phase_free": system.phase_free,
+                      "mel_cross_leakage": {n: _interval([c[s] for c in mel_leak]) for s, n in enumerate(names)},
                       "cross_leakage": ({n: _interval([c[s] for c in leak]) for s, n in enumerate(names)}
                                         if leak else None)}
         log(f"real music: {label} done")
@@ -436,15 +440,18 @@ def markdown(result: dict) -> str:
     if result.get("real"):
         r = result["real"]
         lines += ["", f"## Real recordings (no stems): {r['clips']} clips of {r['seconds']:g} s from `{r['folder']}`", "",
-                  "Leakage without references: the share of each estimate's energy that the other estimates explain "
-                  "(least squares on waveforms; 0 = nothing shared; n/a † for phase-free rows, whose made-up phases "
-                  "make any two estimates look unrelated).", "",
+                  "Leakage without references: the share of each estimate's energy that the other estimates explain — "
+                  "in Mel magnitudes (a non-negative fit; every row) and in waveforms (least squares; n/a † for "
+                  "phase-free rows, whose made-up phases make any two estimates look unrelated); 0 = nothing "
+                  "shared.", "",
                   "| system | consistency ↓ | Mel consistency ↓ | "
+                  + " | ".join(f"{s} Mel cross-leakage ↓" for s in t["stems"]) + " | "
                   + " | ".join(f"{s} cross-leakage ↓" for s in t["stems"]) + " |",
-                  "| --- | --- | --- | " + " | ".join("---" for _ in t["stems"]) + " |"]
+                  "| --- | --- | --- | " + " | ".join("---" for _ in t["stems"] * 2) + " |"]
         for label, sys_ in r["systems"].items():
-            leak = sys_["cross_leakage"]
+            leak, mel_leak = sys_["cross_leakage"], sys_["mel_cross_leakage"]
             lines.append(f"| {label} | {_fmt(sys_['consistency'], 4)} | {_fmt(sys_['mel_consistency'], 4)} | "
+                         + " | ".join(_fmt(mel_leak[s], 3) for s in t["stems"]) + " | "
                          + " | ".join("n/a †" if leak is None else _fmt(leak[s], 3) for s in t["stems"]) + " |")
     lines += ["", "## The paper's claims at this scale", ""] + claims(result) + [""]
     return "\n".join(lines)

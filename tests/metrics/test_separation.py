@@ -7,8 +7,8 @@ import torch
 from scipy import stats
 
 from musictok.metrics.separation import (bss_sdr, cross_leakage, leakage_db, leakage_matrix, mean_interval,
-                                         mixture_consistency, paired_interval, per_stem, silent_stem_level_db,
-                                         spectral_consistency, stem_metrics)
+                                         mel_cross_leakage, mel_leakage_db, mixture_consistency, paired_interval,
+                                         per_stem, silent_stem_level_db, spectral_consistency, stem_metrics)
 from musictok.metrics.reconstruction import mel_distance, si_sdr
 
 
@@ -155,16 +155,48 @@ def test_mean_interval_is_a_t_interval():
     assert one.mean == 2.0 and np.isnan(one.low)
 
 
+def _tones(freqs, seconds: float = 1.0, sr: int = 16000) -> torch.Tensor:
+    t = torch.arange(int(seconds * sr), dtype=torch.float64) / sr
+    return torch.stack([0.3 * torch.sin(2 * torch.pi * f * t) for f in freqs])[None]  # (1, S, T)
+
+
+def test_mel_leakage_reads_magnitudes_so_a_made_up_phase_does_not_matter():
+    from scipy.signal import hilbert
+
+    refs = _tones([220.0, 1500.0, 5000.0])
+    quadrature = torch.from_numpy(np.imag(hilbert(refs.numpy(), axis=-1)).copy())  # every stem 90° off
+    clean = mel_leakage_db(refs, quadrature, 16000)
+    assert bool((clean < -40).all()), clean  # same magnitudes: no leakage
+    assert bool((leakage_db(refs, quadrature) > -40).any())  # which the waveform projection cannot see
+    leaky = quadrature.clone()
+    leaky[:, 0] = leaky[:, 0] + 0.5 * quadrature[:, 1]  # estimate 0 carries stem 1 at half amplitude
+    db = mel_leakage_db(refs, leaky, 16000)
+    assert -9 < float(db[0, 0]) < -3  # ≈ 20 log10(0.5) = -6 dB for equal-level stems
+    assert bool((db[0, 1:] < -40).all())
+    refs[0, 2] = 0
+    assert torch.isnan(mel_leakage_db(refs, leaky, 16000)[0, 2])
+
+
+def test_mel_cross_leakage_needs_no_reference_and_no_phase():
+    ests = _tones([220.0, 1500.0, 5000.0])
+    assert float(mel_cross_leakage(ests, 16000).max()) < 0.01  # apart in frequency: nothing shared
+    dup = ests.clone()
+    dup[:, 2] = -0.5 * ests[:, 0]  # another estimate's magnitude, opposite phase
+    shares = mel_cross_leakage(dup, 16000)
+    assert torch.allclose(shares[:, [0, 2]], torch.ones(1, 2, dtype=shares.dtype), atol=1e-3)
+
+
 def test_stem_metrics_shapes():
     refs, ests = _signals(5, b=2, t=4096)
     out = stem_metrics(refs.sum(1), refs.float(), ests.float(), 16000)
     per_clip = {"consistency", "mel_consistency"}
-    assert set(out) == {"si_sdr", "sdr", "bss_sdr", "mel_distance", "leakage_db", "silent_stem_level_db"} | per_clip
+    assert set(out) == {"si_sdr", "sdr", "bss_sdr", "mel_distance", "leakage_db", "mel_leakage_db",
+                        "silent_stem_level_db"} | per_clip
     assert all(v.shape == (2, 4) for k, v in out.items() if k not in per_clip)
     assert all(out[k].shape == (2,) for k in per_clip)
     phase_free = stem_metrics(refs.sum(1), refs.float(), ests.float(), 16000, waveform=False)
     # no waveform comparison of a made-up phase
-    assert set(phase_free) == {"mel_distance", "silent_stem_level_db"} | per_clip
+    assert set(phase_free) == {"mel_distance", "mel_leakage_db", "silent_stem_level_db"} | per_clip
     assert torch.equal(phase_free["mel_distance"], out["mel_distance"])
 
 

@@ -37,10 +37,11 @@ def test_quick_benchmark(bench, tiny_separators, tiny_corpus, tmp_path):
     for name in ("vocals", "drums", "bass", "other"):
         for label in ("lm greedy", "lm sampled", ceiling):
             row = systems[label]["per_stem"][name]
-            assert set(row) == {"mel_distance", "silent_stem_level_db"} and row["mel_distance"]["n"] == 2, label
+            assert set(row) == {"mel_distance", "mel_leakage_db", "silent_stem_level_db"}, label
+            assert row["mel_distance"]["n"] == 2, label
         for label in ("mask", "mixture as estimate", "uniform split (mixture / S)"):
             assert set(systems[label]["per_stem"][name]) == {"si_sdr", "bss_sdr", "sdr", "mel_distance", "leakage_db",
-                                                             "silent_stem_level_db"}
+                                                             "mel_leakage_db", "silent_stem_level_db"}
     rows = result["rows"]
     assert rows["lm greedy"]["options"]["temperature"] == 0.0 and rows["lm greedy"]["greedy"]
     # the tiny config decodes greedily, so the sampled row takes the benchmark's flags (defaults)
@@ -54,6 +55,7 @@ def test_quick_benchmark(bench, tiny_separators, tiny_corpus, tmp_path):
     assert set(real_rows["mask"]["cross_leakage"]) == {"vocals", "drums", "bass", "other"}
     assert real_rows["lm greedy"]["cross_leakage"] is None and real_rows["lm sampled"]["consistency"]["n"] == 1
     assert all(row["mel_consistency"]["n"] == 1 for row in real_rows.values())
+    assert all(set(row["mel_cross_leakage"]) == {"vocals", "drums", "bass", "other"} for row in real_rows.values())
     md = (tmp_path / "results" / "separation.md").read_text()
     assert f"| vocals | {ceiling} |" in md and "The paper's claims at this scale" in md
     assert "| drums | mixture as estimate |" in md and "| bass | lm sampled |" in md

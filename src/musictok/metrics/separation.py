@@ -27,6 +27,11 @@ quantities), so a benchmark averages over clips and puts an interval on the mean
   ``10 log10(Σ_{j≠i} ‖a_ij ref_j‖² / ‖a_ii ref_i‖²)`` (lower is better).
 - **Leakage without references** (:func:`cross_leakage`): for recordings with no stems, the share of each
   estimate's energy that the *other estimates* explain (least squares) — an upper bound on what they share.
+- **Leakage in Mel magnitudes** (:func:`mel_leakage_db`, :func:`mel_cross_leakage`): the same two questions
+  for estimates decoded with a made-up phase, where a waveform projection finds nothing: each estimate's
+  Mel magnitude is fitted as a non-negative combination of the true stems' (or of the other estimates'),
+  ``|est_i| ≈ Σ_j a_ij |ref_j|`` with ``a ≥ 0``. Magnitudes of stems that sound at once overlap, so the split
+  between own and other stems is an estimate, but one every system gets alike.
 - **Intervals** (:func:`mean_interval`): mean and Student-t interval across clips, NaNs (undefined values:
   silent references) left out; :func:`paired_interval` for two systems scored on the same clips (the
   interval of the per-clip differences, which the clips' own spread does not widen).
@@ -50,6 +55,8 @@ __all__ = [
     "leakage_db",
     "leakage_matrix",
     "least_squares_gains",
+    "mel_cross_leakage",
+    "mel_leakage_db",
     "mean_interval",
     "mixture_consistency",
     "paired_interval",
@@ -222,17 +229,74 @@ def cross_leakage(ests: Tensor) -> Tensor:
     return torch.stack(out, dim=1).to(ests.dtype if ests.dtype.is_floating_point else torch.float32)
 
 
+LEAKAGE_MEL = (2048, 320)  # window and bands of the Mel magnitudes the magnitude leakage fits (finest in frequency
+# of the Mel distance's resolutions: overlapping stems are told apart by frequency first)
+
+
+def _mel_rows(x: Tensor, sample_rate: int) -> Tensor:
+    """``(B, S, T)`` -> ``(B, S, bins × frames)`` float64 Mel magnitudes at :data:`LEAKAGE_MEL`."""
+    B, S, T = x.shape
+    window, bands = LEAKAGE_MEL
+    return mel_magnitude(x.reshape(B * S, T), sample_rate, window, bands).reshape(B, S, -1).double()
+
+
+def _nonnegative_fit(basis: Tensor, target: Tensor) -> Tensor:
+    """Gains ``a >= 0`` (``(K,)``) with ``target (N,) ≈ Σ_k a_k basis[k]`` (``(K, N)``) in least squares."""
+    from scipy.optimize import nnls
+
+    if float(basis.pow(2).sum()) == 0.0:
+        return torch.zeros(basis.shape[0], dtype=torch.float64)
+    gains, _ = nnls(basis.T.numpy(), target.numpy())
+    return torch.from_numpy(gains)
+
+
+def mel_leakage_db(refs: Tensor, ests: Tensor, sample_rate: int) -> Tensor:
+    """Interference-to-target ratio per stem in dB from Mel magnitudes, ``(B, S)`` (lower is better; NaN
+    where the reference stem is silent): estimate ``i``'s magnitude is fitted as ``Σ_j a_ij |ref_j|`` with
+    ``a ≥ 0``, and the ratio is ``Σ_{j≠i} ‖a_ij ref_j‖² / ‖a_ii ref_i‖²`` in those magnitudes. Defined for
+    any decoder, including those that make up their phase (see the module docstring)."""
+    r, e = _stem_pair(refs, ests)
+    R, E = _mel_rows(r, sample_rate), _mel_rows(e, sample_rate)
+    B, S, _ = R.shape
+    out = torch.empty(B, S, dtype=torch.float64)
+    for b in range(B):
+        energy = R[b].pow(2).sum(-1)  # (S,)
+        for i in range(S):
+            part = _nonnegative_fit(R[b], E[b, i]).pow(2) * energy
+            out[b, i] = 10 * torch.log10((part.sum() - part[i]).clamp_min(EPS) / part[i].clamp_min(EPS))
+    return _undefined_where_silent(r, out.to(r.dtype))
+
+
+def mel_cross_leakage(ests: Tensor, sample_rate: int) -> Tensor:
+    """``(B, S)``: the share of each estimate's Mel-magnitude energy that a non-negative combination of the
+    other estimates' magnitudes explains (0 = nothing shared, 1 = all of it) — :func:`cross_leakage` for
+    estimates whose phase is made up. No references needed: for real recordings."""
+    e = _stems(ests, "ests")
+    if e.shape[1] < 2:
+        raise ValueError("mel_cross_leakage needs at least two estimated stems")
+    E = _mel_rows(e, sample_rate)
+    B, S, _ = E.shape
+    out = torch.zeros(B, S, dtype=torch.float64)
+    for b in range(B):
+        for i in range(S):
+            others = torch.cat([E[b, :i], E[b, i + 1:]])
+            own = E[b, i].pow(2).sum()
+            if float(own) > 0:
+                out[b, i] = (_nonnegative_fit(others, E[b, i]) @ others).pow(2).sum() / own
+    return out.to(e.dtype)
+
+
 # ------------------------------------------------------------------------------------------------ all at once
 def stem_metrics(mix: Tensor, refs: Tensor, ests: Tensor, sample_rate: int, *, bss: bool = True,
                  waveform: bool = True) -> dict[str, Tensor]:
     """Every per-stem metric of one batch: ``{name: (B, S)}`` for ``si_sdr``, ``sdr`` (plain),
-    ``bss_sdr`` (when ``bss``), ``mel_distance``, ``leakage_db``, ``silent_stem_level_db``, and per clip
-    ``{consistency: (B,), mel_consistency: (B,)}``.
+    ``bss_sdr`` (when ``bss``), ``mel_distance``, ``leakage_db``, ``mel_leakage_db``,
+    ``silent_stem_level_db``, and per clip ``{consistency: (B,), mel_consistency: (B,)}``.
 
     ``waveform=False`` leaves out the metrics that compare waveforms sample by sample (SI-SDR, both SDRs,
     leakage by projection): for estimates decoded with a made-up phase they measure the phase, not the
-    separation. Mel distance, the silent stems' level and both consistencies remain. Every fidelity metric
-    is NaN where the reference stem is silent."""
+    separation. Mel distance, Mel-magnitude leakage, the silent stems' level and both consistencies remain.
+    Every fidelity metric is NaN where the reference stem is silent."""
     out = {}
     if waveform:
         out |= {"si_sdr": per_stem(si_sdr, refs, ests), "sdr": per_stem(sdr, refs, ests)}
@@ -242,6 +306,7 @@ def stem_metrics(mix: Tensor, refs: Tensor, ests: Tensor, sample_rate: int, *, b
     out["mel_distance"] = _undefined_where_silent(r, per_stem(mel_distance, refs, ests, sample_rate=sample_rate))
     if waveform:
         out["leakage_db"] = leakage_db(refs, ests)
+    out["mel_leakage_db"] = mel_leakage_db(refs, ests, sample_rate)
     out["silent_stem_level_db"] = silent_stem_level_db(refs, ests)
     out["consistency"] = mixture_consistency(mix, ests)
     out["mel_consistency"] = spectral_consistency(mix, ests, sample_rate)
