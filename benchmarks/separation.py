@@ -30,7 +30,9 @@ two floors).
 
 Every row is scored on the same clips, so every comparison is **paired**: the interval of the per-clip
 differences (``paired_interval``), per stem and over all stems (per clip, the mean over the stems defined in
-it). A claim is *reproduced* when each of its intervals excludes 0 in the claimed direction, *not
+it). Clips cut from one piece are not independent draws: every interval, of a row or of a difference, is
+taken over pieces (each piece's clips averaged first; ``n`` counts pieces). A claim is *reproduced* when
+each of its intervals excludes 0 in the claimed direction, *not
 reproduced* when one excludes 0 the other way, and *not resolved* otherwise. "Sequential beats
 independent" pairs only separators whose saved configs differ in ``mode`` alone, decoded the same way.
 
@@ -141,8 +143,8 @@ def _interval_of(iv: Interval) -> dict:
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in iv.to_dict().items()}
 
 
-def _interval(values) -> dict:
-    return _interval_of(mean_interval(values))
+def _interval(values, groups=None) -> dict:
+    return _interval_of(mean_interval(values, groups=groups))
 
 
 def tokenizer_ceilings(separators: dict[str, Separator]) -> tuple[dict[str, Separator], dict[str, str]]:
@@ -176,8 +178,10 @@ def evaluate_corpus(systems: dict[str, System], ceilings: dict[str, Separator], 
     phase_free = {label: systems[label].phase_free for label in systems}
     phase_free |= {label: bool(sep.tokenizer.phase_free) for label, sep in ceilings.items()}
     phase_free |= {MIXTURE: False, SPLIT: False}
+    pieces = []  # per clip: clips of one piece are averaged before any interval (they are not independent)
     for i in range(len(clips)):
         item = clips[i]
+        pieces.append(item["piece"])
         mix, refs = item["mix"][None], item["stems"][order][None]
         for label in rows:
             t0 = time.perf_counter()
@@ -197,13 +201,13 @@ def evaluate_corpus(systems: dict[str, System], ceilings: dict[str, Separator], 
         log(f"clip {i + 1}/{len(clips)} ({item['piece']} at {item['start']:.1f} s)")
     out = {}
     for label, v in values.items():
-        per_stem = {name: {k: _interval([clip[s] for clip in v[k]]) for k, _ in METRICS if k in v}
+        per_stem = {name: {k: _interval([clip[s] for clip in v[k]], pieces) for k, _ in METRICS if k in v}
                     for s, name in enumerate(names)}
-        out[label] = {"per_stem": per_stem, **{k: _interval(v[k]) for k, _ in PER_CLIP},
+        out[label] = {"per_stem": per_stem, **{k: _interval(v[k], pieces) for k, _ in PER_CLIP},
                       "seconds_per_clip": sum(v["seconds"]) / len(v["seconds"]), "phase_free": phase_free[label],
                       "values": v}
-    return {"clips": len(clips), "seconds": seconds, "split": split, "corpus": corpus, "stems": names,
-            "systems": out}
+    return {"clips": len(clips), "pieces": pieces, "seconds": seconds, "split": split, "corpus": corpus,
+            "stems": names, "systems": out}
 
 
 def evaluate_real(systems: dict[str, System], folder: str, seconds: float, max_clips: int, listen: Path | None,
@@ -256,9 +260,10 @@ def _mel(result: dict, label: str) -> torch.Tensor:
 def mel_differences(result: dict, a: str, b: str) -> dict[str, dict]:
     """Paired intervals of the per-clip Mel distance ``a − b`` (negative: ``a`` better), per stem and over
     all stems. A stem's silent clips drop out alike for both rows (the reference decides)."""
-    x, y = _mel(result, a), _mel(result, b)
-    out = {name: _interval_of(paired_interval(x[:, s], y[:, s])) for s, name in enumerate(result["test"]["stems"])}
-    out[ALL] = _interval_of(paired_interval(torch.nanmean(x, dim=1), torch.nanmean(y, dim=1)))
+    x, y, pieces = _mel(result, a), _mel(result, b), result["test"]["pieces"]
+    out = {name: _interval_of(paired_interval(x[:, s], y[:, s], groups=pieces))
+           for s, name in enumerate(result["test"]["stems"])}
+    out[ALL] = _interval_of(paired_interval(torch.nanmean(x, dim=1), torch.nanmean(y, dim=1), groups=pieces))
     return out
 
 
@@ -308,7 +313,8 @@ def best_worst_claims(result: dict, a: str, b: str) -> list[str]:
         if stem not in stems:
             continue
         i = stems.index(stem)
-        ivs = {s: _interval_of(paired_interval(gaps[:, i], gaps[:, j])) for j, s in enumerate(stems) if j != i}
+        ivs = {s: _interval_of(paired_interval(gaps[:, i], gaps[:, j], groups=result["test"]["pieces"]))
+               for j, s in enumerate(stems) if j != i}
         lines.append(f"- *{words.capitalize()}* ({a} against {b}, Mel distance; g = {b} − {a}, positive = {a} "
                      f"better; g_{stem} − g_s, claimed {'> 0' if claimed > 0 else '< 0'}): "
                      + "; ".join(f"{s} {_fmt(iv)}" for s, iv in ivs.items())

@@ -144,6 +144,19 @@ def test_cross_leakage_needs_no_reference():
     assert torch.allclose(cross_leakage(dup)[:, [0, 2]], torch.ones(3, 2, dtype=dup.dtype), atol=1e-6)
 
 
+def test_intervals_over_groups_average_each_group_first():
+    """Clips of one piece are not independent: ``groups`` averages each piece's clips, then takes the interval
+    over pieces; undefined values drop out inside their group."""
+    values = [1.0, 3.0, 10.0, float("nan"), 5.0, 7.0]
+    pieces = ["a", "a", "b", "b", "c", "c"]
+    grouped = mean_interval(values, groups=pieces)
+    assert grouped.n == 3 and grouped == mean_interval([2.0, 10.0, 6.0])
+    paired = paired_interval(values, [0.0] * 6, groups=pieces)
+    assert paired == grouped
+    with pytest.raises(ValueError, match="one label per value"):
+        mean_interval(values, groups=pieces[:-1])
+
+
 def test_mean_interval_is_a_t_interval():
     x = [1.0, 2.0, 4.0, float("nan"), 3.5]
     iv = mean_interval(x, level=0.9)

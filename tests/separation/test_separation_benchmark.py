@@ -150,7 +150,7 @@ def _result(mel: dict[str, np.ndarray], configs: dict[str, dict]) -> dict:
                        "options": {"temperature": 0.0, "samples": 1} if lm else {}, "phase_free": lm, "ceiling": None}
         systems[label] = {"values": {"mel_distance": values.tolist()}, "consistency": iv, "mel_consistency": iv}
     result = {"rows": rows, "separators": {k: {"config": c} for k, c in configs.items()} | {"mask": {"config": {}}},
-              "test": {"stems": STEMS, "systems": systems}}
+              "test": {"stems": STEMS, "systems": systems, "pieces": [f"piece-{i}" for i in range(iv["n"])]}}
     return json.loads(json.dumps(result).replace("NaN", "null"))
 
 

@@ -32,7 +32,8 @@ quantities), so a benchmark averages over clips and puts an interval on the mean
   Mel magnitude is fitted as a non-negative combination of the true stems' (or of the other estimates'),
   ``|est_i| ≈ Σ_j a_ij |ref_j|`` with ``a ≥ 0``. Magnitudes of stems that sound at once overlap, so the split
   between own and other stems is an estimate, but one every system gets alike.
-- **Intervals** (:func:`mean_interval`): mean and Student-t interval across clips, NaNs (undefined values:
+- **Intervals** (:func:`mean_interval`): mean and Student-t interval across clips — or across pieces, when
+  several clips come from one piece (``groups``: each piece's clips averaged first) — NaNs (undefined values:
   silent references) left out; :func:`paired_interval` for two systems scored on the same clips (the
   interval of the per-clip differences, which the clips' own spread does not widen).
 """
@@ -328,13 +329,19 @@ class Interval:
         return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n, "level": self.level}
 
 
-def mean_interval(values, level: float = 0.95) -> Interval:
-    """Mean and t-interval of the finite entries of ``values`` (any shape: clips are independent draws)."""
+def mean_interval(values, level: float = 0.95, groups=None) -> Interval:
+    """Mean and t-interval of the finite entries of ``values`` (any shape: clips are independent draws).
+
+    ``groups`` (one label per value of a 1-D ``values``, e.g. the piece each clip was cut from): clips of one
+    piece are not independent draws, so each group's finite values are averaged first and the interval is
+    taken over the groups (``n`` counts groups)."""
     from scipy.stats import t as student_t
 
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     x = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if groups is not None:
+        x = _group_means(x, list(groups))
     x = x[torch.isfinite(x)]
     n = int(x.numel())
     if n == 0:
@@ -346,8 +353,22 @@ def mean_interval(values, level: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, n, level)
 
 
-def paired_interval(a, b, level: float = 0.95) -> Interval:
-    """Mean and t-interval of the per-clip differences ``a − b`` (same shape: the same clips scored twice).
+def _group_means(x: Tensor, groups: list) -> Tensor:
+    """The mean of each group's finite entries of ``x`` (NaN for a group with none), in first-seen order."""
+    if len(groups) != x.numel():
+        raise ValueError(f"groups: one label per value ({x.numel()}), got {len(groups)}")
+    order = list(dict.fromkeys(groups))
+    means = []
+    for g in order:
+        part = x[[i for i, label in enumerate(groups) if label == g]]
+        part = part[torch.isfinite(part)]
+        means.append(float(part.mean()) if part.numel() else float("nan"))
+    return torch.tensor(means, dtype=torch.float64)
+
+
+def paired_interval(a, b, level: float = 0.95, groups=None) -> Interval:
+    """Mean and t-interval of the per-clip differences ``a − b`` (same shape: the same clips scored twice;
+    ``groups`` as in :func:`mean_interval`).
 
     The difference of two systems scored on the same clips varies far less from clip to clip than either
     score does; comparing their two unpaired intervals would count the clips' spread twice. Pairs where
@@ -356,4 +377,4 @@ def paired_interval(a, b, level: float = 0.95) -> Interval:
     if x.shape != y.shape:
         raise ValueError(f"paired values must have one shape (the same clips), got {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")
-    return mean_interval(x - y, level)
+    return mean_interval(x - y, level, groups)
