@@ -72,6 +72,22 @@ def test_wall_time_budget_counts_every_invocation_and_ends_the_run_as_done(tiny_
     assert Trainer(task, cfg.train).run().stop_reason == "steps"
 
 
+def test_a_pause_by_sigtstp_is_left_out_of_the_run_time(tiny_corpus, tmp_path, monkeypatch):
+    """``kill -TSTP PID`` stops the run like SIGSTOP, and the time until SIGCONT does not spend its budget."""
+    import time
+
+    from musictok.train import loop
+
+    cfg, task = _run(tiny_corpus, tmp_path / "run", 1)
+    trainer = Trainer(task, cfg.train)
+    trainer._t0 = time.time()
+    stops = []
+    monkeypatch.setattr(loop.os, "kill", lambda pid, sig: (stops.append(sig), time.sleep(0.5)))  # "stopped" 0.5 s
+    trainer._on_pause(loop.signal.SIGTSTP, None)
+    assert stops == [loop.signal.SIGSTOP]
+    assert trainer._paused >= 0.5 and trainer._running() < 0.1 and trainer._elapsed() < 0.1
+
+
 def test_refuses_to_overwrite_a_run(tiny_corpus, tmp_path):
     cfg, task = _run(tiny_corpus, tmp_path / "r", 1)
     Trainer(task, cfg.train).run()

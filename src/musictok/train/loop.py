@@ -205,7 +205,7 @@ class TrainSummary:
     out_dir: str
     start_step: int
     end_step: int
-    wall_seconds: float
+    wall_seconds: float  # of this invocation, pauses (SIGTSTP) left out
     seconds_per_step: float
     last_log: dict
     last_valid: dict
@@ -222,7 +222,7 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.console = console
         self.extra_meta = extra_meta or {}
-        self._elapsed_before, self._t0 = 0.0, None  # see _elapsed
+        self._elapsed_before, self._t0, self._paused = 0.0, None, 0.0  # see _elapsed
         self._stop = False
 
     # ---------------------------------------------------------------- checkpoints
@@ -239,8 +239,12 @@ class Trainer:
         }
 
     def _elapsed(self) -> float:
-        """Wall seconds of training so far, over every invocation of this run."""
-        return self._elapsed_before + (time.time() - self._t0 if self._t0 is not None else 0.0)
+        """Seconds of training so far, over every invocation of this run (pauses left out: see _on_pause)."""
+        return self._elapsed_before + self._running()
+
+    def _running(self) -> float:
+        """Wall seconds of this invocation's loop, without the time it spent paused."""
+        return time.time() - self._t0 - self._paused if self._t0 is not None else 0.0
 
     def save_checkpoint(self, step: int) -> None:
         if not self.dist.is_main:
@@ -296,6 +300,14 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop = True
 
+    def _on_pause(self, signum, frame) -> None:
+        """SIGTSTP (``kill -TSTP PID``, or Ctrl-Z): stop this process as SIGSTOP would, and on SIGCONT count the
+        pause out of the run's time, so a run paused to free the CPU for a while keeps its whole wall-time
+        budget (``budget_minutes``, ``max_minutes``)."""
+        t = time.time()
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once continued
+        self._paused += time.time() - t
+
     def run(self, resume: bool = False) -> TrainSummary:
         cfg = self.cfg
         self.dist, self.device = setup_distributed()
@@ -308,7 +320,7 @@ class Trainer:
         if not resume and (self.out / CHECKPOINT).exists():
             raise FileExistsError(f"{self.out} already holds a checkpoint: pass --resume to continue it, "
                                   "or choose another --out")
-        self._elapsed_before, self._t0 = 0.0, None
+        self._elapsed_before, self._t0, self._paused = 0.0, None, 0.0
         start = self.load_checkpoint() if resume else 0
         if self.dist.is_main:
             self._trim_log(start)
@@ -325,7 +337,9 @@ class Trainer:
         batches = iter(loader)
         torch.set_rng_state(rng)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        t0 = self._t0 = time.time()
+        if hasattr(signal, "SIGTSTP"):  # POSIX
+            old[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, self._on_pause)
+        self._t0 = time.time()
         step, row, valid, reason = start, {}, {}, "steps"
         progress = self._progress(start)
         try:
@@ -344,7 +358,7 @@ class Trainer:
                                        info=" ".join(f"{k} {v:.3f}" for k, v in list(logs.items())[:4]))
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     lr = next(iter(self.task.optimizers().values())).param_groups[0]["lr"]
-                    row = {"step": step, "time": round(time.time() - t0, 2),
+                    row = {"step": step, "time": round(self._running(), 2),
                            "sec_per_step": round(time.time() - t_step, 3), "lr": lr, **logs}
                     self._log(row)
                     if self.dist.is_main:
@@ -356,7 +370,7 @@ class Trainer:
                     self.save_checkpoint(step)
                     if self.dist.is_main:
                         self.task.export(self.out / "export", step)
-                reason = self._agreed(self._stop_reason(t0))
+                reason = self._agreed(self._stop_reason())
                 if reason != "steps":
                     break
         finally:
@@ -367,7 +381,7 @@ class Trainer:
         self.save_checkpoint(step)
         if self.dist.is_main:
             self.task.export(self.out / "export", step)
-        wall = time.time() - t0
+        wall = self._running()
         summary = TrainSummary(str(self.out), start, step, wall, wall / max(step - start, 1), row, valid,
                                reason != "steps", reason, self._elapsed())
         if self.dist.is_main:
@@ -379,14 +393,14 @@ class Trainer:
             dist.destroy_process_group()
         return summary
 
-    def _stop_reason(self, t0: float) -> str:
+    def _stop_reason(self) -> str:
         """Why this process would leave the loop after this step ("steps": it would go on)."""
         cfg = self.cfg
         if self._stop:
             return "signal"
         if cfg.budget_minutes is not None and self._elapsed() > 60 * cfg.budget_minutes:
             return "budget"
-        if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+        if cfg.max_minutes is not None and self._running() > 60 * cfg.max_minutes:
             return "time"
         return "steps"
 
