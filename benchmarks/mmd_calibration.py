@@ -45,7 +45,7 @@ from musictok.train.codec import whole_units
 from musictok.train.config import RunConfig, load_run_config, parse_run_config
 
 DEFAULT_EXPORT = "runs/rvq-dac-small/export"
-FALLBACK_WEIGHT = 1000.0  # configs/rvq-dac-mmd-small.yaml's (and AudioCraft's) weight, for an export trained without
+FALLBACK_WEIGHT = 1000.0  # AudioCraft's weight, for an export trained without the term (what the calibration checked)
 
 
 class CalibrationError(MusictokError):

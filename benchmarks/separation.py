@@ -348,7 +348,8 @@ def claims(result: dict) -> list[str]:
              "its NISQA claims are neither reproduced nor refuted. What the metrics below can say, judged by Mel "
              "distance (lower is better) — the one column that means the same for a decoder that makes up its "
              "phase and for one that keeps the mixture's. Every comparison is paired (the same clips): mean "
-             "per-clip difference and its 95 % t-interval; clips where a stem is silent drop out for that stem."]
+             "per-clip difference and its 95 % t-interval, taken over pieces (each piece's clips averaged "
+             "first); clips where a stem is silent drop out for that stem."]
     for a in lm:
         for b in disc:
             lines.append(approaches_claim(result, a, b))

@@ -65,7 +65,6 @@ from torch import Tensor, nn
 from ..lm.model import TokenLM, TokenLMConfig
 from ..lm.patterns import IGNORE_INDEX, SequencePattern, make_pattern
 from ..lm.sampling import sample
-from ..metrics.reconstruction import MEL_WINDOWS
 from ..metrics.separation import least_squares_gains, mixture_consistency, spectral_consistency
 from ..nn.conformer import Conformer
 from ..settings import build_checked
@@ -461,9 +460,6 @@ class LMSeparator(Separator):
         waveforms either and where the waveform score would prefer the quietest candidate."""
         if not self.tokenizer.phase_free:
             return mixture_consistency(mix, est)
-        short = max(MEL_WINDOWS) // 2 + 1 - mix.shape[-1]  # the coarsest Mel resolution needs this many samples
-        if short > 0:  # a one-frame window: the same silence after the mix and every candidate
-            mix, est = nn.functional.pad(mix, (0, short)), nn.functional.pad(est, (0, short))
         return spectral_consistency(mix, est, self.sample_rate)
 
     @torch.no_grad()
