@@ -16,12 +16,17 @@ each baseline's mismatch intervals are apart (a difference beyond that noise) or
 The claims:
 1. DuoTok has the lowest cnBPT (parallel LM, both tracks) of all rows — and, as its check, the lowest enBPT
    (cnBPT divides by log2 K, which codes the tokenizer never uses inflate; enBPT by the codes' entropy).
+   With per-piece cnBPT in the results (``bench --dual`` writes it), each seed is judged by the paired
+   interval of DuoTok − baseline over the test pieces, not by the point estimates alone.
 2. Corrupting the lead costs most by mismatch, then masking, then shifting (each at its strongest setting).
 3. DuoTok's mismatch cost is larger than every baseline's.
 4. DuoTok's context scaling is steeper: its relative cnBPT gain from the shortest to the longest context is
    larger than every baseline's.
 5. Ablations: removing the noise raises cnBPT; not freezing the encoder raises it most; removing the MSS head
-   does not raise it (the paper: slightly lower) but worsens the Mel distance.
+   does not raise it (the paper: slightly lower) but worsens the Mel distance. Each seed is judged by the
+   paired interval of ablation − reference over the test pieces (cnBPT) and over the same clips (Mel
+   distance; the decoded clips do not depend on the LM seed); the reference's spread over LM seeds is printed
+   as the other noise floor.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ import math
 import statistics
 from pathlib import Path
 
+import numpy as np
+
 from musictok.atomic import write_json, write_text
 from musictok.metrics import diagnostics
+from musictok.metrics.intervals import cluster_bootstrap
 from musictok.report import provenance
 
 
@@ -151,9 +159,18 @@ def main_claims(results: list[dict], duotok: str) -> list[dict]:
             "DuoTok's context scaling is the steepest (relative cnBPT gain, shortest → longest)")]
 
     holds = [all(cnbpt(r["rows"][duotok]) < cnbpt(r["rows"][b]) for b in base) for r in results]
-    claims.append({"claim": "DuoTok has the lowest cnBPT", "verdict": verdict(holds),
+    diffs = [{b: paired_difference(piece_cnbpt(r["rows"][duotok]), piece_cnbpt(r["rows"][b]), s) for b in base}
+             for s, r in zip(seeds, results)]
+    ways = [[direction(d) for d in seed.values()] for seed in diffs]
+    if all(w is not None for seed in ways for w in seed):  # paired over test pieces: DuoTok − each baseline
+        v = paired_verdict(["against" if "up" in seed else "holds" if all(w == "down" for w in seed)
+                            else "unresolved" for seed in ways])
+    else:
+        v = verdict(holds) + " (point estimates)"
+    claims.append({"claim": "DuoTok has the lowest cnBPT", "verdict": v,
                    "values": {f"s{s}": {n: round(cnbpt(row), 4) for n, row in r["rows"].items()}
-                              for s, r in zip(seeds, results)}})
+                              | {f"DuoTok − {b} per piece": diff_text(d) for b, d in diff.items() if d}
+                              for s, r, diff in zip(seeds, results, diffs)}})
     # the check on claim 1: cnBPT divides by log2 K, so codes a tokenizer never uses lower it; enBPT divides
     # by the codes' entropy instead
     holds = [all(enbpt(r["rows"][duotok]) < enbpt(r["rows"][b]) for b in base) for r in results]
@@ -205,28 +222,109 @@ def ablation_name(reference: str, tag: str) -> str:
     return f"{stem}-{tag}{sep}{stage}" if sep else f"{reference}-{tag}"
 
 
+def paired_difference(a: dict[str, float] | None, b: dict[str, float] | None, seed: int = 0,
+                      resamples: int = 2000) -> tuple[float, list | None] | None:
+    """Mean of ``a[k] − b[k]`` over the keys both hold (test pieces, or clips) and its 95 % bootstrap
+    interval over them; None without both. The pairing removes what the pieces share (how hard each is to
+    predict), which marginal intervals would leave in."""
+    if not a or not b:
+        return None
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return None
+    d = np.array([a[k] - b[k] for k in keys], dtype=np.float64)
+    lo, hi = cluster_bootstrap(lambda i: float(d[i].mean()), np.arange(d.size), resamples=resamples, seed=seed)
+    return float(d.mean()), usable([lo, hi])
+
+
+def piece_cnbpt(row: dict) -> dict[str, float] | None:
+    """The row's cnBPT per test piece (``bench --dual`` writes it from this version on), or None."""
+    return row["parallel"].get("per_piece_cnbpt")
+
+
+def clip_mel(row: dict) -> dict[str, float] | None:
+    """Per-clip Mel distance averaged over both tracks, keyed by clip position (every row decodes the same
+    middle clips of the same first test pieces), or None when the results keep no per-clip values."""
+    tracks = [row["reconstruction"][t].get("per_clip") for t in ("lead", "accompaniment")]
+    if not all(tracks) or len(tracks[0]) != len(tracks[1]):
+        return None
+    return {str(i): (x + y) / 2 for i, (x, y) in enumerate(zip(*tracks)) if math.isfinite(x + y)}
+
+
+def direction(diff: tuple[float, list | None] | None) -> str | None:
+    """"up" / "down" when the paired interval excludes 0, "unresolved" when it holds 0, None without one."""
+    if diff is None or diff[1] is None:
+        return None
+    lo, hi = diff[1]
+    return "up" if lo > 0 else "down" if hi < 0 else "unresolved"
+
+
+def paired_verdict(outcomes: list[str]) -> str:
+    """Per seed "holds" / "against" / "unresolved" (a paired interval over test pieces decides each):
+    reproduced when it holds at every seed, not reproduced when it is against at some seed and holds at none."""
+    k, n = outcomes.count("holds"), len(outcomes)
+    against, open_ = outcomes.count("against"), outcomes.count("unresolved")
+    if k == n:
+        return f"reproduced ({k}/{n} seeds, paired intervals over pieces)"
+    if against and not k:
+        return f"not reproduced ({against}/{n} seeds against, paired intervals over pieces)"
+    if against and k:
+        return f"mixed ({k}/{n} seeds for, {against} against)"
+    return f"not resolved ({open_}/{n} seeds with a paired interval holding 0)"
+
+
+def diff_text(diff: tuple[float, list | None] | None, fmt: str = "+.4f") -> str:
+    if diff is None:
+        return "no per-piece values"
+    return f"{diff[0]:{fmt}}" + (f" [{diff[1][0]:{fmt}}, {diff[1][1]:{fmt}}]" if diff[1] else "")
+
+
 def ablation_claims(results: list[dict], reference: str) -> list[dict]:
+    """Each ablation against the reference: a paired interval over test pieces (cnBPT; Mel distance over the
+    same clips) per LM seed when the results hold per-piece values, else the point estimates' sign."""
     if reference not in results[0]["rows"]:
         raise SystemExit(f"no reference row {reference!r} in the ablation results "
                          f"(rows: {', '.join(results[0]['rows'])}); give it with --reference")
     seeds = [seed_of(r) for r in results]
     present = {tag: ablation_name(reference, tag) for tag in ABLATIONS
                if ablation_name(reference, tag) in results[0]["rows"]}
+
+    def rises(a: dict, ref: dict, s: int) -> str | None:
+        how = direction(paired_difference(piece_cnbpt(a), piece_cnbpt(ref), s))
+        return None if how is None else {"up": "holds", "down": "against"}.get(how, "unresolved")
+
+    def mss(a: dict, ref: dict, s: int) -> str | None:
+        cn = direction(paired_difference(piece_cnbpt(a), piece_cnbpt(ref), s))
+        ml = direction(paired_difference(clip_mel(a), clip_mel(ref), s))
+        if cn is None or ml is None:
+            return None
+        if cn == "up" or ml == "down":
+            return "against"
+        return "holds" if ml == "up" else "unresolved"
+
     claims = []
-    for tag, claim, test in (
-            ("no-noise", "without the noise, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref)),
-            ("no-freeze", "without freezing the encoder, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref)),
+    for tag, claim, test, paired in (
+            ("no-noise", "without the noise, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref), rises),
+            ("no-freeze", "without freezing the encoder, cnBPT rises", lambda a, ref: cnbpt(a) > cnbpt(ref), rises),
             ("no-mss", "without the MSS head, cnBPT does not rise and the Mel distance does",
-             lambda a, ref: cnbpt(a) <= cnbpt(ref) and mel(a) > mel(ref))):
+             lambda a, ref: cnbpt(a) <= cnbpt(ref) and mel(a) > mel(ref), mss)):
         if tag not in present:
             claims.append(not_testable(claim, f"no row {ablation_name(reference, tag)}"))
             continue
         name = present[tag]
-        holds = [test(r["rows"][name], r["rows"][reference]) for r in results]
-        claims.append({"claim": claim, "verdict": verdict(holds),
-                       "values": {f"s{s}": {"cnBPT": f"{cnbpt(r['rows'][name]):.4f} vs {cnbpt(r['rows'][reference]):.4f}",
-                                            "Mel": f"{mel(r['rows'][name]):.3f} vs {mel(r['rows'][reference]):.3f}"}
-                                  for s, r in zip(seeds, results)}})
+        outcomes = [paired(r["rows"][name], r["rows"][reference], s) for s, r in zip(seeds, results)]
+        if all(o is not None for o in outcomes):
+            v = paired_verdict(outcomes)
+        else:
+            v = verdict([test(r["rows"][name], r["rows"][reference]) for r in results]) + " (point estimates)"
+        claims.append({"claim": claim, "verdict": v, "values": {f"s{s}": {
+            "cnBPT": f"{cnbpt(r['rows'][name]):.4f} vs {cnbpt(r['rows'][reference]):.4f}",
+            "Δ cnBPT per piece": diff_text(paired_difference(piece_cnbpt(r["rows"][name]),
+                                                             piece_cnbpt(r["rows"][reference]), s)),
+            "Mel": f"{mel(r['rows'][name]):.3f} vs {mel(r['rows'][reference]):.3f}",
+            "Δ Mel per clip": diff_text(paired_difference(clip_mel(r["rows"][name]), clip_mel(r["rows"][reference]),
+                                                          s), "+.3f")}
+            for s, r in zip(seeds, results)}})
     claim = "not freezing the encoder costs the most cnBPT of the ablations"
     if "no-freeze" not in present or len(present) < 2:
         claims.append(not_testable(claim, "needs no-freeze and another ablation"))
@@ -239,19 +337,31 @@ def ablation_claims(results: list[dict], reference: str) -> list[dict]:
 
 
 def ablation_table(results: list[dict], reference: str) -> list[str]:
-    lines = ["| tokenizer | cnBPT (mean over seeds) | per seed | Acc@1 lead | Acc@1 acc. | Mel lead | Mel acc. |",
-             "|---|---|---|---|---|---|---|"]
+    """One line per row; Δ is the row minus the reference per test piece, with its paired interval, per seed.
+    The reference's spread over LM seeds is printed under the table: the noise a single seed's Δ carries
+    besides the pieces'."""
+    lines = ["| tokenizer | cnBPT (mean over seeds) | per seed | Δ cnBPT vs reference per seed [95 % over pieces] "
+             "| Acc@1 lead | Acc@1 acc. | Mel lead | Mel acc. |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in results[0]["rows"]:
         rows = [r["rows"][name] for r in results]
+        deltas = "—" if name == reference else "; ".join(
+            diff_text(paired_difference(piece_cnbpt(r["rows"][name]), piece_cnbpt(r["rows"][reference]),
+                                        seed_of(r))) for r in results)
         acc = {t: statistics.fmean(x["parallel"]["streams"][t]["topk_accuracy"]["1"] for x in rows)
                for t in ("lead", "accompaniment")}
         mels = {t: statistics.fmean(x["reconstruction"][t]["mel_distance"] for x in rows)
                 for t in ("lead", "accompaniment")}
         label = f"{name} (reference)" if name == reference else name
         lines.append(f"| {label} | {statistics.fmean(cnbpt(x) for x in rows):.4f} | "
-                     + ", ".join(f"{cnbpt(x):.4f}" for x in rows)
+                     + ", ".join(f"{cnbpt(x):.4f}" for x in rows) + f" | {deltas}"
                      + f" | {acc['lead']:.3f} | {acc['accompaniment']:.3f} | {mels['lead']:.3f} | "
                        f"{mels['accompaniment']:.3f} |")
+    spread = [cnbpt(r["rows"][reference]) for r in results]
+    if len(spread) > 1:
+        lines += ["", f"The reference's cnBPT over the {len(spread)} LM seeds spans {max(spread) - min(spread):.4f} "
+                      f"({min(spread):.4f}–{max(spread):.4f}): a Δ smaller than that is within the LMs' own "
+                      "seed-to-seed noise, whatever its interval over pieces."]
     return lines
 
 

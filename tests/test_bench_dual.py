@@ -8,7 +8,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from musictok.bench_dual import duo_stems, duo_tokens, two_track_layout
+from musictok.bench_dual import duo_stems, duo_tokens, piece_cnbpt, two_track_layout
+from musictok.lm.scoring import CellScores
 from musictok.cli import app
 from musictok.data.datasets import CorpusIndex
 from musictok.tokenizers.bandtok import BandTok
@@ -55,6 +56,8 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
             assert 0 < s["cnbpt"] and s["enbpt"] is not None and set(s["topk_accuracy"]) == {"1", "5", "10", "50"}
             acc = s["topk_accuracy"]
             assert 0 <= acc["1"] <= acc["5"] <= acc["10"] <= acc["50"] <= 1
+        test_ids = {p["id"] for p in CorpusIndex(tiny_corpus, "train").pieces}
+        assert row["parallel"]["per_piece_cnbpt"] and set(row["parallel"]["per_piece_cnbpt"]) <= test_ids
         assert set(row["codebook"]) == {"lead", "accompaniment"}
         for cb in row["codebook"].values():  # NSB entropy, with the plug-in and the uniform ceiling beside it
             assert 0 <= cb["normalized_entropy"] <= 1 and 0 < cb["utilization"] <= cb["uniform_utilization"] <= 1
@@ -104,3 +107,20 @@ def test_bench_dual_quick(tiny_corpus, tokenizers, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["dual-context.png", "dual.json", "dual.md"]
     assert "Not run (`--no-track-to-track`)" in (tmp_path / "out2" / "dual.md").read_text()
 
+
+
+def test_piece_cnbpt_reference_values():
+    """Per piece: each stream's mean NLL over its scored cells in bits over log2 K, then the streams' mean;
+    unscored cells (whatever they hold) and other pieces' windows do not count."""
+    import math
+
+    layout = TokenLayout((StreamSpec("lead", 10.0, (4,)), StreamSpec("accompaniment", 10.0, (16,))))
+    ln2 = math.log(2)
+    nll = [torch.tensor([[[1.0], [3.0]], [[2.0], [99.0]], [[5.0], [5.0]]]) * ln2,  # bits 1,3 | 2,(99) | 5,5
+           torch.tensor([[[4.0], [4.0]], [[8.0], [8.0]], [[2.0], [6.0]]]) * ln2]
+    scored = [torch.tensor([[[True], [True]], [[True], [False]], [[True], [True]]]),
+              torch.ones(3, 2, 1, dtype=torch.bool)]
+    out = piece_cnbpt(CellScores(nll, scored, []), layout, [0, 0, 1], ["a", "b"])
+    # piece a: lead mean(1, 3, 2) = 2 bits / 2; accompaniment mean(4, 4, 8, 8) = 6 bits / 4
+    assert out["a"] == pytest.approx((2 / 2 + 6 / 4) / 2)
+    assert out["b"] == pytest.approx((5 / 2 + 4 / 4) / 2)

@@ -29,7 +29,7 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch, load_benchmark)
     s1 = _result(1, {"duo": _row(0.65, 0.20, 0.25, 0.05, (0.50, 0.40)),  # worse than band; mask > mismatch
                      "band": _row(0.60, 0.05, 0.02, 0.01, (0.62, 0.60))})
     out = {c["claim"]: c["verdict"] for c in claims.main_claims([s0, s1], "duo")}
-    assert out["DuoTok has the lowest cnBPT"] == "mixed (1/2 seeds)"
+    assert out["DuoTok has the lowest cnBPT"] == "mixed (1/2 seeds) (point estimates)"
     assert out["DuoTok has the lowest enBPT (not lowered by unused codes)"] == "mixed (1/2 seeds)"  # the other seed
     assert out["duo: mismatch > mask > shift"] == "mixed (1/2 seeds)"
     assert out["band: mismatch > mask > shift"] == "reproduced (2/2 seeds)"
@@ -43,9 +43,10 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch, load_benchmark)
                        "duotok-small-no-mss-stage3": _row(0.49, 0.2, 0.1, 0.05, (0.5, 0.4), mel=1.2),
                        "duotok-small-no-freeze-stage3": _row(0.45, 0.2, 0.1, 0.05, (0.5, 0.4))}) for s in (0, 1)]
     out = {c["claim"]: c["verdict"] for c in claims.ablation_claims(abl, "duotok-small-stage3")}
-    assert out["without the noise, cnBPT rises"] == "reproduced (2/2 seeds)"
-    assert out["without freezing the encoder, cnBPT rises"] == "not reproduced (0/2 seeds)"
-    assert out["without the MSS head, cnBPT does not rise and the Mel distance does"] == "reproduced (2/2 seeds)"
+    assert out["without the noise, cnBPT rises"] == "reproduced (2/2 seeds) (point estimates)"
+    assert out["without freezing the encoder, cnBPT rises"] == "not reproduced (0/2 seeds) (point estimates)"
+    assert out["without the MSS head, cnBPT does not rise and the Mel distance does"] == \
+        "reproduced (2/2 seeds) (point estimates)"
     assert out["not freezing the encoder costs the most cnBPT of the ablations"] == "not reproduced (0/2 seeds)"
     # a row of a similar name is not taken for the ablation; a missing one is said, not dropped
     odd = [_result(s, {"duotok-small-stage3": _row(0.50, 0.2, 0.1, 0.05, (0.5, 0.4)),
@@ -73,9 +74,10 @@ def test_claims_verdicts_follow_the_seeds(tmp_path, monkeypatch, load_benchmark)
     with pytest.raises(SystemExit, match="differ from"):
         claims.load([files[0], files[2]])
     page = (tmp_path / "claims.md").read_text()
-    assert "| DuoTok has the lowest cnBPT | mixed (1/2 seeds) |" in page
+    assert "| DuoTok has the lowest cnBPT | mixed (1/2 seeds) (point estimates) |" in page
     assert "duotok-small-stage3 (reference)" in page
-    assert json.loads((tmp_path / "claims.json").read_text())["claims"][0]["verdict"] == "mixed (1/2 seeds)"
+    assert json.loads((tmp_path / "claims.json").read_text())["claims"][0]["verdict"] == \
+        "mixed (1/2 seeds) (point estimates)"
 
 
 def test_an_ordering_inside_the_intervals_is_not_resolved(load_benchmark):
@@ -135,3 +137,46 @@ def test_a_baseline_clearly_ahead_refutes_rather_than_leaves_unresolved(load_ben
     out = {c["claim"]: c["verdict"] for c in claims.main_claims([_result(0, {"duo": duo, "a": a, "b": b})], "duo")}
     assert out["DuoTok's mismatch cost is the largest"].startswith("not reproduced (1/1 seeds with a baseline's")
     assert out[next(k for k in out if k.startswith("DuoTok's context"))] == "reproduced (1/1 seeds)"
+
+
+def _with_pieces(row: dict, per_piece: list[float], per_clip: list[float] | None = None) -> dict:
+    row["parallel"]["per_piece_cnbpt"] = {f"p{i}": v for i, v in enumerate(per_piece)}
+    if per_clip is not None:
+        for t in ("lead", "accompaniment"):
+            row["reconstruction"][t]["per_clip"] = list(per_clip)
+    return row
+
+
+def test_per_piece_values_judge_by_paired_intervals(load_benchmark):
+    """With per-piece cnBPT, a difference that every piece shows is resolved even when it is small, and one
+    that the pieces disagree on is not, whatever the point estimates say."""
+    claims = load_benchmark("duotok_claims")
+    base = [0.30, 0.50, 0.70, 0.40, 0.60, 0.35, 0.55, 0.45]
+    ref = [_row(0.5, 0.2, 0.1, 0.05, (0.5, 0.4)) for _ in range(2)]
+    steady = [b + 0.01 for b in base]  # every piece a little worse: rises
+    noisy = [b + (0.2 if i % 2 else -0.19) for i, b in enumerate(base)]  # worse on average, not on every piece
+    mel_ref, mel_up = [1.0, 1.2, 0.9, 1.1], [1.1, 1.3, 1.0, 1.2]
+    abl = [_result(s, {"duotok-small-stage3": _with_pieces(ref[s], base, mel_ref),
+                       "duotok-small-no-noise-stage3": _with_pieces(_row(0.51, 0.2, 0.1, 0.05, (0.5, 0.4)), steady, mel_ref),
+                       "duotok-small-no-freeze-stage3": _with_pieces(_row(0.51, 0.2, 0.1, 0.05, (0.5, 0.4)), noisy, mel_ref),
+                       "duotok-small-no-mss-stage3": _with_pieces(_row(0.49, 0.2, 0.1, 0.05, (0.5, 0.4)),
+                                                                   [b - 0.005 for b in base], mel_up)})
+           for s in (0, 1)]
+    out = {c["claim"]: c for c in claims.ablation_claims(abl, "duotok-small-stage3")}
+    assert out["without the noise, cnBPT rises"]["verdict"] == "reproduced (2/2 seeds, paired intervals over pieces)"
+    assert out["without freezing the encoder, cnBPT rises"]["verdict"] == \
+        "not resolved (2/2 seeds with a paired interval holding 0)"
+    assert out["without the MSS head, cnBPT does not rise and the Mel distance does"]["verdict"] == \
+        "reproduced (2/2 seeds, paired intervals over pieces)"
+    assert out["without the noise, cnBPT rises"]["values"]["s0"]["Δ cnBPT per piece"].startswith("+0.0100 [+0.0100,")
+    table = "\n".join(claims.ablation_table(abl, "duotok-small-stage3"))
+    assert "spans 0.0000" in table and "+0.0100 [+0.0100, +0.0100]" in table
+
+    # DuoTok below a baseline on every piece: reproduced; above it on every piece: not reproduced
+    duo = _with_pieces(_row(0.4, 0.2, 0.1, 0.05, (0.5, 0.4)), base)
+    band = _with_pieces(_row(0.6, 0.2, 0.1, 0.05, (0.5, 0.4)), [b + 0.1 for b in base])
+    out = {c["claim"]: c["verdict"] for c in claims.main_claims([_result(0, {"duo": duo, "band": band})], "duo")}
+    assert out["DuoTok has the lowest cnBPT"] == "reproduced (1/1 seeds, paired intervals over pieces)"
+    band = _with_pieces(_row(0.6, 0.2, 0.1, 0.05, (0.5, 0.4)), [b - 0.1 for b in base])
+    out = {c["claim"]: c["verdict"] for c in claims.main_claims([_result(0, {"duo": duo, "band": band})], "duo")}
+    assert out["DuoTok has the lowest cnBPT"] == "not reproduced (1/1 seeds against, paired intervals over pieces)"

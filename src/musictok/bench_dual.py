@@ -309,6 +309,29 @@ def _track_metrics(scores, codes: list[torch.Tensor], layout: TokenLayout) -> di
     return predictability_metrics(streams).to_dict()
 
 
+def piece_cnbpt(scores, layout: TokenLayout, pieces: list[int], ids: list[str]) -> dict[str, float]:
+    """cnBPT of each test piece over its windows' scored cells, the streams' unweighted mean as in the row's
+    cnBPT; keyed by piece id. Two tokenizers scored on the same pieces differ by a paired statistic whose
+    interval resamples pieces (``benchmarks/duotok_claims.py``): the row's cnBPT alone has no noise floor."""
+    from .metrics.predictability import mean_log2_codebook_size
+
+    pieces_t = torch.as_tensor(pieces)
+    out = {}
+    for p in sorted(set(pieces)):
+        rows = pieces_t == p
+        per_stream = []
+        for s, spec in enumerate(layout.streams):
+            keep = scores.scored[s][rows]
+            if not bool(keep.any()):
+                continue
+            sizes = spec.codebook_sizes[0] if spec.shared_codebook else list(spec.codebook_sizes)
+            bits = float(scores.nll[s][rows][keep].double().mean()) / math.log(2)
+            per_stream.append(bits / mean_log2_codebook_size(sizes))
+        if per_stream:
+            out[ids[p]] = sum(per_stream) / len(per_stream)
+    return out
+
+
 def _codebook_health(tokens: list[Tokens]) -> dict:
     from .metrics.codebook import codebook_usage
 
@@ -331,6 +354,7 @@ def _codebook_health(tokens: list[Tokens]) -> dict:
 def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: Log) -> dict:
     """Train both LMs of one tokenizer and score them; corruption and context curves."""
     from .bench import _has_split
+    from .data.datasets import CorpusIndex
     from .lm.patterns import make_pattern
     from .lm.scoring import cell_scores, cnbpt_scorer
     from .metrics.diagnostics import context_gain_interval, context_scores, corruption_curves
@@ -345,6 +369,7 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
     rate = layout.streams[0].frame_rate
     frames = max(1, round(cfg.context_seconds * rate))
     codes, pieces = _windows(tokens["test"], frames, cfg.lm_eval_windows)
+    test_ids = [p["id"] for p in CorpusIndex(cfg.corpus, cfg.eval_split).pieces]  # duo_tokens' order
     log(f"[{short}] per-track reconstruction, {cfg.recon_clips} clips of {cfg.recon_seconds:g} s")
     result: dict = {"layout": layout.to_dict(), "kbps": layout.bitrate / 1000,
                     "tokens_per_second": layout.tokens_per_second, "codebook": _codebook_health(tokens["test"]),
@@ -366,6 +391,8 @@ def evaluate_dual(cfg: DualBenchConfig, short: str, tokenizer, work: Path, log: 
 
         scores = cell_scores(model, lm.pattern, codes)
         result[mode] = _track_metrics(scores, codes, layout)
+        # per test piece, so that two tokenizers' cnBPT can be compared paired over the same pieces
+        result[mode]["per_piece_cnbpt"] = piece_cnbpt(scores, layout, pieces, test_ids)
         if mode == "conditional":
             scorer = cnbpt_scorer(model, pattern_for, streams=[1], per_window=True)
             curves = corruption_curves(scorer, codes, track=0, shifts=cfg.shifts, mask_ratios=cfg.mask_ratios,
