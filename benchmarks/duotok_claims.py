@@ -289,13 +289,10 @@ def ablation_claims(results: list[dict], reference: str) -> list[dict]:
     present = {tag: ablation_name(reference, tag) for tag in ABLATIONS
                if ablation_name(reference, tag) in results[0]["rows"]}
 
-    def rises(a: dict, ref: dict, s: int) -> str | None:
-        how = direction(paired_difference(piece_cnbpt(a), piece_cnbpt(ref), s))
-        return None if how is None else {"up": "holds", "down": "against"}.get(how, "unresolved")
+    def rises(cn: str | None, ml: str | None) -> str | None:
+        return None if cn is None else {"up": "holds", "down": "against"}.get(cn, "unresolved")
 
-    def mss(a: dict, ref: dict, s: int) -> str | None:
-        cn = direction(paired_difference(piece_cnbpt(a), piece_cnbpt(ref), s))
-        ml = direction(paired_difference(clip_mel(a), clip_mel(ref), s))
+    def mss(cn: str | None, ml: str | None) -> str | None:
         if cn is None or ml is None:
             return None
         if cn == "up" or ml == "down":
@@ -311,20 +308,19 @@ def ablation_claims(results: list[dict], reference: str) -> list[dict]:
         if tag not in present:
             claims.append(not_testable(claim, f"no row {ablation_name(reference, tag)}"))
             continue
-        name = present[tag]
-        outcomes = [paired(r["rows"][name], r["rows"][reference], s) for s, r in zip(seeds, results)]
+        pairs = [(r["rows"][present[tag]], r["rows"][reference]) for r in results]
+        # per seed, ablation − reference: cnBPT paired over pieces, Mel distance over the same clips
+        cn = [paired_difference(piece_cnbpt(a), piece_cnbpt(ref), s) for s, (a, ref) in zip(seeds, pairs)]
+        ml = [paired_difference(clip_mel(a), clip_mel(ref), s) for s, (a, ref) in zip(seeds, pairs)]
+        outcomes = [paired(direction(c), direction(m)) for c, m in zip(cn, ml)]
         if all(o is not None for o in outcomes):
             v = paired_verdict(outcomes)
         else:
-            v = verdict([test(r["rows"][name], r["rows"][reference]) for r in results]) + " (point estimates)"
+            v = verdict([test(a, ref) for a, ref in pairs]) + " (point estimates)"
         claims.append({"claim": claim, "verdict": v, "values": {f"s{s}": {
-            "cnBPT": f"{cnbpt(r['rows'][name]):.4f} vs {cnbpt(r['rows'][reference]):.4f}",
-            "Δ cnBPT per piece": diff_text(paired_difference(piece_cnbpt(r["rows"][name]),
-                                                             piece_cnbpt(r["rows"][reference]), s)),
-            "Mel": f"{mel(r['rows'][name]):.3f} vs {mel(r['rows'][reference]):.3f}",
-            "Δ Mel per clip": diff_text(paired_difference(clip_mel(r["rows"][name]), clip_mel(r["rows"][reference]),
-                                                          s), "+.3f")}
-            for s, r in zip(seeds, results)}})
+            "cnBPT": f"{cnbpt(a):.4f} vs {cnbpt(ref):.4f}", "Δ cnBPT per piece": diff_text(c),
+            "Mel": f"{mel(a):.3f} vs {mel(ref):.3f}", "Δ Mel per clip": diff_text(m, "+.3f")}
+            for s, (a, ref), c, m in zip(seeds, pairs, cn, ml)}})
     claim = "not freezing the encoder costs the most cnBPT of the ablations"
     if "no-freeze" not in present or len(present) < 2:
         claims.append(not_testable(claim, "needs no-freeze and another ablation"))
